@@ -1,0 +1,572 @@
+//! A running kernel: process launch, the four ZMQ channels, interrupt, shutdown and liveness.
+//!
+//! Every wait here is raced against the kernel process exiting and against a deadline, so a
+//! kernel that never starts, crashes, or is OOM-killed is reported within moments instead of
+//! hanging the caller. Dropping a [`Kernel`] kills its whole process group: no code path leaves
+//! a kernel process behind.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jupyter_protocol::{
+    ConnectionInfo, ExecuteRequest, InputReply, InterruptRequest, JupyterMessage,
+    JupyterMessageContent, KernelInfoRequest, ReplyStatus, ShutdownRequest, Transport,
+};
+use jupyter_zmq_client::{
+    create_client_control_connection, create_client_iopub_connection,
+    create_client_shell_connection_with_identity, create_client_stdin_connection_with_identity,
+    peek_ports, peer_identity_for_session, ClientControlConnection, RawMessage,
+};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{sleep, timeout, Instant};
+
+use crate::spec::{InterruptMode, KernelSpec};
+use crate::wire::Msg;
+
+/// Errors while starting or talking to a kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    /// The kernel process could not be spawned.
+    #[error("could not start kernel `{name}` with `{command}`: {source}")]
+    Spawn {
+        /// Kernelspec name.
+        name: String,
+        /// The command line tried.
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The kernel did not answer `kernel_info_request` within the start timeout.
+    #[error("kernel `{name}` did not become ready within {secs} s{}", stderr_hint(.stderr))]
+    StartTimeout {
+        /// Kernelspec name.
+        name: String,
+        /// Timeout in seconds.
+        secs: u64,
+        /// Last lines the kernel wrote to stderr.
+        stderr: String,
+    },
+    /// The kernel process exited.
+    #[error("kernel `{name}` died ({status}){}", stderr_hint(.stderr))]
+    Died {
+        /// Kernelspec name.
+        name: String,
+        /// How it ended, e.g. `killed by signal 9 (SIGKILL)`.
+        status: String,
+        /// Last lines the kernel wrote to stderr.
+        stderr: String,
+    },
+    /// Talking to the kernel failed at the transport level.
+    #[error("kernel channel error: {0}")]
+    Channel(String),
+    /// Local I/O (connection file) failed.
+    #[error("kernel setup failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn stderr_hint(stderr: &str) -> String {
+    let tail = stderr.trim();
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; kernel stderr:\n{tail}")
+    }
+}
+
+/// How to launch a kernel.
+#[derive(Debug, Clone)]
+pub struct LaunchOptions {
+    /// Working directory of the kernel process.
+    pub cwd: Option<PathBuf>,
+    /// How long to wait for the kernel to answer `kernel_info_request`.
+    pub start_timeout: Duration,
+    /// Extra environment variables for the kernel process.
+    pub env: Vec<(String, String)>,
+    /// Forward the kernel's stderr to ours as it arrives (it is always kept for error reports).
+    pub echo_stderr: bool,
+}
+
+impl Default for LaunchOptions {
+    fn default() -> Self {
+        LaunchOptions {
+            cwd: None,
+            start_timeout: Duration::from_secs(60),
+            env: Vec::new(),
+            echo_stderr: false,
+        }
+    }
+}
+
+/// Something that arrived from the kernel.
+#[derive(Debug)]
+pub enum Event {
+    /// A reply on the shell channel.
+    Shell(Msg),
+    /// A broadcast on the IOPub channel.
+    IoPub(Msg),
+    /// A request on the stdin channel (e.g. `input_request`).
+    Stdin(Msg),
+    /// A message that could not be decoded; the channel goes on.
+    Garbled(String),
+}
+
+/// How a kernel process ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Human-readable status: `exit code 1`, `killed by signal 9 (SIGKILL)`.
+    pub status: String,
+}
+
+/// A live kernel process and its channels.
+pub struct Kernel {
+    name: String,
+    pgid: Pid,
+    interrupt_mode: InterruptMode,
+    shell: jupyter_zmq_client::DealerSendConnection,
+    stdin: jupyter_zmq_client::DealerSendConnection,
+    control: ClientControlConnection,
+    events: mpsc::UnboundedReceiver<Event>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    stderr: Arc<Mutex<StderrTail>>,
+    kernel_info: Value,
+    _connection_file: tempfile::TempPath,
+    _tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The last 16 KiB a kernel wrote to stderr.
+#[derive(Default)]
+struct StderrTail {
+    buf: VecDeque<u8>,
+}
+
+impl StderrTail {
+    const CAP: usize = 16 * 1024;
+    fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend(bytes);
+        while self.buf.len() > Self::CAP {
+            self.buf.pop_front();
+        }
+    }
+    fn text(&self) -> String {
+        let bytes: Vec<u8> = self.buf.iter().copied().collect();
+        let text = String::from_utf8_lossy(&bytes);
+        // Keep the last 20 lines: enough for a traceback, short enough for a terminal.
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+impl Kernel {
+    /// Start a kernel from `spec` and wait until it answers on shell and IOPub.
+    pub async fn launch(spec: &KernelSpec, opts: &LaunchOptions) -> Result<Kernel, KernelError> {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let ports = peek_ports(ip, 5)
+            .await
+            .map_err(|e| KernelError::Channel(e.to_string()))?;
+        let info = ConnectionInfo {
+            ip: ip.to_string(),
+            transport: Transport::TCP,
+            shell_port: ports[0],
+            iopub_port: ports[1],
+            stdin_port: ports[2],
+            control_port: ports[3],
+            hb_port: ports[4],
+            key: uuid::Uuid::new_v4().to_string(),
+            signature_scheme: "hmac-sha256".to_string(),
+            kernel_name: Some(spec.name.clone()),
+        };
+        let file = tempfile::Builder::new()
+            .prefix("nbpipe-kernel-")
+            .suffix(".json")
+            .tempfile()?;
+        serde_json::to_writer(file.as_file(), &info)
+            .map_err(|e| KernelError::Io(std::io::Error::other(e)))?;
+        let connection_file = file.into_temp_path();
+
+        let argv = spec.command(&connection_file);
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .envs(spec.env.iter())
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(cwd) = &opts.cwd {
+            cmd.current_dir(cwd);
+        }
+        // SAFETY: prctl is async-signal-safe; it makes the kernel die with us even on SIGKILL.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| KernelError::Spawn {
+            name: spec.name.clone(),
+            command: argv.join(" "),
+            source,
+        })?;
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        let pgid = Pid::from_raw(pid);
+
+        let stderr = Arc::new(Mutex::new(StderrTail::default()));
+        let mut tasks = Vec::new();
+        if let Some(mut pipe) = child.stderr.take() {
+            let tail = stderr.clone();
+            let echo = opts.echo_stderr;
+            tasks.push(tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    if echo {
+                        use std::io::Write;
+                        let _ = std::io::stderr().write_all(&buf[..n]);
+                    }
+                    tail.lock().map(|mut t| t.push(&buf[..n])).ok();
+                }
+            }));
+        }
+        let (exit_tx, exit_rx) = watch::channel(None);
+        tasks.push(tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(s) => describe_exit(s),
+                Err(e) => format!("unknown exit: {e}"),
+            };
+            // Reap the rest of the group too: a kernel's own children must not outlive it.
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = exit_tx.send(Some(ExitInfo { status }));
+        }));
+
+        let mut guard = StartGuard { pgid, armed: true };
+        let deadline = Instant::now() + opts.start_timeout;
+        let session = uuid::Uuid::new_v4().to_string();
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let mut kernel_exit = exit_rx.clone();
+        let name = spec.name.clone();
+        let died = |stderr: &Arc<Mutex<StderrTail>>, exit: &watch::Receiver<Option<ExitInfo>>| {
+            KernelError::Died {
+                name: name.clone(),
+                status: exit
+                    .borrow()
+                    .as_ref()
+                    .map(|e| e.status.clone())
+                    .unwrap_or_else(|| "exited".into()),
+                stderr: stderr.lock().map(|t| t.text()).unwrap_or_default(),
+            }
+        };
+        let timed_out = |stderr: &Arc<Mutex<StderrTail>>| KernelError::StartTimeout {
+            name: name.clone(),
+            secs: opts.start_timeout.as_secs(),
+            stderr: stderr.lock().map(|t| t.text()).unwrap_or_default(),
+        };
+
+        // The kernel binds its ports some time after it starts: retry the connects until it
+        // does, dies, or the start timeout passes.
+        let connect = async {
+            loop {
+                let attempt = async {
+                    let identity = peer_identity_for_session(&session)?;
+                    let iopub = create_client_iopub_connection(&info, "", &session).await?;
+                    let shell = create_client_shell_connection_with_identity(
+                        &info,
+                        &session,
+                        identity.clone(),
+                    )
+                    .await?;
+                    let stdin =
+                        create_client_stdin_connection_with_identity(&info, &session, identity)
+                            .await?;
+                    let control = create_client_control_connection(&info, &session).await?;
+                    Ok::<_, jupyter_zmq_client::RuntimeError>((iopub, shell, stdin, control))
+                };
+                match attempt.await {
+                    Ok(conns) => return Ok::<_, KernelError>(conns),
+                    Err(_) => sleep(Duration::from_millis(20)).await,
+                }
+            }
+        };
+        let conns = tokio::select! {
+            r = connect => r?,
+            _ = kernel_exit.wait_for(|e| e.is_some()) => return Err(died(&stderr, &exit_rx)),
+            _ = tokio::time::sleep_until(deadline) => return Err(timed_out(&stderr)),
+        };
+        let (iopub, shell, stdin, control) = conns;
+        let (shell_tx, shell_rx) = shell.split();
+        let (stdin_tx, stdin_rx) = stdin.split();
+        tasks.push(spawn_reader(iopub, events_tx.clone(), Event::IoPub));
+        tasks.push(spawn_reader(shell_rx, events_tx.clone(), Event::Shell));
+        tasks.push(spawn_reader(stdin_rx, events_tx, Event::Stdin));
+
+        let mut kernel = Kernel {
+            name: spec.name.clone(),
+            pgid,
+            interrupt_mode: spec.interrupt_mode,
+            shell: shell_tx,
+            stdin: stdin_tx,
+            control,
+            events,
+            exit: exit_rx,
+            stderr,
+            kernel_info: Value::Null,
+            _connection_file: connection_file,
+            _tasks: tasks,
+        };
+        kernel.wait_ready(deadline).await.map_err(|e| match e {
+            KernelError::StartTimeout { .. } => timed_out(&kernel.stderr),
+            other => other,
+        })?;
+        guard.armed = false;
+        Ok(kernel)
+    }
+
+    /// Send `kernel_info_request` until the kernel answers on shell *and* its IOPub traffic
+    /// reaches us (a SUB socket misses what is published before it is connected).
+    async fn wait_ready(&mut self, deadline: Instant) -> Result<(), KernelError> {
+        let mut reply: Option<Value> = None;
+        let mut iopub_seen = false;
+        loop {
+            let id = self
+                .send_shell(KernelInfoRequest {}.into())
+                .await
+                .map_err(|e| KernelError::Channel(e.to_string()))?;
+            let round = Instant::now() + Duration::from_millis(500);
+            loop {
+                let until = round.min(deadline);
+                match self.next_event_until(until).await? {
+                    Some(Event::Shell(m))
+                        if m.parent_id == id && m.msg_type == "kernel_info_reply" =>
+                    {
+                        reply = Some(m.content)
+                    }
+                    Some(Event::IoPub(m)) if m.parent_id == id => iopub_seen = true,
+                    Some(_) => {}
+                    None => break,
+                }
+                if reply.is_some() && iopub_seen {
+                    self.kernel_info = reply.take().unwrap_or_default();
+                    // Drain the idle status of this request so it is not mistaken later.
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(KernelError::StartTimeout {
+                    name: self.name.clone(),
+                    secs: 0,
+                    stderr: String::new(),
+                });
+            }
+        }
+    }
+
+    /// The next event, or `None` once `until` passes. Errors if the kernel dies first.
+    pub async fn next_event_until(&mut self, until: Instant) -> Result<Option<Event>, KernelError> {
+        let mut exit = self.exit.clone();
+        tokio::select! {
+            biased;
+            ev = self.events.recv() => Ok(ev),
+            _ = exit.wait_for(|e| e.is_some()) => {
+                // Deliver what the kernel said before it died first.
+                match self.events.try_recv() {
+                    Ok(ev) => Ok(Some(ev)),
+                    Err(_) => Err(self.died_error()),
+                }
+            }
+            _ = tokio::time::sleep_until(until) => Ok(None),
+        }
+    }
+
+    /// The error describing how the kernel died.
+    pub fn died_error(&self) -> KernelError {
+        KernelError::Died {
+            name: self.name.clone(),
+            status: self
+                .exit
+                .borrow()
+                .as_ref()
+                .map(|e| e.status.clone())
+                .unwrap_or_else(|| "exited".into()),
+            stderr: self.stderr_tail(),
+        }
+    }
+
+    /// The last lines the kernel wrote to stderr.
+    pub fn stderr_tail(&self) -> String {
+        self.stderr.lock().map(|t| t.text()).unwrap_or_default()
+    }
+
+    /// `Some` once the kernel process has exited.
+    pub fn exited(&self) -> Option<ExitInfo> {
+        self.exit.borrow().clone()
+    }
+
+    /// The content of the kernel's `kernel_info_reply` (has `language_info`).
+    pub fn kernel_info(&self) -> &Value {
+        &self.kernel_info
+    }
+
+    /// The kernelspec name this kernel was started from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn send_shell(&mut self, content: JupyterMessageContent) -> Result<String, KernelError> {
+        let msg = JupyterMessage::new(content, None);
+        let id = msg.header.msg_id.clone();
+        self.shell
+            .send(msg)
+            .await
+            .map_err(|e| KernelError::Channel(e.to_string()))?;
+        Ok(id)
+    }
+
+    /// Send an `execute_request`; returns its message id. `allow_stdin` is false, so a
+    /// well-behaved kernel raises on `input()` instead of waiting for a human.
+    pub async fn execute(&mut self, code: &str) -> Result<String, KernelError> {
+        let req = ExecuteRequest {
+            code: code.to_string(),
+            silent: false,
+            store_history: true,
+            user_expressions: None,
+            allow_stdin: false,
+            stop_on_error: false,
+        };
+        self.send_shell(req.into()).await
+    }
+
+    /// Answer an `input_request` from a kernel that ignores `allow_stdin`, so it cannot hang.
+    pub async fn reply_input(&mut self, value: &str) -> Result<(), KernelError> {
+        let msg = JupyterMessage::new(
+            InputReply {
+                value: value.to_string(),
+                status: ReplyStatus::Error,
+                error: None,
+            },
+            None,
+        );
+        self.stdin
+            .send(msg)
+            .await
+            .map_err(|e| KernelError::Channel(e.to_string()))
+    }
+
+    /// Interrupt the running cell the way the kernelspec asks (signal or control message).
+    pub async fn interrupt(&mut self) -> Result<(), KernelError> {
+        match self.interrupt_mode {
+            InterruptMode::Signal => {
+                let _ = killpg(self.pgid, Signal::SIGINT);
+                Ok(())
+            }
+            InterruptMode::Message => {
+                let msg = JupyterMessage::new(InterruptRequest {}, None);
+                let _ = timeout(Duration::from_secs(2), self.control.send(msg)).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ask the kernel to shut down; escalate to SIGTERM, then SIGKILL of its process group.
+    pub async fn shutdown(mut self) {
+        if self.exited().is_none() {
+            let msg = JupyterMessage::new(ShutdownRequest { restart: false }, None);
+            let _ = timeout(Duration::from_secs(1), self.control.send(msg)).await;
+            let mut exit = self.exit.clone();
+            if timeout(Duration::from_secs(3), exit.wait_for(|e| e.is_some()))
+                .await
+                .is_err()
+            {
+                let _ = killpg(self.pgid, Signal::SIGTERM);
+                if timeout(Duration::from_secs(2), exit.wait_for(|e| e.is_some()))
+                    .await
+                    .is_err()
+                {
+                    let _ = killpg(self.pgid, Signal::SIGKILL);
+                    let _ = timeout(Duration::from_secs(2), exit.wait_for(|e| e.is_some())).await;
+                }
+            }
+        }
+        // Whatever the kernel started in its group goes with it.
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+
+    /// The kernel's process group id (= its pid).
+    pub fn pid(&self) -> i32 {
+        self.pgid.as_raw()
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        // Last line of defence (errors, panics, cancellation): never leave a kernel behind.
+        let _ = killpg(self.pgid, Signal::SIGKILL);
+    }
+}
+
+/// Kills the kernel's process group if `launch` fails half way.
+struct StartGuard {
+    pgid: Pid,
+    armed: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = killpg(self.pgid, Signal::SIGKILL);
+        }
+    }
+}
+
+fn spawn_reader<S>(
+    mut conn: jupyter_zmq_client::Connection<S>,
+    tx: mpsc::UnboundedSender<Event>,
+    wrap: fn(Msg) -> Event,
+) -> tokio::task::JoinHandle<()>
+where
+    S: zeromq::SocketRecv + Send + 'static,
+{
+    tokio::spawn(async move {
+        loop {
+            let frames = match conn.socket.recv().await {
+                Ok(f) => f,
+                Err(_) => break,
+            };
+            let ev = match RawMessage::from_multipart(frames, &conn.mac) {
+                Ok(raw) => match Msg::from_frames(&raw.jparts) {
+                    Ok(m) => wrap(m),
+                    Err(e) => Event::Garbled(e),
+                },
+                Err(e) => Event::Garbled(e.to_string()),
+            };
+            if tx.send(ev).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(sig) = status.signal() {
+        let name = Signal::try_from(sig)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| "unknown".into());
+        let hint = if sig == 9 {
+            " — possibly the out-of-memory killer"
+        } else {
+            ""
+        };
+        format!("killed by signal {sig} ({name}){hint}")
+    } else {
+        format!("exit code {}", status.code().unwrap_or(-1))
+    }
+}

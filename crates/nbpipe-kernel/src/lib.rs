@@ -1,0 +1,16 @@
+//! Jupyter kernels for nbpipe: find them, start them, talk to them, stop them.
+//!
+//! - [`spec`] discovers kernelspecs the way Jupyter does.
+//! - [`Kernel`] is one running kernel process with its shell, IOPub, stdin and control
+//!   channels. Messages arrive as lossless JSON ([`Msg`]) on one event stream; every wait is
+//!   raced against the process exiting, and dropping a `Kernel` kills its process group.
+//!
+//! This crate knows nothing about notebooks: turning messages into outputs is `nbpipe-exec`'s job.
+#![deny(missing_docs)]
+
+mod client;
+pub mod spec;
+mod wire;
+
+pub use client::{Event, ExitInfo, Kernel, KernelError, LaunchOptions};
+pub use wire::Msg;
