@@ -1,0 +1,167 @@
+//! The nbpipe notebook engine: parameterize → execute → record → save.
+//!
+//! [`execute`] runs one notebook on a real Jupyter kernel the way papermill does (same
+//! injected cell, same `metadata.papermill`, same error banner cells) and keeps every output,
+//! error and timing in the output notebook, which is the run's log. Unlike papermill it never
+//! hangs (every wait is raced against the kernel dying, a timeout, or a stop signal) and its
+//! saving cost grows linearly with the notebook (see [`save`]).
+//!
+//! The CLI builds an [`ExecOptions`], implements [`Observer`] for progress and logs, and maps
+//! the returned [`Outcome`] or [`ExecError`] to an exit code.
+#![deny(missing_docs)]
+
+pub mod prepare;
+pub mod record;
+mod run;
+pub mod save;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nbpipe_kernel::spec::KernelSpec;
+use nbpipe_params::Parameters;
+use serde_json::Value;
+
+pub use run::execute;
+
+/// Everything one notebook run needs.
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    /// Input location (`-` = stdin), already templated.
+    pub input: String,
+    /// Output location (`-` = stdout); `None` writes nothing.
+    pub output: Option<String>,
+    /// Parameters to inject, in papermill's precedence order.
+    pub parameters: Parameters,
+    /// Kernel name override (`-k`).
+    pub kernel_name: Option<String>,
+    /// Language override (`-l`), for the translator.
+    pub language: Option<String>,
+    /// A kernelspec to use instead of discovery (e.g. a managed environment's).
+    pub kernel_spec: Option<KernelSpec>,
+    /// The managed environment's kernel, used for Python notebooks when no kernel is named.
+    pub python_env: Option<KernelSpec>,
+    /// Working directory of the kernel.
+    pub cwd: Option<PathBuf>,
+    /// Only parameterize and write; do not execute.
+    pub prepare_only: bool,
+    /// Hide code cell inputs in the output.
+    pub report_mode: bool,
+    /// Kernel start timeout.
+    pub start_timeout: Duration,
+    /// Per-cell execution timeout.
+    pub execution_timeout: Option<Duration>,
+    /// Save as cells finish (throttled so total cost stays linear).
+    pub save_on_cell: bool,
+    /// Save at most this often during a long cell that produces output; zero disables.
+    pub autosave_every: Duration,
+    /// Echo the kernel's own stderr (debug logging).
+    pub echo_kernel_stderr: bool,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            input: String::new(),
+            output: None,
+            parameters: Parameters::new(),
+            kernel_name: None,
+            language: None,
+            kernel_spec: None,
+            python_env: None,
+            cwd: None,
+            prepare_only: false,
+            report_mode: false,
+            start_timeout: Duration::from_secs(60),
+            execution_timeout: None,
+            save_on_cell: true,
+            autosave_every: Duration::from_secs(30),
+            echo_kernel_stderr: false,
+        }
+    }
+}
+
+/// Progress and log hooks; every method has a no-op default.
+pub trait Observer: Send {
+    /// A warning for the user (unknown parameter, missing parameters cell...).
+    fn warn(&mut self, _msg: &str) {}
+    /// Informational message (paths, kernel chosen).
+    fn info(&mut self, _msg: &str) {}
+    /// Execution begins; `total` cells.
+    fn notebook_start(&mut self, _total: usize) {}
+    /// A cell starts; `description` from `papermill_description=`.
+    fn cell_start(&mut self, _index: usize, _total: usize, _description: Option<&str>) {}
+    /// A cell produced (or extended) an output.
+    fn output(&mut self, _index: usize, _output: &Value) {}
+    /// A cell finished.
+    fn cell_end(&mut self, _index: usize, _ok: bool) {}
+    /// Execution is over.
+    fn notebook_end(&mut self) {}
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+impl Observer for Silent {}
+
+/// How a run ended when nothing went wrong outside the notebook itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Every cell ran (or the notebook ended itself with `sys.exit(0)`).
+    Completed,
+    /// Only prepared (`--prepare-only`).
+    Prepared,
+    /// A cell raised.
+    CellFailed(CellFailure),
+    /// A cell exceeded `--execution-timeout`; it was interrupted.
+    TimedOut(CellFailure),
+    /// The kernel died mid-run.
+    KernelDied(CellFailure),
+    /// nbpipe was asked to stop (signal number).
+    Interrupted(i32),
+}
+
+/// Where and how a run failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellFailure {
+    /// Cell index in the output notebook (before banner cells were added).
+    pub cell_index: usize,
+    /// The cell's execution count, if any.
+    pub execution_count: Option<i64>,
+    /// Exception name.
+    pub ename: String,
+    /// Exception value.
+    pub evalue: String,
+    /// Traceback lines (may contain ANSI colour).
+    pub traceback: Vec<String>,
+}
+
+/// Errors that stop a run before or outside cell execution.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// Reading or writing a notebook failed.
+    #[error(transparent)]
+    Store(#[from] nbpipe_store::StoreError),
+    /// The input is not a notebook we can run.
+    #[error("`{path}` is not a valid notebook: {source}")]
+    Notebook {
+        /// The input location.
+        path: String,
+        /// What is wrong with it.
+        source: nbpipe_notebook::NotebookError,
+    },
+    /// A parameter is unusable.
+    #[error("{0}")]
+    Params(nbpipe_params::ParamError),
+    /// A path template is wrong.
+    #[error("{0}")]
+    Path(String),
+    /// No kernel could be chosen.
+    #[error("{0}")]
+    NoKernel(String),
+    /// The named kernel does not exist.
+    #[error(transparent)]
+    KernelSpec(#[from] nbpipe_kernel::spec::SpecError),
+    /// The kernel could not start.
+    #[error(transparent)]
+    KernelStart(nbpipe_kernel::KernelError),
+}
