@@ -1,0 +1,196 @@
+//! Command-line definitions. Parsing only: no behaviour lives here.
+//!
+//! `nbpipe exec` takes papermill's flags with papermill's names (both `_` and `-` spellings
+//! where papermill has them), so existing scripts keep working.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Run Jupyter notebooks in production, exactly as written.
+#[derive(Debug, Parser)]
+#[command(name = "nbpipe", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Execute a notebook with parameters (a drop-in for `papermill`).
+    Exec(Box<ExecArgs>),
+    /// Print the parameters a notebook declares (name, type, default, help).
+    Inspect(InspectArgs),
+    /// Build (or reuse) the managed kernel environment of a folder from its requirements.txt.
+    Env(EnvArgs),
+    /// List the kernels nbpipe can find.
+    Kernels(KernelsArgs),
+}
+
+/// `nbpipe exec`: papermill's command line.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 a cell raised, 2 bad input or usage, 3 kernel could not start, \
+4 execution timeout, 130/143 stopped by SIGINT/SIGTERM, 138 the kernel died."
+)]
+pub struct ExecArgs {
+    /// Input notebook path or `-` for stdin.
+    #[arg(value_name = "NOTEBOOK_PATH")]
+    pub notebook_path: Option<String>,
+    /// Output notebook path or `-` for stdout; `{name}` is filled from parameters.
+    #[arg(value_name = "OUTPUT_PATH")]
+    pub output_path: Option<String>,
+
+    /// Print the parameters the notebook declares and exit.
+    #[arg(long = "help-notebook")]
+    pub help_notebook: bool,
+    /// Parameters to pass to the parameters cell (type resolved like papermill: True/False/None, int, float, else string).
+    #[arg(short = 'p', long = "parameters", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
+    pub parameters: Vec<String>,
+    /// Parameters to be read as raw strings.
+    #[arg(short = 'r', long = "parameters_raw", visible_alias = "parameters-raw", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
+    pub parameters_raw: Vec<String>,
+    /// Path to a YAML file with parameters.
+    #[arg(short = 'f', long = "parameters_file", visible_alias = "parameters-file", value_name = "FILE", action = ArgAction::Append)]
+    pub parameters_file: Vec<PathBuf>,
+    /// YAML string with parameters.
+    #[arg(short = 'y', long = "parameters_yaml", visible_alias = "parameters-yaml", value_name = "YAML", action = ArgAction::Append)]
+    pub parameters_yaml: Vec<String>,
+    /// Base64-encoded YAML string with parameters.
+    #[arg(short = 'b', long = "parameters_base64", visible_alias = "parameters-base64", value_name = "B64", action = ArgAction::Append)]
+    pub parameters_base64: Vec<String>,
+    /// Insert the input path as the parameter `PAPERMILL_INPUT_PATH`.
+    #[arg(long = "inject-input-path")]
+    pub inject_input_path: bool,
+    /// Insert the output path as the parameter `PAPERMILL_OUTPUT_PATH`.
+    #[arg(long = "inject-output-path")]
+    pub inject_output_path: bool,
+    /// Insert both paths as parameters.
+    #[arg(long = "inject-paths")]
+    pub inject_paths: bool,
+    /// Execution engine (only `nbclient`-compatible execution exists).
+    #[arg(long = "engine", value_name = "NAME")]
+    pub engine: Option<String>,
+    /// Name of the kernel to run (ignores the notebook's kernelspec and the managed environment).
+    #[arg(short = 'k', long = "kernel", value_name = "NAME")]
+    pub kernel: Option<String>,
+    /// Language for the injected parameters (defaults to the notebook's).
+    #[arg(short = 'l', long = "language", value_name = "LANG")]
+    pub language: Option<String>,
+    /// Working directory to run the notebook in.
+    #[arg(long = "cwd", value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Parameterize and write the notebook without executing it.
+    #[arg(long = "prepare-only", overrides_with = "no_prepare_only")]
+    pub prepare_only: bool,
+    #[arg(long = "no-prepare-only", hide = true)]
+    no_prepare_only: bool,
+    /// Hide the input of code cells in the output (report mode).
+    #[arg(long = "report-mode", overrides_with = "no_report_mode")]
+    pub report_mode: bool,
+    #[arg(long = "no-report-mode", hide = true)]
+    no_report_mode: bool,
+    /// Stream cell output to stderr as it is produced.
+    #[arg(long = "log-output", overrides_with = "no_log_output")]
+    pub log_output: bool,
+    #[arg(long = "no-log-output", hide = true)]
+    no_log_output: bool,
+    /// Show a progress bar (on a terminal); default: on unless --log-output.
+    #[arg(long = "progress-bar", overrides_with = "no_progress_bar")]
+    pub progress_bar: bool,
+    /// Hide the progress bar.
+    #[arg(long = "no-progress-bar")]
+    pub no_progress_bar: bool,
+    /// Log level: NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL.
+    #[arg(long = "log-level", value_name = "LEVEL", default_value = "INFO", ignore_case = true,
+          value_parser = ["NOTSET", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])]
+    pub log_level: String,
+    /// File to append the notebook's stdout stream to.
+    #[arg(long = "stdout-file", value_name = "FILE")]
+    pub stdout_file: Option<PathBuf>,
+    /// File to append the notebook's stderr stream to.
+    #[arg(long = "stderr-file", value_name = "FILE")]
+    pub stderr_file: Option<PathBuf>,
+    /// Seconds to wait for the kernel to start.
+    #[arg(
+        long = "start-timeout",
+        visible_alias = "start_timeout",
+        value_name = "SECONDS",
+        default_value_t = 60
+    )]
+    pub start_timeout: u64,
+    /// Seconds a cell may run before it is interrupted and the run fails.
+    #[arg(long = "execution-timeout", value_name = "SECONDS")]
+    pub execution_timeout: Option<u64>,
+    /// Save the output notebook as cells finish (throttled to keep total cost linear).
+    #[arg(
+        long = "request-save-on-cell-execute",
+        overrides_with = "no_request_save_on_cell_execute"
+    )]
+    pub request_save_on_cell_execute: bool,
+    /// Save only at the start and the end (and during long cells).
+    #[arg(long = "no-request-save-on-cell-execute")]
+    pub no_request_save_on_cell_execute: bool,
+    /// Save during a long cell at most every this many seconds; 0 disables.
+    #[arg(
+        long = "autosave-cell-every",
+        value_name = "SECONDS",
+        default_value_t = 30
+    )]
+    pub autosave_cell_every: u64,
+}
+
+impl ExecArgs {
+    /// `-p` pairs.
+    pub fn pairs(flat: &[String]) -> Vec<(String, String)> {
+        flat.chunks(2)
+            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// `nbpipe inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The notebook (`-` for stdin).
+    pub notebook: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Kernel name to assume (defaults to the notebook's).
+    #[arg(short = 'k', long = "kernel")]
+    pub kernel: Option<String>,
+    /// Language to assume (defaults to the notebook's).
+    #[arg(short = 'l', long = "language")]
+    pub language: Option<String>,
+}
+
+/// `nbpipe env`.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The folder whose requirements.txt defines the environment.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Python interpreter to build with (name or path; default python3).
+    #[arg(long)]
+    pub python: Option<String>,
+    /// Requirements file (default DIR/requirements.txt).
+    #[arg(short = 'r', long)]
+    pub requirements: Option<PathBuf>,
+    /// Rebuild even if an environment with the same hash exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Do not stream the installer's output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `nbpipe kernels`.
+#[derive(Debug, Args)]
+pub struct KernelsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}

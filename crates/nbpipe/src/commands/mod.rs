@@ -1,0 +1,6 @@
+//! One module per subcommand; each exposes `run(args) -> exit code`.
+
+pub mod env;
+pub mod exec;
+pub mod inspect;
+pub mod kernels;

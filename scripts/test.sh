@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run every test nbpipe has, against real kernels. Provisions what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/nbpipe-target}
+export PATH="$HOME/.local/bin:$PATH"
+NBPIPE_TEST_ENV=$(scripts/test-env.sh | tail -n 1)
+export NBPIPE_TEST_ENV
+
+# Tests start many kernels; two cores are shared between the test threads and the kernels.
+cargo test --workspace --no-fail-fast -- --test-threads="${NBPIPE_TEST_THREADS:-2}"
