@@ -28,6 +28,8 @@ const FAILED: &str = "failed";
 
 /// How long a cell gets to wind down after an interrupt (timeout or stop signal).
 const INTERRUPT_GRACE: Duration = Duration::from_secs(5);
+/// How long to wait for the `idle` status once the reply is in (nbclient's `iopub_timeout`).
+const IDLE_AFTER_REPLY: Duration = Duration::from_secs(4);
 
 /// Run one notebook. Returns the final notebook and how the run ended; the output location
 /// has been written in every case that returns `Ok`, and in every failure after the run began.
@@ -331,8 +333,10 @@ impl CellRunner {
         let mut timed_out = false;
         let mut stopped: Option<i32> = None;
         let mut stop_open = true;
+        let mut idle_deadline = far;
         while reply.is_none() || !idle {
             let until = saver.next_autosave().map_or(deadline, |t| t.min(deadline));
+            let until = until.min(idle_deadline);
             let until = tokio::time::Instant::from_std(until);
             let event = tokio::select! {
                 ev = kernel.next_event_until(until) => ev,
@@ -351,6 +355,11 @@ impl CellRunner {
             match event {
                 Err(e) => return self.died(kernel, nb, idx, &e),
                 Ok(None) => {
+                    if Instant::now() >= idle_deadline {
+                        // The reply came but IOPub went quiet: do not wait forever for `idle`.
+                        obs.warn("the kernel replied but never reported idle; moving on");
+                        break;
+                    }
                     if Instant::now() >= deadline {
                         if timed_out || stopped.is_some() {
                             // The kernel ignored the interrupt: it is wedged.
@@ -376,6 +385,7 @@ impl CellRunner {
                         nb.cells[idx].execution_count = Some(c);
                     }
                     reply = Some(m.content);
+                    idle_deadline = Instant::now() + IDLE_AFTER_REPLY;
                 }
                 Ok(Some(Event::IoPub(m))) if m.parent_id == msg_id => {
                     if matches!(
