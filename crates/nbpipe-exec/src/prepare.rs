@@ -5,7 +5,7 @@
 //! parameters cell, report mode, input/output path metadata, removal of old error banners,
 //! and `{name}` templating of paths.
 
-use nbpipe_notebook::{Cell, CellType, Notebook};
+use nbpipe_notebook::{CellType, Notebook};
 use nbpipe_params::{Language, Parameters, Value as Param};
 use serde_json::{json, Map, Value};
 
@@ -20,31 +20,13 @@ pub const ERROR_MARKER_TAG: &str = "papermill-error-cell-tag";
 /// Version string recorded in `metadata.papermill.version`.
 pub const VERSION: &str = concat!("nbpipe-", env!("CARGO_PKG_VERSION"));
 
-/// A fresh random cell id, in nbformat's format (8 hex digits).
-pub fn new_cell_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
-}
-
-/// A new cell of `cell_type` with a fresh id.
-pub fn new_cell(cell_type: CellType, source: &str) -> Cell {
-    Cell {
-        cell_type,
-        id: Some(new_cell_id()),
-        source: source.to_string(),
-        metadata: Map::new(),
-        outputs: Vec::new(),
-        execution_count: None,
-        extra: Map::new(),
-    }
-}
-
 /// papermill's `load_notebook_node` normalisation.
 pub fn normalize(nb: &mut Notebook) {
     if nb.nbformat_minor < 5 {
         nb.nbformat_minor = 5;
-        for cell in &mut nb.cells {
-            if cell.id.is_none() {
-                cell.id = Some(new_cell_id());
+        for i in 0..nb.cells.len() {
+            if nb.cells[i].id.is_none() {
+                nb.cells[i].id = Some(nb.fresh_cell_id());
             }
         }
     }
@@ -118,7 +100,7 @@ pub fn parameterize(
     }
     let source =
         nbpipe_params::render_parameters(lang, params, "Parameters").map_err(ExecError::Params)?;
-    let mut cell = new_cell(CellType::Code, &source);
+    let mut cell = nb.new_cell(CellType::Code, &source);
     cell.metadata.insert("tags".into(), json!([INJECTED_TAG]));
     if report_mode {
         cell.metadata

@@ -283,14 +283,11 @@ fn insert_error_banner(nb: &mut Notebook, f: &CellFailure) {
     let anchor = format!(
         "<span id=\"papermill-error-cell\" {STYLE}>Execution using papermill encountered an exception here and stopped:</span>"
     );
-    let banner = |text: &str| {
-        let mut c = prepare::new_cell(CellType::Markdown, text);
+    for (index, text) in [(f.cell_index.min(nb.cells.len()), anchor), (0, message)] {
+        let mut c = nb.new_cell(CellType::Markdown, &text);
         c.metadata.insert("tags".into(), json!([ERROR_MARKER_TAG]));
-        c
-    };
-    nb.cells
-        .insert(f.cell_index.min(nb.cells.len()), banner(&anchor));
-    nb.cells.insert(0, banner(&message));
+        nb.cells.insert(index, c);
+    }
 }
 
 enum CellResult {

@@ -333,30 +333,32 @@ impl Kernel {
     /// Send `kernel_info_request` until the kernel answers on shell *and* its IOPub traffic
     /// reaches us (a SUB socket misses what is published before it is connected).
     async fn wait_ready(&mut self, deadline: Instant) -> Result<(), KernelError> {
+        // Replies to any request sent so far count: a slow kernel answers the first one late.
+        let mut ids: Vec<String> = Vec::new();
         let mut reply: Option<Value> = None;
         let mut iopub_seen = false;
         loop {
-            let id = self
-                .send_shell(KernelInfoRequest {}.into())
-                .await
-                .map_err(|e| KernelError::Channel(e.to_string()))?;
-            let round = Instant::now() + Duration::from_millis(500);
+            let id = self.send_shell(KernelInfoRequest {}.into()).await?;
+            ids.push(id);
+            let mut round = Instant::now() + Duration::from_millis(500);
             loop {
-                let until = round.min(deadline);
-                match self.next_event_until(until).await? {
+                match self.next_event_until(round.min(deadline)).await? {
                     Some(Event::Shell(m))
-                        if m.parent_id == id && m.msg_type == "kernel_info_reply" =>
+                        if m.msg_type == "kernel_info_reply" && ids.contains(&m.parent_id) =>
                     {
-                        reply = Some(m.content)
+                        reply = Some(m.content);
+                        // Shell works; if IOPub is still subscribing, ask again soon.
+                        round = round.min(Instant::now() + Duration::from_millis(50));
                     }
-                    Some(Event::IoPub(m)) if m.parent_id == id => iopub_seen = true,
+                    Some(Event::IoPub(m)) if ids.contains(&m.parent_id) => iopub_seen = true,
                     Some(_) => {}
                     None => break,
                 }
-                if reply.is_some() && iopub_seen {
-                    self.kernel_info = reply.take().unwrap_or_default();
-                    // Drain the idle status of this request so it is not mistaken later.
-                    return Ok(());
+                if iopub_seen {
+                    if let Some(info) = reply.take() {
+                        self.kernel_info = info;
+                        return Ok(());
+                    }
                 }
             }
             if Instant::now() >= deadline {

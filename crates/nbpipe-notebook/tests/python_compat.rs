@@ -3,7 +3,6 @@
 
 mod common;
 
-
 use common::{input_fixtures, mask_cell_ids, python_roundtrip, Rng};
 use nbpipe_notebook::{read, to_string};
 use serde_json::Value;
