@@ -193,3 +193,25 @@ fn clear_output_wait_and_many_outputs_are_recorded_like_nbclient() {
     // Consecutive stream messages are merged into one output.
     assert_eq!(text(&outs[1]["text"]), "a\nb\n");
 }
+
+/// The bar is drawn on a terminal (a pseudo-terminal from util-linux `script`), never into logs.
+#[test]
+fn progress_bar_only_on_a_terminal() {
+    let sb = Sandbox::new();
+    sb.notebook("in.ipynb", "python3", vec![code("x = 1"), code("y = 2")]);
+    let out = run(sb.nbpipe().args(["exec", "in.ipynb", "out.ipynb"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("cells"), "{}", stderr(&out));
+
+    let cmd = format!(
+        "{} exec in.ipynb out-tty.ipynb",
+        env!("CARGO_BIN_EXE_nbpipe")
+    );
+    let mut script = std::process::Command::new("script");
+    sb.isolate(&mut script);
+    let out = run(script.args(["-qec", &cmd, "/dev/null"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("2/2 cells"), "{screen}");
+    assert!(sb.path("out-tty.ipynb").exists());
+}
