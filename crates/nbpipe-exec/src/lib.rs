@@ -116,8 +116,29 @@ pub enum Outcome {
     TimedOut(CellFailure),
     /// The kernel died mid-run.
     KernelDied(CellFailure),
-    /// nbpipe was asked to stop (signal number).
-    Interrupted(i32),
+    /// The run was asked to stop before it finished; the running cell was interrupted.
+    Stopped(Stop),
+}
+
+/// Why a run is asked to stop (sent through the `stop` channel of [`execute`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// nbpipe received this signal (SIGINT, SIGTERM, SIGHUP).
+    Signal(i32),
+    /// A deadline set by the caller passed (e.g. a pipeline step's timeout).
+    Deadline,
+    /// The caller cancelled the run (e.g. a user cancelled it in the service).
+    Cancelled,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Signal(sig) => write!(f, "nbpipe received signal {sig}"),
+            Stop::Deadline => f.write_str("the run's time limit passed"),
+            Stop::Cancelled => f.write_str("the run was cancelled"),
+        }
+    }
 }
 
 /// Where and how a run failed.

@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use crate::prepare::{self, pm_meta, ERROR_MARKER_TAG};
 use crate::record::{now_papermill, output_from_msg, timestamp, Recorded, Recorder};
 use crate::save::Saver;
-use crate::{CellFailure, ExecError, ExecOptions, Observer, Outcome};
+use crate::{CellFailure, ExecError, ExecOptions, Observer, Outcome, Stop};
 
 const PENDING: &str = "pending";
 const RUNNING: &str = "running";
@@ -36,7 +36,7 @@ const IDLE_AFTER_REPLY: Duration = Duration::from_secs(4);
 pub async fn execute(
     opts: &ExecOptions,
     obs: &mut dyn Observer,
-    mut stop: watch::Receiver<Option<i32>>,
+    mut stop: watch::Receiver<Option<Stop>>,
 ) -> Result<(Notebook, Outcome), ExecError> {
     let input = Location::parse(&opts.input)?;
     let output = opts.output.as_deref().map(Location::parse).transpose()?;
@@ -112,7 +112,7 @@ pub async fn execute(
         sig = wait_stop(&mut stop) => {
             finish_notebook(&mut nb, started);
             saver.save_final(&nb)?;
-            return Ok((nb, Outcome::Interrupted(sig)));
+            return Ok((nb, Outcome::Stopped(sig)));
         }
     };
     let mut kernel = match kernel {
@@ -136,7 +136,7 @@ pub async fn execute(
     let total = nb.cells.len();
     for idx in 0..total {
         if let Some(sig) = *stop.borrow() {
-            outcome = Outcome::Interrupted(sig);
+            outcome = Outcome::Stopped(sig);
             break;
         }
         cell_start(&mut nb, idx);
@@ -163,7 +163,7 @@ pub async fn execute(
             CellResult::Failed(f) => outcome = Outcome::CellFailed(f),
             CellResult::TimedOut(f) => outcome = Outcome::TimedOut(f),
             CellResult::Died(f) => outcome = Outcome::KernelDied(f),
-            CellResult::Stopped(sig) => outcome = Outcome::Interrupted(sig),
+            CellResult::Stopped(sig) => outcome = Outcome::Stopped(sig),
         }
         break;
     }
@@ -173,7 +173,7 @@ pub async fn execute(
         pm_meta(&mut nb.metadata).insert("exception".into(), Value::Bool(true));
         insert_error_banner(&mut nb, f);
     }
-    if let Outcome::Interrupted(_) = outcome {
+    if let Outcome::Stopped(_) = outcome {
         pm_meta(&mut nb.metadata).insert("exception".into(), Value::Bool(true));
     }
     // Save before the (possibly slow) kernel shutdown: the notebook is the run's record.
@@ -209,9 +209,9 @@ fn choose_kernel(nb: &Notebook, opts: &ExecOptions) -> Result<KernelSpec, ExecEr
     ))
 }
 
-async fn wait_stop(stop: &mut watch::Receiver<Option<i32>>) -> i32 {
+async fn wait_stop(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
     match stop.wait_for(Option::is_some).await {
-        Ok(v) => v.unwrap_or(15),
+        Ok(v) => v.unwrap_or(Stop::Cancelled),
         // The sender is gone: nobody can ask us to stop any more.
         Err(_) => std::future::pending().await,
     }
@@ -297,7 +297,7 @@ enum CellResult {
     Failed(CellFailure),
     TimedOut(CellFailure),
     Died(CellFailure),
-    Stopped(i32),
+    Stopped(Stop),
 }
 
 struct CellRunner {
@@ -313,7 +313,7 @@ impl CellRunner {
         idx: usize,
         obs: &mut dyn Observer,
         saver: &mut Saver,
-        stop: &mut watch::Receiver<Option<i32>>,
+        stop: &mut watch::Receiver<Option<Stop>>,
     ) -> CellResult {
         nb.cells[idx].metadata.insert("execution".into(), json!({}));
         nb.cells[idx].outputs.clear();
@@ -328,7 +328,7 @@ impl CellRunner {
         let mut reply: Option<Value> = None;
         let mut idle = false;
         let mut timed_out = false;
-        let mut stopped: Option<i32> = None;
+        let mut stopped: Option<Stop> = None;
         let mut stop_open = true;
         let mut idle_deadline = far;
         while reply.is_none() || !idle {
@@ -420,14 +420,14 @@ impl CellRunner {
             evalue: evalue.to_string(),
             traceback,
         };
-        if let Some(sig) = stopped {
+        if let Some(why) = stopped {
             let f = failure(
                 "Interrupted",
-                &format!("nbpipe received signal {sig}"),
+                &format!("{why}; the cell was interrupted"),
                 vec![],
             );
             push_error(nb, idx, &f);
-            return CellResult::Stopped(sig);
+            return CellResult::Stopped(why);
         }
         if timed_out {
             let secs = self.timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0);

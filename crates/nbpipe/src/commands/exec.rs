@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use nbpipe_exec::{ExecError, ExecOptions, Outcome};
+use nbpipe_exec::{ExecError, ExecOptions, Outcome, Stop};
 use nbpipe_params::{Parameters, Value};
 use tokio::sync::watch;
 
@@ -181,7 +181,11 @@ fn report(
             );
             exit::KERNEL_DIED
         }
-        Ok((_, Outcome::Interrupted(sig))) => {
+        Ok((_, Outcome::Stopped(why))) => {
+            let sig = match why {
+                Stop::Signal(sig) => sig,
+                Stop::Deadline | Stop::Cancelled => 15,
+            };
             printer.log(
                 Level::Error,
                 &format!("stopped by signal {sig}; the partial notebook is saved at `{out}`."),
@@ -201,7 +205,7 @@ fn report(
 
 /// Deliver SIGINT/SIGTERM/SIGHUP to the engine once; a second signal exits at once (the
 /// kernel dies with us: it is started with a parent-death signal and in its own group).
-async fn forward_signals(tx: watch::Sender<Option<i32>>) {
+async fn forward_signals(tx: watch::Sender<Option<Stop>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -221,7 +225,7 @@ async fn forward_signals(tx: watch::Sender<Option<i32>>) {
             std::process::exit(i32::from(exit::signal(sig)));
         }
         received = true;
-        let _ = tx.send(Some(sig));
+        let _ = tx.send(Some(Stop::Signal(sig)));
     }
 }
 
