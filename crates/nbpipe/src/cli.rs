@@ -21,6 +21,7 @@ pub struct Cli {
 pub enum Command {
     /// Execute a notebook with parameters (a drop-in for `papermill`).
     Exec(Box<ExecArgs>),
+
     /// Print the parameters a notebook declares (name, type, default, help).
     Inspect(InspectArgs),
     /// Build (or reuse) the managed kernel environment of a folder from its requirements.txt.
@@ -140,15 +141,6 @@ pub struct ExecArgs {
         default_value_t = 30
     )]
     pub autosave_cell_every: u64,
-}
-
-impl ExecArgs {
-    /// `-p` pairs.
-    pub fn pairs(flat: &[String]) -> Vec<(String, String)> {
-        flat.chunks(2)
-            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
-            .collect()
-    }
 }
 
 /// `nbpipe inspect`.

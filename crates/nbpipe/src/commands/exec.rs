@@ -205,7 +205,7 @@ fn report(
 
 /// Deliver SIGINT/SIGTERM/SIGHUP to the engine once; a second signal exits at once (the
 /// kernel dies with us: it is started with a parent-death signal and in its own group).
-async fn forward_signals(tx: watch::Sender<Option<Stop>>) {
+pub(crate) async fn forward_signals(tx: watch::Sender<Option<Stop>>) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
@@ -277,29 +277,16 @@ fn collect_parameters(args: &ExecArgs, input: &str, output: &str) -> Result<Para
     if args.inject_output_path || args.inject_paths {
         params.set("PAPERMILL_OUTPUT_PATH", Value::Str(output.to_string()));
     }
-    for b in &args.parameters_base64 {
-        params.update(
-            nbpipe_params::parse_base64_yaml(b).with_context(|| "in `--parameters_base64`")?,
-        );
-    }
-    for f in &args.parameters_file {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("could not read parameters file `{}`", f.display()))?;
-        params.update(
-            nbpipe_params::parse_yaml(&text)
-                .with_context(|| format!("in parameters file `{}`", f.display()))?,
-        );
-    }
-    for y in &args.parameters_yaml {
-        params.update(nbpipe_params::parse_yaml(y).with_context(|| "in `--parameters_yaml`")?);
-    }
-    for (name, value) in ExecArgs::pairs(&args.parameters) {
-        params.set(&name, nbpipe_params::resolve_cli_value(&value));
-    }
-    for (name, value) in ExecArgs::pairs(&args.parameters_raw) {
-        params.set(&name, Value::Str(value));
-    }
-    Ok(params)
+    super::params::collect(
+        params,
+        &super::params::Sources {
+            base64: &args.parameters_base64,
+            files: &args.parameters_file,
+            yaml: &args.parameters_yaml,
+            pairs: &args.parameters,
+            raw: &args.parameters_raw,
+        },
+    )
 }
 
 fn open_copy(path: Option<&Path>) -> Result<Option<std::fs::File>> {

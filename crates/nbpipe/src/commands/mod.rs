@@ -4,3 +4,4 @@ pub mod env;
 pub mod exec;
 pub mod inspect;
 pub mod kernels;
+mod params;
