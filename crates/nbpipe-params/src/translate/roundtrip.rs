@@ -268,8 +268,30 @@ pub(super) fn matlab(lit: &str) -> Option<String> {
     }
 }
 
-/// POSIX shell word (what `shlex.quote` produces).
+/// POSIX shell word (what `shlex.quote` produces), or bash's ANSI-C quoting `$'...'`
+/// with the escapes nbpipe emits (`\\`, `\'`, `\n`, `\xHH` bytes).
 pub(super) fn bash(lit: &str) -> Option<String> {
+    if let Some(body) = lit.strip_prefix("$'").and_then(|b| b.strip_suffix('\'')) {
+        let mut bytes = Vec::new();
+        let mut it = body.chars();
+        while let Some(c) = it.next() {
+            match c {
+                '\\' => match it.next()? {
+                    '\\' => bytes.push(b'\\'),
+                    '\'' => bytes.push(b'\''),
+                    'n' => bytes.push(b'\n'),
+                    'x' => {
+                        let hex: String = [it.next()?, it.next()?].iter().collect();
+                        bytes.push(u8::from_str_radix(&hex, 16).ok()?);
+                    }
+                    _ => return None,
+                },
+                '\'' => return None,
+                c => bytes.extend(c.to_string().as_bytes()),
+            }
+        }
+        return String::from_utf8(bytes).ok();
+    }
     let mut it = lit.chars().peekable();
     let mut out = String::new();
     while let Some(c) = it.next() {

@@ -266,6 +266,14 @@ pub(crate) fn powershell(out: &mut String, s: &str) {
 /// non-empty and made only of ASCII letters, digits and `_@%+=:,./-`;
 /// otherwise single-quoted with `'` written as `'"'"'`. Bash variables cannot
 /// hold NUL, which is an error.
+///
+/// One deliberate difference from papermill: bash_kernel types the cell into an
+/// interactive bash through a terminal, where line-editing keys act even inside
+/// quotes (`^U` erases the line so the rest of the value runs as a command, `^S`
+/// freezes the kernel, a tab completes) and it splits the cell at every line break
+/// Python's `splitlines` knows. A value containing any such character is written
+/// in ANSI-C quoting instead, `$'...'`, with those characters as `\xNN` bytes, so
+/// the terminal only ever sees printable characters.
 pub(crate) fn bash(out: &mut String, s: &str) -> Result<(), ParamError> {
     if s.contains('\0') {
         return Err(ParamError::Unrepresentable {
@@ -278,6 +286,25 @@ pub(crate) fn bash(out: &mut String, s: &str) -> Result<(), ParamError> {
         out.push_str(s);
         return Ok(());
     }
+    if s.chars().any(terminal_unsafe) {
+        out.push_str("$'");
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                c if terminal_unsafe(c) => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\x{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        return Ok(());
+    }
     out.push('\'');
     for c in s.chars() {
         if c == '\'' {
@@ -288,6 +315,13 @@ pub(crate) fn bash(out: &mut String, s: &str) -> Result<(), ParamError> {
     }
     out.push('\'');
     Ok(())
+}
+
+/// Characters an interactive terminal or bash_kernel's line splitting would act on:
+/// C0 controls but `\n`, DEL, C1 controls, and the Unicode line/paragraph separators.
+fn terminal_unsafe(c: char) -> bool {
+    let cp = c as u32;
+    (cp < 0x20 && c != '\n') || (0x7f..0xa0).contains(&cp) || cp == 0x2028 || cp == 0x2029
 }
 
 #[cfg(test)]
@@ -380,6 +414,12 @@ mod tests {
         assert_eq!(q("it's"), "'it'\"'\"'s'");
         assert_eq!(q("é"), "'é'");
         assert_eq!(q("$(x)\n"), "'$(x)\n'");
+        // Terminal control characters switch to ANSI-C quoting with byte escapes.
+        assert_eq!(q("x\u{15} touch PWNED #"), "$'x\\x15 touch PWNED #'");
+        assert_eq!(
+            q("a\tb'c\\\n\u{2028}é"),
+            "$'a\\x09b\\'c\\\\\\n\\xe2\\x80\\xa8é'"
+        );
         let mut out = String::new();
         assert!(bash(&mut out, "\0").is_err());
     }
