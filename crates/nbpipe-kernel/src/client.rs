@@ -191,7 +191,12 @@ impl Kernel {
             .map_err(|e| KernelError::Io(std::io::Error::other(e)))?;
         let connection_file = file.into_temp_path();
 
-        let argv = spec.command(&connection_file);
+        let mut argv = spec.command(&connection_file);
+        if is_ipykernel(&argv) {
+            // As nbclient does: IPython would otherwise write every cell to its sqlite history
+            // file, which triples the per-cell cost and serialises parallel runs on one file.
+            argv.push("--HistoryManager.hist_file=:memory:".into());
+        }
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
             .envs(spec.env.iter())
@@ -478,22 +483,29 @@ impl Kernel {
     }
 
     /// Ask the kernel to shut down; escalate to SIGTERM, then SIGKILL of its process group.
+    /// A kernel normally exits within ~250 ms of the request; some ipykernel versions
+    /// occasionally never do, so the grace periods are short.
     pub async fn shutdown(mut self) {
         if self.exited().is_none() {
             let msg = JupyterMessage::new(ShutdownRequest { restart: false }, None);
             let _ = timeout(Duration::from_secs(1), self.control.send(msg)).await;
-            let mut exit = self.exit.clone();
-            if timeout(Duration::from_secs(3), exit.wait_for(|e| e.is_some()))
-                .await
-                .is_err()
-            {
-                let _ = killpg(self.pgid, Signal::SIGTERM);
-                if timeout(Duration::from_secs(2), exit.wait_for(|e| e.is_some()))
+            let exit = self.exit.clone();
+            let gone = |secs: f64| {
+                let mut exit = exit.clone();
+                async move {
+                    timeout(
+                        Duration::from_secs_f64(secs),
+                        exit.wait_for(|e| e.is_some()),
+                    )
                     .await
-                    .is_err()
-                {
+                    .is_ok()
+                }
+            };
+            if !gone(1.5).await {
+                let _ = killpg(self.pgid, Signal::SIGTERM);
+                if !gone(1.0).await {
                     let _ = killpg(self.pgid, Signal::SIGKILL);
-                    let _ = timeout(Duration::from_secs(2), exit.wait_for(|e| e.is_some())).await;
+                    let _ = gone(2.0).await;
                 }
             }
         }
@@ -512,6 +524,13 @@ impl Drop for Kernel {
         // Last line of defence (errors, panics, cancellation): never leave a kernel behind.
         let _ = killpg(self.pgid, Signal::SIGKILL);
     }
+}
+
+/// Whether a kernel command line starts ipykernel (which takes IPython's config flags).
+fn is_ipykernel(argv: &[String]) -> bool {
+    argv.iter().any(|a| {
+        a == "ipykernel_launcher" || a == "ipykernel" || a.ends_with("/ipykernel_launcher.py")
+    })
 }
 
 /// Kills the kernel's process group if `launch` fails half way.
