@@ -1,0 +1,2 @@
+//! Test helpers shared by this crate's integration tests.
+pub mod seaweed;
