@@ -185,4 +185,7 @@ pub enum ExecError {
     /// The kernel could not start.
     #[error(transparent)]
     KernelStart(nbpipe_kernel::KernelError),
+    /// The output notebook could not be stored at the end of the run.
+    #[error("the output notebook could not be stored: {0}")]
+    NotStored(#[from] save::SaveError),
 }

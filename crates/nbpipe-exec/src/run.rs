@@ -40,7 +40,7 @@ pub async fn execute(
 ) -> Result<(Notebook, Outcome), ExecError> {
     let input = Location::parse(&opts.input)?;
     let output = opts.output.as_deref().map(Location::parse).transpose()?;
-    let bytes = input.read()?;
+    let bytes = input.get().await?;
     let mut nb = nbpipe_notebook::read(&bytes).map_err(|source| ExecError::Notebook {
         path: opts.input.clone(),
         source,
@@ -71,7 +71,7 @@ pub async fn execute(
 
     let mut saver = Saver::new(output, opts.save_on_cell, opts.autosave_every);
     if opts.prepare_only {
-        saver.save_final(&nb)?;
+        saver.save_final(&nb).await?;
         return Ok((nb, Outcome::Prepared));
     }
 
@@ -98,7 +98,7 @@ pub async fn execute(
         );
     }
     saver.mark_dirty();
-    saver.save(&nb)?;
+    saver.save(&nb).await?;
     obs.notebook_start(nb.cells.len());
 
     let launch = LaunchOptions {
@@ -111,7 +111,7 @@ pub async fn execute(
         k = Kernel::launch(&spec, &launch) => k,
         sig = wait_stop(&mut stop) => {
             finish_notebook(&mut nb, started);
-            saver.save_final(&nb)?;
+            saver.save_final(&nb).await?;
             return Ok((nb, Outcome::Stopped(sig)));
         }
     };
@@ -120,7 +120,7 @@ pub async fn execute(
         Err(e) => {
             finish_notebook(&mut nb, started);
             pm_meta(&mut nb.metadata).insert("exception".into(), Value::Bool(true));
-            let _ = saver.save_final(&nb);
+            let _ = saver.save_final(&nb).await;
             return Err(ExecError::KernelStart(e));
         }
     };
@@ -135,14 +135,14 @@ pub async fn execute(
     let mut outcome = Outcome::Completed;
     let total = nb.cells.len();
     for idx in 0..total {
-        if let Some(sig) = *stop.borrow() {
+        if let Some(sig) = current_stop(&stop) {
             outcome = Outcome::Stopped(sig);
             break;
         }
         cell_start(&mut nb, idx);
         obs.cell_start(idx, total, description(&nb.cells[idx].source).as_deref());
         saver.mark_dirty();
-        saver.at_cell_boundary(&nb)?;
+        checkpoint(saver.at_cell_boundary(&nb).await, obs);
 
         let result = if runs(&nb, idx) {
             run.execute_cell(&mut kernel, &mut nb, idx, obs, &mut saver, &mut stop)
@@ -156,7 +156,7 @@ pub async fn execute(
         saver.mark_dirty();
         match result {
             CellResult::Ok => {
-                saver.at_cell_boundary(&nb)?;
+                checkpoint(saver.at_cell_boundary(&nb).await, obs);
                 continue;
             }
             CellResult::Exit => break,
@@ -177,7 +177,7 @@ pub async fn execute(
         pm_meta(&mut nb.metadata).insert("exception".into(), Value::Bool(true));
     }
     // Save before the (possibly slow) kernel shutdown: the notebook is the run's record.
-    saver.save_final(&nb)?;
+    saver.save_final(&nb).await?;
     kernel.shutdown().await;
     Ok((nb, outcome))
 }
@@ -209,8 +209,23 @@ fn choose_kernel(nb: &Notebook, opts: &ExecOptions) -> Result<KernelSpec, ExecEr
     ))
 }
 
+/// A save during the run failed: warn and go on; the final save decides.
+fn checkpoint(result: Result<(), nbpipe_store::StoreError>, obs: &mut dyn Observer) {
+    if let Err(e) = result {
+        obs.warn(&format!(
+            "could not save the notebook (will retry at the end): {e}"
+        ));
+    }
+}
+
+/// The stop request, if any (copied out: a watch guard must not live across an await).
+fn current_stop(stop: &watch::Receiver<Option<Stop>>) -> Option<Stop> {
+    *stop.borrow()
+}
+
 async fn wait_stop(stop: &mut watch::Receiver<Option<Stop>>) -> Stop {
-    match stop.wait_for(Option::is_some).await {
+    let requested = stop.wait_for(Option::is_some).await.map(|v| *v);
+    match requested {
         Ok(v) => v.unwrap_or(Stop::Cancelled),
         // The sender is gone: nobody can ask us to stop any more.
         Err(_) => std::future::pending().await,
@@ -339,7 +354,7 @@ impl CellRunner {
                 ev = kernel.next_event_until(until) => ev,
                 changed = stop.changed(), if stop_open && stopped.is_none() => {
                     match changed {
-                        Ok(()) => if let Some(sig) = *stop.borrow() {
+                        Ok(()) => if let Some(sig) = current_stop(stop) {
                             stopped = Some(sig);
                             let _ = kernel.interrupt().await;
                             deadline = Instant::now() + INTERRUPT_GRACE;
@@ -366,7 +381,7 @@ impl CellRunner {
                         let _ = kernel.interrupt().await;
                         deadline = Instant::now() + INTERRUPT_GRACE;
                     }
-                    let _ = saver.during_cell(nb);
+                    checkpoint(saver.during_cell(nb).await, obs);
                 }
                 Ok(Some(Event::Shell(m)))
                     if m.parent_id == msg_id && m.msg_type == "execute_reply" =>
@@ -395,7 +410,7 @@ impl CellRunner {
                         Recorded::Idle => idle = true,
                         Recorded::Output(_) | Recorded::Changed => {
                             saver.mark_dirty();
-                            let _ = saver.during_cell(nb);
+                            checkpoint(saver.during_cell(nb).await, obs);
                         }
                         Recorded::Nothing => {}
                     }

@@ -8,6 +8,10 @@
 //! whose cells take longer than a save is still saved after every cell. During a long cell,
 //! output is saved every `autosave_every` (papermill's `--autosave-cell-every`), backing off
 //! when a save gets slow. The start and the end of a run are always saved.
+//!
+//! When the final write to an object store fails (after the store's own retries), the
+//! notebook is written to a local file instead and the error names it: a run's record is
+//! never lost because the store is down.
 
 use std::time::{Duration, Instant};
 
@@ -55,32 +59,44 @@ impl Saver {
         self.dirty = true;
     }
 
-    /// Write now, unconditionally (start of run, end of run, failures).
-    pub fn save(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    /// Write now, unconditionally (start of run); stdout is only written at the end.
+    pub async fn save(&mut self, nb: &Notebook) -> Result<(), StoreError> {
         let Some(loc) = &self.location else {
             return Ok(());
         };
         if !loc.supports_incremental_writes() {
             return Ok(());
         }
-        self.write(nb)
+        self.write(nb).await
     }
 
-    /// The final write; for stdout this is the only one.
-    pub fn save_final(&mut self, nb: &Notebook) -> Result<(), StoreError> {
-        if self.location.is_none() {
+    /// The final write; for stdout this is the only one. If it fails, the notebook is
+    /// written to a local fallback file, whose path the error carries.
+    pub async fn save_final(&mut self, nb: &Notebook) -> Result<(), SaveError> {
+        let Some(loc) = self.location.clone() else {
             return Ok(());
+        };
+        match self.write(nb).await {
+            Ok(()) => Ok(()),
+            Err(source) => {
+                let fallback = fallback_path(&loc);
+                let kept = std::fs::create_dir_all(fallback.parent().unwrap_or(&fallback))
+                    .and_then(|_| std::fs::write(&fallback, nbpipe_notebook::to_bytes(nb)));
+                Err(SaveError {
+                    source,
+                    fallback: kept.ok().map(|_| fallback),
+                })
+            }
         }
-        self.write(nb)
     }
 
-    fn write(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    async fn write(&mut self, nb: &Notebook) -> Result<(), StoreError> {
         let Some(loc) = &self.location else {
             return Ok(());
         };
         let started = Instant::now();
         let bytes = nbpipe_notebook::to_bytes(nb);
-        loc.write(&bytes)?;
+        loc.put(bytes).await?;
         self.last_cost = started.elapsed();
         self.last_save = Instant::now();
         self.dirty = false;
@@ -89,23 +105,23 @@ impl Saver {
     }
 
     /// At a cell boundary: save if the policy allows.
-    pub fn at_cell_boundary(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    pub async fn at_cell_boundary(&mut self, nb: &Notebook) -> Result<(), StoreError> {
         if self.incremental
             && self.dirty
             && self.last_save.elapsed() >= self.last_cost * Self::RATIO
         {
-            self.write(nb)?;
+            self.write(nb).await?;
         }
         Ok(())
     }
 
     /// During a cell: save if output arrived and the autosave interval has passed.
-    pub fn during_cell(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    pub async fn during_cell(&mut self, nb: &Notebook) -> Result<(), StoreError> {
         if self.autosave_every.is_zero() || !self.dirty {
             return Ok(());
         }
         if self.last_save.elapsed() >= self.autosave_every {
-            self.write(nb)?;
+            self.write(nb).await?;
             // papermill's rule: a save taking over 25% of the interval doubles the interval.
             if self.last_cost * 4 > self.autosave_every {
                 self.autosave_every *= 2;
@@ -118,4 +134,30 @@ impl Saver {
     pub fn next_autosave(&self) -> Option<Instant> {
         (!self.autosave_every.is_zero() && self.dirty).then(|| self.last_save + self.autosave_every)
     }
+}
+
+/// The final write failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}{}", match .fallback {
+    Some(p) => format!("; the notebook was kept locally at `{}`", p.display()),
+    None => "; a local copy could not be written either".to_string(),
+})]
+pub struct SaveError {
+    /// Why the write failed.
+    pub source: StoreError,
+    /// Where the notebook was kept instead.
+    pub fallback: Option<std::path::PathBuf>,
+}
+
+/// `$NBPIPE_HOME/unsaved/<time>-<name>` (default `~/.cache/nbpipe`), or the temp dir.
+fn fallback_path(loc: &Location) -> std::path::PathBuf {
+    let home = std::env::var_os("NBPIPE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/nbpipe"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    let name = loc.file_name().unwrap_or_else(|| "notebook.ipynb".into());
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+    home.join("unsaved").join(format!("{stamp}-{name}"))
 }

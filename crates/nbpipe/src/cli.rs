@@ -34,7 +34,8 @@ pub enum Command {
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 success, 1 a cell raised, 2 bad input or usage, 3 kernel could not start, \
-4 execution timeout, 130/143 stopped by SIGINT/SIGTERM, 138 the kernel died."
+4 execution timeout, 5 output could not be stored (local copy kept), 130/143 stopped by SIGINT/SIGTERM, \
+138 the kernel died."
 )]
 pub struct ExecArgs {
     /// Input notebook path or `-` for stdin.

@@ -10,6 +10,8 @@ pub const USAGE: u8 = 2;
 pub const KERNEL_START: u8 = 3;
 /// A cell exceeded `--execution-timeout`.
 pub const TIMEOUT: u8 = 4;
+/// The run finished but its output notebook could not be stored (a local copy is kept).
+pub const NOT_STORED: u8 = 5;
 /// The kernel died mid-run (papermill's code for a dead kernel).
 pub const KERNEL_DIED: u8 = 138;
 

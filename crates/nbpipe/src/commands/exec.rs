@@ -192,6 +192,10 @@ fn report(
             );
             exit::signal(sig)
         }
+        Err(e @ ExecError::NotStored(_)) => {
+            printer.log(Level::Error, &e.to_string());
+            exit::NOT_STORED
+        }
         Err(e @ ExecError::KernelStart(_)) => {
             printer.log(Level::Error, &e.to_string());
             exit::KERNEL_START
