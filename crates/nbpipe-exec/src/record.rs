@@ -1,9 +1,8 @@
 //! Turning IOPub messages into notebook outputs, the way nbclient does.
 //!
-//! Owns: output construction from message content (kept verbatim; each stream message is its
-//! own output, as nbclient records them), `clear_output` (immediate and `wait=True`),
-//! `update_display_data` through display ids (across cells), `execution_count`, and the
-//! `metadata.execution` timestamps.
+//! Owns: output construction from message content (kept verbatim), consecutive stream
+//! merging, `clear_output` (immediate and `wait=True`), `update_display_data` through display
+//! ids (across cells), `execution_count`, and the `metadata.execution` timestamps.
 //! It does not talk to the kernel or decide when a cell is finished beyond reporting `idle`.
 
 use std::collections::HashMap;
@@ -109,9 +108,12 @@ impl Recorder {
                     self.forget_cell(cell_idx);
                     self.clear_before_next_output = false;
                 }
-                // Not merged into a previous stream output: nbclient (papermill) keeps one
-                // output per message unless `coalesce_streams` is set, which papermill never does.
                 let outputs = &mut nb.cells[cell_idx].outputs;
+                if let Some(last) = outputs.last_mut() {
+                    if merge_stream(last, &out) {
+                        return Recorded::Output(outputs.len() - 1);
+                    }
+                }
                 if let Some(id) = display_id {
                     self.display_map
                         .entry(id)
@@ -183,6 +185,29 @@ pub fn output_from_msg(msg_type: &str, content: &Value) -> Value {
             "evalue": get("evalue", json!("")),
             "traceback": get("traceback", json!([])),
         }),
+    }
+}
+
+/// Append `new` to `last` if both are streams of the same name; true if merged.
+fn merge_stream(last: &mut Value, new: &Value) -> bool {
+    let is_stream = |v: &Value| v.get("output_type").and_then(Value::as_str) == Some("stream");
+    if !is_stream(last) || !is_stream(new) || last.get("name") != new.get("name") {
+        return false;
+    }
+    let add = text_of(new.get("text"));
+    if let Some(Value::Object(m)) = Some(last) {
+        let mut text = text_of(m.get("text"));
+        text.push_str(&add);
+        m.insert("text".into(), Value::String(text));
+    }
+    true
+}
+
+fn text_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts.iter().filter_map(Value::as_str).collect(),
+        _ => String::new(),
     }
 }
 

@@ -21,6 +21,10 @@ pub struct Cli {
 pub enum Command {
     /// Execute a notebook with parameters (a drop-in for `papermill`).
     Exec(Box<ExecArgs>),
+    /// Run a project: the notebooks of its nbpipe.yaml, in order or as a DAG.
+    Run(RunArgs),
+    /// Render a notebook as a standalone HTML page.
+    Render(RenderArgs),
 
     /// Print the parameters a notebook declares (name, type, default, help).
     Inspect(InspectArgs),
@@ -49,10 +53,10 @@ pub struct ExecArgs {
     #[arg(long = "help-notebook")]
     pub help_notebook: bool,
     /// Parameters to pass to the parameters cell (type resolved like papermill: True/False/None, int, float, else string).
-    #[arg(short = 'p', long = "parameters", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
+    #[arg(short = 'p', long = "parameters", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub parameters: Vec<String>,
     /// Parameters to be read as raw strings.
-    #[arg(short = 'r', long = "parameters_raw", visible_alias = "parameters-raw", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append)]
+    #[arg(short = 'r', long = "parameters_raw", visible_alias = "parameters-raw", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
     pub parameters_raw: Vec<String>,
     /// Path to a YAML file with parameters.
     #[arg(short = 'f', long = "parameters_file", visible_alias = "parameters-file", value_name = "FILE", action = ArgAction::Append)]
@@ -186,4 +190,55 @@ pub struct KernelsArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `nbpipe run`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 every step succeeded, 1 a step failed, 2 bad project or usage, \
+130/143 stopped by SIGINT/SIGTERM."
+)]
+pub struct RunArgs {
+    /// The project folder (with nbpipe.yaml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Parameter for every step (type resolved like papermill).
+    #[arg(short = 'p', long = "parameters", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
+    pub parameters: Vec<String>,
+    /// Parameter kept as a string.
+    #[arg(short = 'r', long = "parameters_raw", visible_alias = "parameters-raw", num_args = 2, value_names = ["NAME", "VALUE"], action = ArgAction::Append, allow_hyphen_values = true)]
+    pub parameters_raw: Vec<String>,
+    /// YAML file of parameters.
+    #[arg(short = 'f', long = "parameters_file", visible_alias = "parameters-file", value_name = "FILE", action = ArgAction::Append)]
+    pub parameters_file: Vec<PathBuf>,
+    /// YAML string of parameters.
+    #[arg(short = 'y', long = "parameters_yaml", visible_alias = "parameters-yaml", value_name = "YAML", action = ArgAction::Append)]
+    pub parameters_yaml: Vec<String>,
+    /// Output prefix (directory or s3://, gs://, az:// prefix); `{run_id}` is filled in.
+    #[arg(long, value_name = "URI")]
+    pub output: Option<String>,
+    /// Run id (default: a timestamp plus a random suffix).
+    #[arg(long = "run-id", value_name = "ID")]
+    pub run_id: Option<String>,
+    /// Steps to run at once.
+    #[arg(short = 'j', long, default_value_t = 1)]
+    pub jobs: usize,
+    /// Reuse outputs of steps whose notebook, parameters, environment and inputs are unchanged.
+    #[arg(long)]
+    pub cache: bool,
+    /// Run as if this object had triggered the run (sets trigger_* context parameters).
+    #[arg(long, value_name = "URI")]
+    pub trigger: Option<String>,
+    /// Do not stream environment-building output.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `nbpipe render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The notebook (`-` for stdin).
+    pub notebook: String,
+    /// Where to write the HTML (default: the notebook's name with .html; `-` for stdout).
+    pub output: Option<String>,
 }
