@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/nbpipe-target}
 export PATH="$HOME/.local/bin:$PATH"
+scripts/test-system-deps.sh
 NBPIPE_TEST_ENV=$(scripts/test-env.sh | tail -n 1)
 export NBPIPE_TEST_ENV
 

@@ -38,6 +38,8 @@ fn main() -> ExitCode {
     };
     let status = match cli.command {
         cli::Command::Exec(a) => commands::exec::run(*a),
+        cli::Command::Run(a) => commands::run::run(a),
+        cli::Command::Render(a) => commands::render::run(a),
         cli::Command::Inspect(a) => commands::inspect::run(a),
         cli::Command::Env(a) => commands::env::run(a),
         cli::Command::Kernels(a) => commands::kernels::run(a),

@@ -5,3 +5,5 @@ pub mod exec;
 pub mod inspect;
 pub mod kernels;
 mod params;
+pub mod render;
+pub mod run;

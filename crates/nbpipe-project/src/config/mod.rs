@@ -1,0 +1,242 @@
+//! The project file, `nbpipe.yaml`: reading, validating and describing a
+//! project's pipeline of notebooks.
+//!
+//! This module owns the file's schema and every check that can be made
+//! without running anything: keys, types, durations, notebook paths, step ids,
+//! the `needs` graph, trigger syntax. It must not run notebooks, build
+//! environments or touch the network; the runner and the trigger service take
+//! a validated [`Project`] from here.
+//!
+//! Every problem in the file is a [`ConfigError::Invalid`] naming the file,
+//! line, column and key path, e.g.
+//! ``nbpipe.yaml:12:5: unknown key `timout` in `notebooks[1]` (did you mean `timeout`?)``.
+
+mod ctx;
+mod error;
+mod graph;
+mod schema;
+mod steps;
+mod trigger;
+mod yaml;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nbpipe_params::Parameters;
+
+pub use error::{ConfigError, ErrorKind, Invalid};
+
+/// The project file names [`load`] looks for, in order.
+pub const FILE_NAMES: [&str; 2] = ["nbpipe.yaml", "nbpipe.yml"];
+
+/// The default `output` template.
+pub const DEFAULT_OUTPUT: &str = "./runs/{run_id}/";
+
+/// A validated project: where it is, its defaults and its steps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    /// The project directory (as given to [`load`] / [`parse`]).
+    pub dir: PathBuf,
+    /// The project file, `dir/nbpipe.yaml`.
+    pub file: PathBuf,
+    /// `name:`, default the directory's name.
+    pub name: String,
+    /// `parameters:`, the defaults every step gets (a step's own
+    /// `parameters` override them; see [`Project::step_parameters`]).
+    pub parameters: Parameters,
+    /// `output:`, where runs are written: a URI template such as
+    /// `s3://bucket/runs/{run_id}/`. Local paths are resolved against
+    /// [`Project::dir`] (see [`resolve_location`]); default
+    /// [`DEFAULT_OUTPUT`], i.e. `DIR/runs/{run_id}/`. `{name}`-style
+    /// placeholders are left for the runner to fill.
+    pub output: String,
+    /// `env:`, the kernel environment.
+    pub env: EnvConfig,
+    /// The `notebooks:` items, in file order.
+    pub steps: Vec<Step>,
+    /// Triggers for the service, in file order: the short form's S3 trigger
+    /// first, then `trigger:` entries.
+    pub triggers: Vec<Trigger>,
+    /// `jobs:`, how many steps may run at once (`None`: the runner decides).
+    pub jobs: Option<usize>,
+}
+
+/// `env:`, the project's managed kernel environment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnvConfig {
+    /// `env.requirements`, resolved against the project directory; default
+    /// `DIR/requirements.txt` when that file exists.
+    pub requirements: Option<PathBuf>,
+    /// `env.python`, the interpreter to build the environment with.
+    pub python: Option<String>,
+}
+
+/// One `notebooks:` item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// `id:`, default the notebook's file stem (characters outside
+    /// `[A-Za-z0-9_.-]` replaced with `_`); unique in the project.
+    pub id: String,
+    /// The notebook, relative to the project directory (normalized: no `.`
+    /// components; never absolute, never `..`).
+    pub path: PathBuf,
+    /// The step's own `parameters:` (without the project defaults).
+    pub parameters: Parameters,
+    /// The ids of the steps this one waits for, deduplicated, in written
+    /// order. When the file uses `needs:` nowhere ([`Step::explicit_needs`]
+    /// is false) this is the previous step's id (empty for the first step),
+    /// so steps run in list order.
+    pub needs: Vec<String>,
+    /// `kernel:`, a kernelspec name overriding the project environment.
+    pub kernel: Option<String>,
+    /// `timeout:`, the longest the whole notebook may run.
+    pub timeout: Option<Duration>,
+    /// `cell_timeout:`, the longest one cell may run.
+    pub cell_timeout: Option<Duration>,
+    /// `retries:`, how many times a failed run is retried (default 0).
+    pub retries: u32,
+    /// `inputs:`, URIs (or paths relative to the project directory) whose
+    /// content versions feed the step's cache key, as written.
+    pub inputs: Vec<String>,
+    /// True when the file uses `needs:` on any step: the steps form a DAG
+    /// and a step without `needs` starts at once. False: list order.
+    pub explicit_needs: bool,
+}
+
+/// What starts a project run in the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    /// An object created in `bucket` under `prefix` (and ending with
+    /// `suffix`, when set).
+    S3 {
+        /// The bucket name.
+        bucket: String,
+        /// The key prefix (`""`: the whole bucket).
+        prefix: String,
+        /// The key suffix, e.g. `.csv`.
+        suffix: Option<String>,
+    },
+    /// A cron schedule.
+    Schedule {
+        /// The expression, validated with `croner`'s default parser: 5
+        /// fields (`min hour dom month dow`), or 6 with leading seconds, or
+        /// 7 with trailing year; `@daily`-style nicknames.
+        cron: String,
+        /// An IANA timezone name (`Europe/Paris`); `None` means UTC.
+        timezone: Option<String>,
+    },
+}
+
+/// Load the project in `dir` from `dir/nbpipe.yaml` (or `dir/nbpipe.yml`
+/// when there is no `nbpipe.yaml`).
+pub fn load(dir: &Path) -> Result<Project, ConfigError> {
+    for name in FILE_NAMES {
+        let path = dir.join(name);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => return parse(dir, name, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        }
+    }
+    Err(ConfigError::NotFound {
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Parse and validate the project file `file_name` of the project in `dir`,
+/// whose content is `text`. Notebook and requirements paths are checked
+/// against the file system.
+pub fn parse(dir: &Path, file_name: &str, text: &str) -> Result<Project, ConfigError> {
+    schema::project(dir, file_name, text)
+}
+
+/// Resolve a location written in the project file: a URI with a scheme
+/// (`s3://...`, `file:///...`) or an absolute path is kept as is; a relative
+/// path is joined to `dir` (a leading `./` dropped; a trailing `/` kept).
+pub fn resolve_location(dir: &Path, location: &str) -> String {
+    if has_scheme(location) || Path::new(location).is_absolute() {
+        return location.to_owned();
+    }
+    let mut rest = location;
+    while let Some(r) = rest.strip_prefix("./") {
+        rest = r.trim_start_matches('/');
+    }
+    if rest.is_empty() || rest == "." {
+        let d = dir.to_string_lossy();
+        return if location.ends_with('/') && !d.ends_with('/') {
+            format!("{d}/")
+        } else {
+            d.into_owned()
+        };
+    }
+    if dir.as_os_str().is_empty() {
+        return rest.to_owned();
+    }
+    let d = dir.to_string_lossy();
+    if d.ends_with('/') {
+        format!("{d}{rest}")
+    } else {
+        format!("{d}/{rest}")
+    }
+}
+
+/// `scheme://` with an RFC 3986 scheme.
+pub(crate) fn has_scheme(s: &str) -> bool {
+    let Some((scheme, _)) = s.split_once("://") else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+impl Project {
+    /// The index of the step with this id.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+
+    /// The notebook of step `step`, joined to the project directory.
+    pub fn notebook_path(&self, step: usize) -> PathBuf {
+        self.dir.join(&self.steps[step].path)
+    }
+
+    /// The parameters step `step` runs with: the project's `parameters`
+    /// updated with the step's own.
+    pub fn step_parameters(&self, step: usize) -> Parameters {
+        let mut p = self.parameters.clone();
+        p.update(self.steps[step].parameters.clone());
+        p
+    }
+
+    /// The steps `step` waits for, in its `needs` order.
+    pub fn dependencies(&self, step: usize) -> Vec<usize> {
+        self.steps[step]
+            .needs
+            .iter()
+            .filter_map(|id| self.step_index(id))
+            .collect()
+    }
+
+    /// The steps that wait for `step`, in file order.
+    pub fn dependents(&self, step: usize) -> Vec<usize> {
+        let id = &self.steps[step].id;
+        (0..self.steps.len())
+            .filter(|&i| self.steps[i].needs.iter().any(|n| n == id))
+            .collect()
+    }
+
+    /// The steps in topological layers: every step of a layer depends only on
+    /// steps of earlier layers, and each layer is in file order. Steps in one
+    /// layer may run in parallel. In list order (no `needs:` in the file)
+    /// every layer holds one step.
+    pub fn order(&self) -> Vec<Vec<usize>> {
+        let deps: Vec<Vec<usize>> = (0..self.steps.len())
+            .map(|i| self.dependencies(i))
+            .collect();
+        graph::layers(&deps)
+    }
+}

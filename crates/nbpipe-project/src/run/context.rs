@@ -1,0 +1,117 @@
+//! Run context: values a notebook can declare in its parameters cell to learn about the run
+//! (`run_id`, `trigger_bucket`, `trigger_key`, `trigger_uri`, ...) without importing nbpipe.
+//! A value is injected only into notebooks that declare it, and never over a value the user
+//! or the project set explicitly.
+
+use nbpipe_params::{Parameters, Value};
+use serde_json::{json, Value as Json};
+
+/// The object whose arrival started the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TriggerObject {
+    /// Bucket (or container) name.
+    pub bucket: String,
+    /// Object key, URL-decoded.
+    pub key: String,
+    /// Full URI, e.g. `s3://bucket/key`.
+    pub uri: String,
+    /// ETag, when known.
+    pub etag: Option<String>,
+    /// Version id, when the bucket is versioned.
+    pub version: Option<String>,
+    /// Size in bytes, when known.
+    pub size: Option<u64>,
+    /// When the event happened (RFC 3339), when known.
+    pub event_time: Option<String>,
+}
+
+impl TriggerObject {
+    /// As recorded in `run.json`.
+    pub fn to_json(&self) -> Json {
+        json!({
+            "bucket": self.bucket, "key": self.key, "uri": self.uri, "etag": self.etag,
+            "version": self.version, "size": self.size, "event_time": self.event_time,
+        })
+    }
+}
+
+/// All context values for one step.
+pub fn values(
+    run_id: &str,
+    step_id: &str,
+    output_prefix: &str,
+    trigger: Option<&TriggerObject>,
+) -> Vec<(&'static str, Value)> {
+    let opt = |v: Option<String>| v.map(Value::Str).unwrap_or(Value::None);
+    let mut out = vec![
+        ("run_id", Value::Str(run_id.into())),
+        ("step_id", Value::Str(step_id.into())),
+        ("run_output", Value::Str(output_prefix.into())),
+    ];
+    let t = trigger.cloned().unwrap_or_default();
+    let present = trigger.is_some();
+    let s = |v: String| if present { Value::Str(v) } else { Value::None };
+    out.push(("trigger_bucket", s(t.bucket)));
+    out.push(("trigger_key", s(t.key)));
+    out.push(("trigger_uri", s(t.uri)));
+    out.push(("trigger_etag", opt(t.etag)));
+    out.push(("trigger_version", opt(t.version)));
+    out.push((
+        "trigger_size",
+        t.size
+            .map(|n| Value::Int(n.to_string()))
+            .unwrap_or(Value::None),
+    ));
+    out.push(("trigger_event_time", opt(t.event_time)));
+    out
+}
+
+/// Add the context values a notebook declares (and that are not already set).
+pub fn inject(params: &mut Parameters, declared: &[String], context: Vec<(&'static str, Value)>) {
+    for (name, value) in context {
+        if declared.iter().any(|d| d == name) && params.get(name).is_none() {
+            params.set(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_declared_and_unset_names_are_injected() {
+        let mut p = Parameters::new();
+        p.set("trigger_key", Value::Str("user-set".into()));
+        let t = TriggerObject {
+            bucket: "b".into(),
+            key: "in/a.csv".into(),
+            uri: "s3://b/in/a.csv".into(),
+            ..Default::default()
+        };
+        let declared = vec![
+            "run_id".to_string(),
+            "trigger_key".to_string(),
+            "trigger_uri".to_string(),
+        ];
+        inject(&mut p, &declared, values("r1", "s", "runs/r1/", Some(&t)));
+        assert_eq!(p.get("run_id"), Some(&Value::Str("r1".into())));
+        assert_eq!(p.get("trigger_key"), Some(&Value::Str("user-set".into())));
+        assert_eq!(
+            p.get("trigger_uri"),
+            Some(&Value::Str("s3://b/in/a.csv".into()))
+        );
+        assert_eq!(p.get("trigger_bucket"), None, "not declared");
+    }
+
+    #[test]
+    fn without_a_trigger_the_values_are_none() {
+        let mut p = Parameters::new();
+        inject(
+            &mut p,
+            &["trigger_uri".to_string()],
+            values("r", "s", "o", None),
+        );
+        assert_eq!(p.get("trigger_uri"), Some(&Value::None));
+    }
+}

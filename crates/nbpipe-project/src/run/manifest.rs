@@ -1,0 +1,122 @@
+//! `run.json`: the record of one pipeline run, rewritten as the run progresses.
+//!
+//! Owns the manifest's shape (documented in the README) and nothing else: the scheduler
+//! fills it in, the service (later) reads it back.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunManifest {
+    /// Manifest format version.
+    pub format: u32,
+    /// The run's id.
+    pub run_id: String,
+    /// Project name.
+    pub project: String,
+    /// `running`, `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// When the run started (RFC 3339, UTC).
+    pub started: String,
+    /// When the run ended.
+    pub ended: Option<String>,
+    /// Seconds from start to end.
+    pub duration: Option<f64>,
+    /// Output prefix (URI or path) of this run.
+    pub output: String,
+    /// Run-level parameters (project defaults overridden by the command line).
+    pub parameters: Value,
+    /// The object that triggered the run, if any.
+    pub trigger: Option<Value>,
+    /// Kernel environment.
+    pub environment: Option<EnvironmentInfo>,
+    /// Git commit and branch of the project, when it is a git repository.
+    pub git: Option<GitInfo>,
+    /// One entry per step, in the project's order.
+    pub steps: Vec<StepRecord>,
+    /// nbpipe version that ran it.
+    pub nbpipe_version: String,
+}
+
+/// The kernel environment a run used.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EnvironmentInfo {
+    /// Hash of requirements + Python version.
+    pub hash: String,
+    /// Interpreter path.
+    pub python: String,
+    /// Where the resolved package list (`pip freeze`) of this run was stored.
+    pub freeze_uri: Option<String>,
+}
+
+/// Git state of the project directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GitInfo {
+    /// Commit hash.
+    pub commit: String,
+    /// Branch name (`HEAD` when detached).
+    pub branch: String,
+    /// Uncommitted changes present.
+    pub dirty: bool,
+}
+
+/// One step of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Step id.
+    pub id: String,
+    /// Notebook path, relative to the project.
+    pub notebook: String,
+    /// `pending`, `running`, `succeeded`, `failed`, `skipped` or `cancelled`.
+    pub status: String,
+    /// Steps it waited for.
+    pub needs: Vec<String>,
+    /// Start time of the last attempt.
+    pub started: Option<String>,
+    /// End time.
+    pub ended: Option<String>,
+    /// Seconds, all attempts included.
+    pub duration: Option<f64>,
+    /// Attempts made (0 when skipped or cached).
+    pub attempts: u32,
+    /// Effective parameters injected.
+    pub parameters: Value,
+    /// Output notebook URI.
+    pub output: Option<String>,
+    /// HTML report URI.
+    pub html: Option<String>,
+    /// SHA-256 of the input notebook's content.
+    pub notebook_sha256: Option<String>,
+    /// Cache key, when `--cache` was on.
+    pub cache_key: Option<String>,
+    /// Where the output came from when served from the cache.
+    pub cached_from: Option<CachedFrom>,
+    /// Short description of the failure.
+    pub error: Option<String>,
+}
+
+/// A cache hit's origin.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CachedFrom {
+    /// The run that produced the output.
+    pub run_id: String,
+    /// The output notebook copied.
+    pub output: String,
+}
+
+/// Step statuses.
+pub mod status {
+    /// Not started.
+    pub const PENDING: &str = "pending";
+    /// Executing.
+    pub const RUNNING: &str = "running";
+    /// Done without error (possibly from the cache).
+    pub const SUCCEEDED: &str = "succeeded";
+    /// Failed after all attempts.
+    pub const FAILED: &str = "failed";
+    /// Not run because a step it needs did not succeed.
+    pub const SKIPPED: &str = "skipped";
+    /// Stopped by a signal or a cancellation.
+    pub const CANCELLED: &str = "cancelled";
+}

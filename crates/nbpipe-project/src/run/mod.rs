@@ -1,0 +1,406 @@
+//! Running a project: every step's notebook through the engine, in order or as a DAG.
+//!
+//! Owns scheduling (independent steps in parallel up to `jobs`; a failed step stops its
+//! dependents while the others finish), retries with backoff, per-step time limits, run
+//! context parameters, the step cache, and the outputs of a run: `{output}/{id}.ipynb`
+//! (written while the step runs), `{output}/{id}.html` and `{output}/run.json`.
+//! It does not parse `nbpipe.yaml` ([`crate::config`]) nor execute cells (`nbpipe-exec`).
+
+pub mod cache;
+mod context;
+pub mod manifest;
+mod step;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{SecondsFormat, Utc};
+use nbpipe_exec::Stop;
+use nbpipe_params::Parameters;
+use nbpipe_store::Location;
+use serde_json::Value;
+use tokio::sync::{watch, Mutex};
+use tokio::task::JoinSet;
+
+pub use context::TriggerObject;
+use manifest::{status, EnvironmentInfo, GitInfo, RunManifest, StepRecord};
+
+use crate::config::Project;
+
+/// How to run a project.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Parameters overriding the project's and steps' defaults (`-p`, `-r`, `-f`).
+    pub parameters: Parameters,
+    /// Output prefix overriding the project's `output`.
+    pub output: Option<String>,
+    /// Run id (default: UTC timestamp + random suffix).
+    pub run_id: Option<String>,
+    /// Steps running at once (at least 1).
+    pub jobs: usize,
+    /// Serve unchanged steps from the cache.
+    pub cache: bool,
+    /// The object that triggered this run.
+    pub trigger: Option<TriggerObject>,
+    /// Do not echo environment-building output.
+    pub quiet: bool,
+}
+
+/// What a run reports as it goes.
+pub trait RunObserver: Send + Sync {
+    /// A line for the user.
+    fn message(&self, _msg: &str) {}
+    /// A step changed status (`running`, `succeeded`, ...).
+    fn step(&self, _id: &str, _status: &str, _detail: &str) {}
+}
+
+/// Errors that prevent a run from starting or from recording itself.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The kernel environment could not be built.
+    #[error("could not prepare the project's kernel environment: {0}")]
+    Env(#[from] nbpipe_env::EnvError),
+    /// The output location is unusable.
+    #[error("{0}")]
+    Store(#[from] nbpipe_store::StoreError),
+    /// The output template is wrong.
+    #[error("output `{template}`: {reason}")]
+    Output {
+        /// The template.
+        template: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Shared state of one run.
+pub(crate) struct RunState {
+    pub project: Project,
+    pub opts: RunOptions,
+    pub run_id: String,
+    pub prefix: Location,
+    pub env: Option<nbpipe_env::ManagedEnv>,
+    pub manifest: Mutex<RunManifest>,
+    pub observer: Arc<dyn RunObserver>,
+    pub cache_keys: Mutex<HashMap<usize, String>>,
+}
+
+/// Run `project`; returns the final manifest (also written to `{output}/run.json`).
+pub async fn run(
+    project: Project,
+    opts: RunOptions,
+    observer: Arc<dyn RunObserver>,
+    stop: watch::Receiver<Option<Stop>>,
+) -> Result<RunManifest, RunError> {
+    let started = Utc::now();
+    let run_id = opts.run_id.clone().unwrap_or_else(|| new_run_id(started));
+    let template = opts
+        .output
+        .clone()
+        .unwrap_or_else(|| project.output.clone());
+    let prefix = output_prefix(&template, &run_id)?;
+    observer.message(&format!("Run {run_id} of `{}` → {prefix}", project.name));
+
+    // The environment: built (or reused) from the project's requirements.
+    let env = {
+        let dir = project.dir.clone();
+        let env_opts = nbpipe_env::EnvOptions {
+            python: project.env.python.clone(),
+            requirements: project.env.requirements.clone(),
+            force: false,
+            quiet: opts.quiet,
+        };
+        tokio::task::spawn_blocking(move || nbpipe_env::ensure(&dir, &env_opts))
+            .await
+            .map_err(|e| nbpipe_env::EnvError::Io {
+                action: "build environment",
+                path: project.dir.clone(),
+                source: std::io::Error::other(e),
+            })??
+    };
+    let freeze_uri = match &env.freeze {
+        Some(freeze) => {
+            let loc = prefix.join("environment.txt");
+            loc.put(freeze.clone().into_bytes()).await?;
+            Some(loc.to_string())
+        }
+        None => None,
+    };
+
+    let mut parameters = project.parameters.clone();
+    parameters.update(opts.parameters.clone());
+    let steps = project
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepRecord {
+            id: s.id.clone(),
+            notebook: s.path.display().to_string(),
+            status: status::PENDING.into(),
+            needs: project
+                .dependencies(i)
+                .iter()
+                .map(|&d| project.steps[d].id.clone())
+                .collect(),
+            started: None,
+            ended: None,
+            duration: None,
+            attempts: 0,
+            parameters: Value::Null,
+            output: None,
+            html: None,
+            notebook_sha256: None,
+            cache_key: None,
+            cached_from: None,
+            error: None,
+        })
+        .collect();
+    let manifest = RunManifest {
+        format: 1,
+        run_id: run_id.clone(),
+        project: project.name.clone(),
+        status: status::RUNNING.into(),
+        started: stamp(started),
+        ended: None,
+        duration: None,
+        output: prefix.to_string(),
+        parameters: parameters.to_json(),
+        trigger: opts.trigger.as_ref().map(TriggerObject::to_json),
+        environment: Some(EnvironmentInfo {
+            hash: env.hash.clone(),
+            python: env.python.display().to_string(),
+            freeze_uri,
+        }),
+        git: git_info(&project.dir).await,
+        steps,
+        nbpipe_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let state = Arc::new(RunState {
+        project,
+        opts,
+        run_id,
+        prefix,
+        env: Some(env),
+        manifest: Mutex::new(manifest),
+        observer,
+        cache_keys: Mutex::new(HashMap::new()),
+    });
+    state.write_manifest().await?;
+
+    schedule(&state, stop).await;
+
+    let mut m = state.manifest.lock().await;
+    let ended = Utc::now();
+    m.ended = Some(stamp(ended));
+    m.duration = Some(secs(ended - started));
+    m.status = if m.steps.iter().all(|s| s.status == status::SUCCEEDED) {
+        status::SUCCEEDED
+    } else if m.steps.iter().any(|s| s.status == status::CANCELLED) {
+        status::CANCELLED
+    } else {
+        status::FAILED
+    }
+    .into();
+    let final_manifest = m.clone();
+    drop(m);
+    if let Err(e) = state.write_manifest().await {
+        // The run happened: keep its record locally rather than lose it with the store.
+        let bytes = serde_json::to_vec_pretty(&final_manifest).unwrap_or_default();
+        let path = unsaved_dir().join(format!("{}-run.json", final_manifest.run_id));
+        let kept =
+            std::fs::create_dir_all(unsaved_dir()).and_then(|_| std::fs::write(&path, bytes));
+        state.observer.message(&match kept {
+            Ok(()) => format!(
+                "warning: could not store run.json ({e}); kept locally at `{}`",
+                path.display()
+            ),
+            Err(io) => {
+                format!("warning: could not store run.json ({e}) nor keep it locally ({io})")
+            }
+        });
+    }
+    Ok(final_manifest)
+}
+
+/// Start every step whose dependencies succeeded, up to `jobs` at once; skip the dependents
+/// of failed steps; stop starting new steps once a stop is requested.
+async fn schedule(state: &Arc<RunState>, stop: watch::Receiver<Option<Stop>>) {
+    let n = state.project.steps.len();
+    let deps: Vec<Vec<usize>> = (0..n).map(|i| state.project.dependencies(i)).collect();
+    let jobs = state.opts.jobs.max(1);
+    let mut done: Vec<Option<&'static str>> = vec![None; n];
+    let mut started = vec![false; n];
+    let mut running = JoinSet::new();
+    loop {
+        let stopping = stop.borrow().is_some();
+        // Skip whatever can no longer run.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for i in 0..n {
+                if started[i] || done[i].is_some() {
+                    continue;
+                }
+                let blocked = deps[i]
+                    .iter()
+                    .any(|&d| matches!(done[d], Some(s) if s != status::SUCCEEDED));
+                if blocked || stopping {
+                    let why = if stopping {
+                        status::CANCELLED
+                    } else {
+                        status::SKIPPED
+                    };
+                    done[i] = Some(why);
+                    let detail = if stopping {
+                        "the run was stopped before this step started".to_string()
+                    } else {
+                        "a step it needs did not succeed".to_string()
+                    };
+                    state.finish_step(i, why, Some(detail)).await;
+                    changed = true;
+                }
+            }
+        }
+        for i in 0..n {
+            if running.len() >= jobs {
+                break;
+            }
+            if started[i] || done[i].is_some() {
+                continue;
+            }
+            if deps[i].iter().all(|&d| done[d] == Some(status::SUCCEEDED)) {
+                started[i] = true;
+                let state = state.clone();
+                let stop = stop.clone();
+                running.spawn(async move { (i, step::run_step(&state, i, stop).await) });
+            }
+        }
+        match running.join_next().await {
+            Some(Ok((i, result))) => done[i] = Some(result),
+            Some(Err(e)) => {
+                // A step task panicked: record it instead of losing the run.
+                state
+                    .observer
+                    .message(&format!("internal error in a step: {e}"));
+                if let Some(i) = (0..n).find(|&i| started[i] && done[i].is_none()) {
+                    done[i] = Some(status::FAILED);
+                    state
+                        .finish_step(i, status::FAILED, Some(format!("internal error: {e}")))
+                        .await;
+                }
+            }
+            None => break,
+        }
+    }
+}
+
+impl RunState {
+    /// Write the manifest to `{output}/run.json`.
+    pub(crate) async fn write_manifest(&self) -> Result<(), nbpipe_store::StoreError> {
+        let bytes = {
+            let m = self.manifest.lock().await;
+            serde_json::to_vec_pretty(&*m).unwrap_or_default()
+        };
+        self.prefix.join("run.json").put(bytes).await
+    }
+
+    /// Record a step's final status (and write the manifest, warning if that fails).
+    pub(crate) async fn finish_step(&self, i: usize, st: &str, error: Option<String>) {
+        {
+            let mut m = self.manifest.lock().await;
+            let rec = &mut m.steps[i];
+            rec.status = st.to_string();
+            if error.is_some() {
+                rec.error = error.clone();
+            }
+        }
+        self.observer.step(
+            &self.project.steps[i].id,
+            st,
+            error.as_deref().unwrap_or(""),
+        );
+        if let Err(e) = self.write_manifest().await {
+            self.observer
+                .message(&format!("warning: could not update run.json: {e}"));
+        }
+    }
+}
+
+/// Where records that could not be stored are kept (`$NBPIPE_HOME/unsaved`).
+fn unsaved_dir() -> PathBuf {
+    nbpipe_env::nbpipe_home()
+        .unwrap_or_else(|_| std::env::temp_dir())
+        .join("unsaved")
+}
+
+fn new_run_id(t: chrono::DateTime<Utc>) -> String {
+    let suffix: String = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
+    format!("{}-{suffix}", t.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// The run's output prefix: `{run_id}` filled in, relative local paths taken from the project.
+fn output_prefix(template: &str, run_id: &str) -> Result<Location, RunError> {
+    let filled = template.replace("{run_id}", run_id);
+    if filled.contains('{') {
+        return Err(RunError::Output {
+            template: template.into(),
+            reason: "only `{run_id}` can be filled in".into(),
+        });
+    }
+    // The project's `output` is already resolved against its folder; an override from the
+    // command line is relative to the current directory, as any path argument.
+    let loc = Location::parse(&filled)?;
+    if matches!(loc, Location::Stdio) {
+        return Err(RunError::Output {
+            template: template.into(),
+            reason: "a run needs a directory or an object-store prefix, not `-`".into(),
+        });
+    }
+    if let Location::Local(p) = &loc {
+        std::fs::create_dir_all(p).map_err(|e| RunError::Output {
+            template: template.into(),
+            reason: format!("cannot create `{}`: {e}", p.display()),
+        })?;
+    }
+    Ok(loc)
+}
+
+async fn git_info(dir: &std::path::Path) -> Option<GitInfo> {
+    let git = |args: &[&str]| {
+        let dir = PathBuf::from(dir);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        async move {
+            let out = tokio::process::Command::new("git")
+                .arg("-C")
+                .arg(&dir)
+                .args(&args)
+                .output()
+                .await
+                .ok()?;
+            out.status
+                .success()
+                .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+    };
+    let commit = git(&["rev-parse", "HEAD"]).await?;
+    let branch = git(&["rev-parse", "--abbrev-ref", "HEAD"])
+        .await
+        .unwrap_or_default();
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+        .await
+        .is_some_and(|s| !s.is_empty());
+    Some(GitInfo {
+        commit,
+        branch,
+        dirty,
+    })
+}
+
+pub(crate) fn stamp(t: chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub(crate) fn secs(d: chrono::Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}

@@ -1,0 +1,351 @@
+//! One step: parameters, cache lookup, attempts with backoff and a time limit, outputs.
+//!
+//! A step is marked succeeded only after its output notebook (and HTML report) are stored.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use nbpipe_exec::{ExecOptions, Observer, Outcome, Stop};
+use nbpipe_notebook::Notebook;
+use nbpipe_params::Parameters;
+use nbpipe_store::Location;
+use tokio::sync::watch;
+
+use super::cache::{self, Entry, Index, KeyParts};
+use super::manifest::{status, CachedFrom};
+use super::{context, secs, stamp, RunState};
+
+/// Run step `i` to completion; returns its final status.
+pub(crate) async fn run_step(
+    state: &RunState,
+    i: usize,
+    stop: watch::Receiver<Option<Stop>>,
+) -> &'static str {
+    match try_run_step(state, i, stop).await {
+        Ok(st) => st,
+        Err(msg) => {
+            state.finish_step(i, status::FAILED, Some(msg)).await;
+            status::FAILED
+        }
+    }
+}
+
+async fn try_run_step(
+    state: &RunState,
+    i: usize,
+    stop: watch::Receiver<Option<Stop>>,
+) -> Result<&'static str, String> {
+    let step = &state.project.steps[i];
+    let nb_path = state.project.dir.join(&step.path);
+    let bytes =
+        std::fs::read(&nb_path).map_err(|e| format!("cannot read `{}`: {e}", nb_path.display()))?;
+    let source_nb = nbpipe_notebook::read(&bytes)
+        .map_err(|e| format!("`{}` is not a valid notebook: {e}", step.path.display()))?;
+
+    // Effective parameters: project defaults < step defaults < command line < run context.
+    let mut params = state.project.parameters.clone();
+    params.update(step.parameters.clone());
+    params.update(state.opts.parameters.clone());
+    let declared = declared_parameters(&source_nb);
+    context::inject(
+        &mut params,
+        &declared,
+        context::values(
+            &state.run_id,
+            &step.id,
+            &state.prefix.to_string(),
+            state.opts.trigger.as_ref(),
+        ),
+    );
+
+    let output = state.prefix.join(&format!("{}.ipynb", step.id));
+    let html = state.prefix.join(&format!("{}.html", step.id));
+    {
+        let mut m = state.manifest.lock().await;
+        let rec = &mut m.steps[i];
+        rec.parameters = params.to_json();
+        rec.output = Some(output.to_string());
+        rec.notebook_sha256 = Some(cache::sha256_hex(&bytes));
+    }
+
+    // The cache: a hit copies the earlier output instead of executing.
+    let key = if state.opts.cache {
+        let key = cache_key(state, i, &source_nb, &params).await?;
+        state.cache_keys.lock().await.insert(i, key.clone());
+        state.manifest.lock().await.steps[i].cache_key = Some(key.clone());
+        if let Some(hit) = try_cache(state, i, &key, &output, &html).await {
+            return Ok(hit);
+        }
+        Some(key)
+    } else {
+        None
+    };
+
+    let started = Utc::now();
+    {
+        let mut m = state.manifest.lock().await;
+        m.steps[i].status = status::RUNNING.into();
+        m.steps[i].started = Some(stamp(started));
+    }
+    state.observer.step(&step.id, status::RUNNING, "");
+    let _ = state.write_manifest().await;
+
+    let kernel_spec = match (&step.kernel, &state.env) {
+        (None, Some(env)) => Some(env.kernelspec()),
+        _ => None,
+    };
+    let cwd = nb_path.parent().map(|p| p.to_path_buf());
+    let attempts = step.retries + 1;
+    let mut last_error = String::new();
+    for attempt in 1..=attempts {
+        state.manifest.lock().await.steps[i].attempts = attempt;
+        if attempt > 1 {
+            let wait = Duration::from_secs(1 << (attempt - 2).min(5));
+            state.observer.message(&format!(
+                "{}: attempt {attempt}/{attempts} in {} s ({last_error})",
+                step.id,
+                wait.as_secs()
+            ));
+            tokio::time::sleep(wait).await;
+        }
+        let opts = ExecOptions {
+            input: nb_path.display().to_string(),
+            output: Some(output.to_string()),
+            parameters: params.clone(),
+            kernel_name: step.kernel.clone(),
+            language: None,
+            kernel_spec: None,
+            python_env: kernel_spec.clone(),
+            cwd: cwd.clone(),
+            execution_timeout: step.cell_timeout,
+            ..ExecOptions::default()
+        };
+        let step_stop = with_deadline(stop.clone(), step.timeout);
+        let mut obs = StepObserver;
+        match nbpipe_exec::execute(&opts, &mut obs, step_stop).await {
+            Ok((nb, Outcome::Completed)) => {
+                render_html(&nb, &html, &step.id).await?;
+                let ended = Utc::now();
+                {
+                    let mut m = state.manifest.lock().await;
+                    let rec = &mut m.steps[i];
+                    rec.ended = Some(stamp(ended));
+                    rec.duration = Some(secs(ended - started));
+                    rec.html = Some(html.to_string());
+                    rec.error = None;
+                }
+                if let Some(key) = key {
+                    let entry = Entry {
+                        key,
+                        run_id: state.run_id.clone(),
+                        step: step.id.clone(),
+                        output: output.to_string(),
+                        html: Some(html.to_string()),
+                        created: stamp(ended),
+                    };
+                    if let Err(e) = Index::for_project(&state.project.dir).put(&entry) {
+                        state
+                            .observer
+                            .message(&format!("warning: could not record the cache entry: {e}"));
+                    }
+                }
+                state.finish_step(i, status::SUCCEEDED, None).await;
+                return Ok(status::SUCCEEDED);
+            }
+            Ok((nb, outcome)) => {
+                // The notebook is the record of the failure: keep its HTML too.
+                let _ = render_html(&nb, &html, &step.id).await;
+                state.manifest.lock().await.steps[i].html = Some(html.to_string());
+                let (msg, retry, cancelled) = describe(&outcome, step.timeout);
+                last_error = msg;
+                if cancelled {
+                    end_times(state, i, started).await;
+                    state
+                        .finish_step(i, status::CANCELLED, Some(last_error.clone()))
+                        .await;
+                    return Ok(status::CANCELLED);
+                }
+                if !retry {
+                    break;
+                }
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                // Bad notebooks or parameters will not get better by retrying.
+                if matches!(
+                    e,
+                    nbpipe_exec::ExecError::Notebook { .. }
+                        | nbpipe_exec::ExecError::Params(_)
+                        | nbpipe_exec::ExecError::Path(_)
+                        | nbpipe_exec::ExecError::KernelSpec(_)
+                ) {
+                    break;
+                }
+            }
+        }
+        if stop.borrow().is_some() {
+            break;
+        }
+    }
+    end_times(state, i, started).await;
+    state.finish_step(i, status::FAILED, Some(last_error)).await;
+    Ok(status::FAILED)
+}
+
+async fn end_times(state: &RunState, i: usize, started: chrono::DateTime<Utc>) {
+    let ended = Utc::now();
+    let mut m = state.manifest.lock().await;
+    m.steps[i].ended = Some(stamp(ended));
+    m.steps[i].duration = Some(secs(ended - started));
+}
+
+/// Failure summary, whether another attempt makes sense, whether it was a cancellation.
+fn describe(outcome: &Outcome, timeout: Option<Duration>) -> (String, bool, bool) {
+    match outcome {
+        Outcome::CellFailed(f) => (
+            format!("cell {} raised {}: {}", f.cell_index, f.ename, f.evalue),
+            true,
+            false,
+        ),
+        Outcome::TimedOut(f) => (format!("cell {} timed out", f.cell_index), true, false),
+        Outcome::KernelDied(f) => (format!("cell {}: {}", f.cell_index, f.evalue), true, false),
+        Outcome::Stopped(Stop::Deadline) => (
+            format!(
+                "the step exceeded its timeout of {} s",
+                timeout.map(|t| t.as_secs()).unwrap_or(0)
+            ),
+            true,
+            false,
+        ),
+        Outcome::Stopped(why) => (why.to_string(), false, true),
+        Outcome::Completed | Outcome::Prepared => (String::new(), false, false),
+    }
+}
+
+/// A stop channel that also fires `Stop::Deadline` after `timeout`.
+fn with_deadline(
+    mut outer: watch::Receiver<Option<Stop>>,
+    timeout: Option<Duration>,
+) -> watch::Receiver<Option<Stop>> {
+    let (tx, rx) = watch::channel(*outer.borrow());
+    tokio::spawn(async move {
+        let deadline = async {
+            match timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = deadline => { let _ = tx.send(Some(Stop::Deadline)); }
+            r = outer.wait_for(Option::is_some) => {
+                if let Ok(v) = r { let _ = tx.send(*v); }
+            }
+            _ = tx.closed() => {}
+        }
+    });
+    rx
+}
+
+async fn render_html(nb: &Notebook, html: &Location, title: &str) -> Result<(), String> {
+    let page = nbpipe_render::render(
+        nb,
+        &nbpipe_render::RenderOptions {
+            title: Some(title.to_string()),
+            ..Default::default()
+        },
+    );
+    html.put(page.into_bytes())
+        .await
+        .map_err(|e| format!("could not store the HTML report: {e}"))
+}
+
+/// Names the notebook's parameters cell declares (empty if none or not inspectable).
+fn declared_parameters(nb: &Notebook) -> Vec<String> {
+    let Some(cell) = nb.cells.iter().find(|c| c.has_tag("parameters")) else {
+        return Vec::new();
+    };
+    let lang = nbpipe_params::Language::from_kernel(
+        nb.kernel_name().unwrap_or(""),
+        nb.language().unwrap_or(""),
+    );
+    lang.and_then(|l| nbpipe_params::inspect_parameters_cell(l, &cell.source).ok())
+        .map(|ps| ps.into_iter().map(|p| p.name).collect())
+        .unwrap_or_default()
+}
+
+async fn cache_key(
+    state: &RunState,
+    i: usize,
+    nb: &Notebook,
+    params: &Parameters,
+) -> Result<String, String> {
+    let step = &state.project.steps[i];
+    let mut inputs = Vec::new();
+    for uri in &step.inputs {
+        let version = cache::input_version(uri, &state.project.dir)
+            .await
+            .map_err(|e| format!("input `{uri}`: {e}"))?;
+        inputs.push((uri.clone(), version));
+    }
+    let upstream: Vec<String> = {
+        let keys = state.cache_keys.lock().await;
+        state
+            .project
+            .dependencies(i)
+            .iter()
+            .map(|d| keys.get(d).cloned().unwrap_or_default())
+            .collect()
+    };
+    let env_hash = state.env.as_ref().map(|e| e.hash.as_str()).unwrap_or("");
+    Ok(cache::key(&KeyParts {
+        notebook: nb,
+        parameters: params,
+        kernel: step.kernel.as_deref(),
+        env_hash,
+        inputs: &inputs,
+        upstream: &upstream,
+    }))
+}
+
+/// Serve the step from the cache if an earlier successful run has the same key.
+async fn try_cache(
+    state: &RunState,
+    i: usize,
+    key: &str,
+    output: &Location,
+    html: &Location,
+) -> Option<&'static str> {
+    let entry = Index::for_project(&state.project.dir).get(key)?;
+    let src = cache::resolve(&entry.output, &state.project.dir).ok()?;
+    let bytes = src.get().await.ok()?;
+    output.put(bytes).await.ok()?;
+    if let Some(h) = entry
+        .html
+        .as_deref()
+        .and_then(|h| cache::resolve(h, &state.project.dir).ok())
+    {
+        if let Ok(b) = h.get().await {
+            let _ = html.put(b).await;
+        }
+    }
+    {
+        let mut m = state.manifest.lock().await;
+        let rec = &mut m.steps[i];
+        rec.cached_from = Some(CachedFrom {
+            run_id: entry.run_id.clone(),
+            output: entry.output.clone(),
+        });
+        rec.html = Some(html.to_string());
+        rec.attempts = 0;
+    }
+    state.finish_step(i, status::SUCCEEDED, None).await;
+    state.observer.message(&format!(
+        "{}: cached (from run {})",
+        state.project.steps[i].id, entry.run_id
+    ));
+    Some(status::SUCCEEDED)
+}
+
+/// Steps run quietly; the run observer reports their status.
+struct StepObserver;
+impl Observer for StepObserver {}
