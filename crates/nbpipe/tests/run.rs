@@ -455,3 +455,39 @@ fn exec_reads_and_writes_s3_paths() {
     );
     sb.assert_no_processes_left();
 }
+
+/// The environment's hash is part of the key: new requirements mean a new environment and a
+/// re-execution, even with the notebook, parameters and inputs unchanged.
+#[test]
+fn cache_invalidates_when_the_environment_changes() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "envcache",
+        "output: runs/{run_id}/\nnotebooks:\n  - a.ipynb\n",
+    );
+    write_nb(&dir, "a.ipynb", "k = 1", &["print('a', k)"]);
+    let go = |id: &str| {
+        let out = run(nbpipe_run(&sb, "envcache").args(["--cache", "--run-id", id]));
+        assert!(out.status.success(), "{}", stderr(&out));
+        let m: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("runs").join(id).join("run.json")).unwrap(),
+        )
+        .unwrap();
+        (
+            !step(&m, "a")["cached_from"].is_null(),
+            m["environment"]["hash"].clone(),
+        )
+    };
+    let (cached1, env1) = go("e1");
+    let (cached2, env2) = go("e2");
+    assert!(
+        !cached1 && cached2,
+        "second run should be served from the cache"
+    );
+    assert_eq!(env1, env2);
+    std::fs::write(dir.join("requirements.txt"), "six\n").unwrap();
+    let (cached3, env3) = go("e3");
+    assert_ne!(env1, env3, "new requirements, new environment");
+    assert!(!cached3, "a new environment invalidates the cache");
+}
