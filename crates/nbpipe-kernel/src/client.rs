@@ -167,6 +167,24 @@ impl StderrTail {
 impl Kernel {
     /// Start a kernel from `spec` and wait until it answers on shell and IOPub.
     pub async fn launch(spec: &KernelSpec, opts: &LaunchOptions) -> Result<Kernel, KernelError> {
+        // Ports are picked free, then released for the kernel to bind: another process can
+        // take one in between (jupyter_client has the same race). A kernel that dies because
+        // a port was taken is started again on new ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::launch_once(spec, opts).await {
+                Err(KernelError::Died { stderr, .. })
+                    if attempt < 4 && stderr.contains("Address already in use") =>
+                {
+                    continue
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn launch_once(spec: &KernelSpec, opts: &LaunchOptions) -> Result<Kernel, KernelError> {
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let ports = peek_ports(ip, 5)
             .await
@@ -225,10 +243,11 @@ impl Kernel {
 
         let stderr = Arc::new(Mutex::new(StderrTail::default()));
         let mut tasks = Vec::new();
+        let mut stderr_reader = None;
         if let Some(mut pipe) = child.stderr.take() {
             let tail = stderr.clone();
             let echo = opts.echo_stderr;
-            tasks.push(tokio::spawn(async move {
+            stderr_reader = Some(tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 while let Ok(n) = pipe.read(&mut buf).await {
                     if n == 0 {
@@ -250,6 +269,10 @@ impl Kernel {
             };
             // Reap the rest of the group too: a kernel's own children must not outlive it.
             let _ = killpg(pgid, Signal::SIGKILL);
+            // Let the last of its stderr arrive before anyone reports the death.
+            if let Some(reader) = stderr_reader {
+                let _ = timeout(Duration::from_secs(1), reader).await;
+            }
             let _ = exit_tx.send(Some(ExitInfo { status }));
         }));
 
