@@ -53,6 +53,8 @@ pub trait RunObserver: Send + Sync {
     fn message(&self, _msg: &str) {}
     /// A step changed status (`running`, `succeeded`, ...).
     fn step(&self, _id: &str, _status: &str, _detail: &str) {}
+    /// The manifest was written (live progress for the service).
+    fn manifest(&self, _manifest: &RunManifest) {}
 }
 
 /// Errors that prevent a run from starting or from recording itself.
@@ -300,6 +302,7 @@ impl RunState {
     pub(crate) async fn write_manifest(&self) -> Result<(), nbpipe_store::StoreError> {
         let bytes = {
             let m = self.manifest.lock().await;
+            self.observer.manifest(&m);
             serde_json::to_vec_pretty(&*m).unwrap_or_default()
         };
         self.prefix.join("run.json").put(bytes).await
