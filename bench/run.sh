@@ -19,13 +19,9 @@
 #   CARGO_TARGET_DIR  cargo target dir (default $HOME/.cache/nbpipe-target)
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-ENV_DIR="${NBPIPE_BENCH_ENV:-$HOME/.cache/nbpipe/bench-env}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nbpipe-target}"
-
-say() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+BENCH_TAG=bench
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 papermill_only=0
 for arg in "$@"; do
@@ -35,54 +31,14 @@ for arg in "$@"; do
   esac
 done
 
-# --- 1. uv ------------------------------------------------------------------------------------
-# Prefer a uv on PATH; else pip-install it (plain, then --user for PEP 668 "externally managed"
-# system pythons) and run it as `python3 -m uv`, which works wherever pip put it.
-if command -v uv >/dev/null 2>&1; then
-  UV=(uv)
-elif python3 -m uv --version >/dev/null 2>&1; then
-  UV=(python3 -m uv)
-else
-  say "uv not found: installing it with pip"
-  python3 -m pip install --quiet uv \
-    || python3 -m pip install --quiet --user uv \
-    || python3 -m pip install --quiet --user --break-system-packages uv \
-    || die "could not pip-install uv"
-  UV=(python3 -m uv)
-fi
-say "uv: $("${UV[@]}" --version)"
-
-# --- 2. venv with the kernel and papermill ------------------------------------------------------
-# The venv is built from the machine's own python3 (no interpreter downloads). Packages:
-# the PNG images of the image case are made with the standard library (zlib), so neither
-# matplotlib nor numpy/pillow is needed.
-PY_BASE="$(python3 -c 'import sys; print(sys.executable)')"
-if [ ! -x "$ENV_DIR/bin/python3" ]; then
-  say "creating venv $ENV_DIR (python: $PY_BASE)"
-  mkdir -p "$(dirname "$ENV_DIR")"
-  UV_PYTHON_DOWNLOADS=never "${UV[@]}" venv --quiet --python "$PY_BASE" "$ENV_DIR"
-fi
-say "installing ipykernel papermill nbformat jupyter_client into $ENV_DIR"
-UV_PYTHON_DOWNLOADS=never "${UV[@]}" pip install --quiet --compile-bytecode \
-  --python "$ENV_DIR/bin/python3" ipykernel papermill nbformat jupyter_client
-# Write the python3 kernelspec with the venv interpreter's absolute path into
-# <venv>/share/jupyter/kernels/python3, which JUPYTER_PATH below puts first for both tools.
-"$ENV_DIR/bin/python3" -m ipykernel install --prefix "$ENV_DIR" --name python3 >/dev/null
-
-export JUPYTER_PATH="$ENV_DIR/share/jupyter"
-export PATH="$ENV_DIR/bin:$PATH"
+# --- 1.-2. uv, and the venv with the kernel and papermill (bench/common.sh) ------------------
+bench_venv
 
 # --- 3. nbpipe binary ---------------------------------------------------------------------------
 if [ "$papermill_only" = 1 ]; then
   NBPIPE_BIN="${NBPIPE_BIN:-}"
-elif [ -n "${NBPIPE_BIN:-}" ]; then
-  say "using NBPIPE_BIN=$NBPIPE_BIN (no cargo build)"
-else
-  say "building nbpipe: cargo build --release -p nbpipe (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-  if ! (cd "$REPO_DIR" && cargo build --release -p nbpipe); then
-    die "cargo build --release -p nbpipe failed; to run the papermill half alone use: bench/run.sh --papermill-only"
-  fi
-  NBPIPE_BIN="$CARGO_TARGET_DIR/release/nbpipe"
+elif ! bench_build_nbpipe; then
+  die "cargo build --release -p nbpipe failed; to run the papermill half alone use: bench/run.sh --papermill-only"
 fi
 export NBPIPE_BIN
 
