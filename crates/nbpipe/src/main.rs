@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         cli::Command::Exec(a) => commands::exec::run(*a),
         cli::Command::Run(a) => commands::run::run(a),
         cli::Command::Render(a) => commands::render::run(a),
+        cli::Command::Serve(a) => commands::serve::run(a),
         cli::Command::Inspect(a) => commands::inspect::run(a),
         cli::Command::Env(a) => commands::env::run(a),
         cli::Command::Kernels(a) => commands::kernels::run(a),

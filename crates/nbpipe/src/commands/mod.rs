@@ -7,3 +7,4 @@ pub mod kernels;
 mod params;
 pub mod render;
 pub mod run;
+pub mod serve;

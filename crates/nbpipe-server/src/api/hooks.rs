@@ -1,0 +1,58 @@
+//! `POST /hooks/s3`: object-store notifications pushed over HTTP (MinIO webhook targets, SNS
+//! HTTP subscriptions after confirmation, EventBridge API destinations, or any relay).
+//!
+//! The body is parsed by [`crate::intake::notify::parse`]; every key is checked again with
+//! [`crate::intake::routing::check_key`] before anything is handed on, so a key that could name
+//! a path outside a workspace (`..`, absolute, NUL, over 1024 bytes) is refused with `400` and
+//! nothing of that body is queued. Accepted events go to the server's [`super::HookSink`]
+//! (routing and enqueue); the answer is `202 {"events": n, "queued": m}`. A sink failure answers
+//! `503` so the sender retries (the queue's dedup keys make a retry harmless). SNS control
+//! messages (`SubscriptionConfirmation`) are answered `400`: confirm subscriptions by hand.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{ApiError, Shared};
+use crate::event::Source;
+use crate::intake::{notify, routing, IntakeError};
+
+pub(crate) async fn s3(
+    State(state): State<Shared>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let events = notify::parse(&body, Source::Webhook).map_err(|e| {
+        let code = match e {
+            IntakeError::Key { .. } => "bad_key",
+            IntakeError::SnsControl { .. } => "sns_control",
+            _ => "bad_notification",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, e.to_string())
+    })?;
+    for ev in &events {
+        if let Err(reason) = routing::check_key(&ev.key) {
+            let shown: String = ev.key.chars().take(120).collect();
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_key",
+                format!("object key `{shown}` rejected: {reason}"),
+            ));
+        }
+    }
+    let n = events.len();
+    if n == 0 {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"events": 0, "queued": 0})),
+        ));
+    }
+    let queued = (state.hooks)(events)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_queued", e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"events": n, "queued": queued})),
+    ))
+}

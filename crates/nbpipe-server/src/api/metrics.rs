@@ -1,0 +1,70 @@
+//! `GET /api/health` and `GET /metrics` (Prometheus text exposition format 0.0.4, written by
+//! hand: a few gauges do not need a metrics library).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::Shared;
+use crate::queue::Status;
+
+pub(crate) async fn health(State(state): State<Shared>) -> Response {
+    match state.queue.counts().await {
+        Ok(c) => Json(json!({
+            "status": "ok",
+            "version": env!("CARGO_PKG_VERSION"),
+            "queue": state.queue.backend(),
+            "runs": c,
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
+    let mut out = String::new();
+    out += "# HELP nbpipe_build_info nbpipe version and queue backend.\n";
+    out += "# TYPE nbpipe_build_info gauge\n";
+    out += &format!(
+        "nbpipe_build_info{{version=\"{}\",queue=\"{}\"}} 1\n",
+        label(env!("CARGO_PKG_VERSION")),
+        state.queue.backend()
+    );
+    out += "# HELP nbpipe_projects Configured projects.\n# TYPE nbpipe_projects gauge\n";
+    out += &format!("nbpipe_projects {}\n", state.projects.len());
+    let up = match state.queue.counts().await {
+        Ok(c) => {
+            out += "# HELP nbpipe_runs Runs in the queue and history, by status.\n";
+            out += "# TYPE nbpipe_runs gauge\n";
+            for s in Status::ALL {
+                out += &format!("nbpipe_runs{{status=\"{}\"}} {}\n", s.as_str(), c.get(s));
+            }
+            1
+        }
+        Err(_) => 0,
+    };
+    out += "# HELP nbpipe_queue_up Whether the queue database answered.\n";
+    out += "# TYPE nbpipe_queue_up gauge\n";
+    out += &format!("nbpipe_queue_up {up}\n");
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// Escapes a label value (`\`, `"`, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

@@ -1,0 +1,45 @@
+//! `GET /api/openapi.json`: the hand-maintained OpenAPI 3.1 document of every route
+//! (`openapi.json` beside this file). A test checks that it lists exactly the routes of the
+//! router, method by method.
+
+use axum::Json;
+use serde_json::Value;
+
+const DOCUMENT: &str = include_str!("openapi.json");
+
+/// The OpenAPI document, with this build's version.
+pub fn openapi_document() -> Value {
+    let mut doc: Value = serde_json::from_str(DOCUMENT).expect("openapi.json is valid JSON");
+    doc["info"]["version"] = Value::String(env!("CARGO_PKG_VERSION").to_string());
+    doc
+}
+
+pub(crate) async fn serve() -> Json<Value> {
+    Json(openapi_document())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn document_lists_exactly_the_routes() {
+        let doc = super::openapi_document();
+        let paths = doc["paths"].as_object().unwrap();
+        let routes = super::super::routes();
+        for (method, path) in &routes {
+            assert!(
+                paths.get(*path).and_then(|p| p.get(*method)).is_some(),
+                "route `{} {path}` is missing from openapi.json",
+                method.to_uppercase()
+            );
+        }
+        for (path, ops) in paths {
+            for method in ops.as_object().unwrap().keys() {
+                assert!(
+                    routes.iter().any(|(m, p)| m == method && p == path),
+                    "openapi.json documents `{} {path}`, which the router does not serve",
+                    method.to_uppercase()
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,519 @@
+//! State changes of a run: enqueue, claim, heartbeat, finish, release, cancel, re-run and
+//! lease recovery. Each is one statement or one serialized write transaction (see
+//! `db::write_tx!`), so a `kill -9` between any two of them leaves a consistent queue.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use super::db::{duration_ms, esc, now_ms, run_from_row, with_pool, write_tx, RUN_COLUMNS};
+use super::types::{CancelResult, Claimed, Enqueued, Finish, Limits, Recovered, Status};
+use super::{Queue, QueueError, INTERRUPTED};
+use crate::event::RunRequest;
+
+/// Everything inserted for a new run (owned: see `insert_run`).
+struct NewRun {
+    project: String,
+    trigger_json: Option<String>,
+    trigger_uri: Option<String>,
+    parameters: String,
+    dedup_key: Option<String>,
+    reason: String,
+    rerun_of: Option<String>,
+    max_attempts: i64,
+}
+
+impl NewRun {
+    fn new(req: &RunRequest, max_attempts: u32) -> Result<NewRun, QueueError> {
+        Ok(NewRun {
+            project: req.project.clone(),
+            trigger_json: req
+                .trigger
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()?,
+            trigger_uri: req.trigger.as_ref().map(|t| t.uri()),
+            parameters: serde_json::to_string(&req.parameters)?,
+            dedup_key: req.dedup_key.as_deref().map(esc),
+            reason: esc(&req.reason),
+            rerun_of: None,
+            max_attempts: i64::from(max_attempts.max(1)),
+        })
+    }
+}
+
+impl Queue {
+    /// Queues a run for `req`, unless the project already has one with the same
+    /// `dedup_key` (then nothing changes and the existing run's id is returned, whatever
+    /// its status). `max_attempts` is the project's retry policy (at least 1).
+    pub async fn enqueue(
+        &self,
+        req: &RunRequest,
+        max_attempts: u32,
+    ) -> Result<Enqueued, QueueError> {
+        if let Some(id) = self.insert_run(NewRun::new(req, max_attempts)?).await? {
+            return Ok(Enqueued::New(id));
+        }
+        let key = esc(req.dedup_key.as_deref().unwrap_or_default());
+        let existing: Option<String> = with_pool!(&self.db, p => {
+            sqlx::query_scalar("SELECT id FROM runs WHERE project = $1 AND dedup_key = $2")
+                .bind(&req.project)
+                .bind(&key)
+                .fetch_optional(p)
+                .await?
+        });
+        // Runs are never deleted, so the conflicting row is there.
+        existing
+            .map(Enqueued::Duplicate)
+            .ok_or_else(|| QueueError::Corrupt(format!("dedup conflict without a run for `{key}`")))
+    }
+
+    /// Inserts a queued run; `None` when `(project, dedup_key)` exists already. One statement:
+    /// the uniqueness check and the insert cannot be separated by a concurrent enqueue.
+    /// (`new` is owned: borrowed fields nested in a borrowed struct make rustc unable to
+    /// prove the future `Send` for `tokio::spawn`.)
+    async fn insert_run(&self, new: NewRun) -> Result<Option<String>, QueueError> {
+        const SQL: &str = "INSERT INTO runs (id, project, status, attempts, max_attempts, reason, \
+             trigger_json, trigger_uri, parameters, dedup_key, rerun_of, created_at, not_before, \
+             updated_at) \
+             VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10) \
+             ON CONFLICT (project, dedup_key) DO NOTHING RETURNING id";
+        let id = super::new_run_id();
+        let inserted: Option<String> = with_pool!(&self.db, p => {
+            sqlx::query_scalar(SQL)
+                .bind(&id)
+                .bind(&new.project)
+                .bind(new.max_attempts)
+                .bind(&new.reason)
+                .bind(&new.trigger_json)
+                .bind(&new.trigger_uri)
+                .bind(&new.parameters)
+                .bind(&new.dedup_key)
+                .bind(&new.rerun_of)
+                .bind(now_ms())
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(inserted)
+    }
+
+    /// Leases the oldest runnable queued run to `worker` for `lease`: status `queued`,
+    /// `not_before` passed, its project under its limit and fewer than `limits.global` runs
+    /// running. Marks it `running`, counts the attempt and records it in the run's history.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        limits: &Limits,
+        lease: Duration,
+    ) -> Result<Option<Claimed>, QueueError> {
+        if limits.global == 0 {
+            return Ok(None);
+        }
+        let lease_ms = duration_ms(lease);
+        write_tx!(&self.db, |tx, pg| {
+            let now = now_ms();
+            let running: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT project, COUNT(*) FROM runs WHERE status = 'running' GROUP BY project",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let total: i64 = running.iter().map(|(_, n)| n).sum();
+            if total >= limit_i64(limits.global) {
+                return Ok(None);
+            }
+            let Some((clause, projects)) = project_clause(limits, &running) else {
+                return Ok(None);
+            };
+            let sql = format!(
+                "SELECT id FROM runs WHERE status = 'queued' AND not_before <= $1{clause} \
+                 ORDER BY seq LIMIT 1{}",
+                if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
+            );
+            let mut pick = sqlx::query_scalar::<_, String>(&sql).bind(now);
+            for p in &projects {
+                pick = pick.bind(p.as_str());
+            }
+            let Some(id) = pick.fetch_optional(&mut *tx).await? else {
+                return Ok(None);
+            };
+            let sql = format!(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = $2, \
+                 finished_at = NULL, lease_owner = $3, lease_until = $4, updated_at = $2 \
+                 WHERE id = $1 RETURNING {RUN_COLUMNS}"
+            );
+            let row = sqlx::query(&sql)
+                .bind(&id)
+                .bind(now)
+                .bind(worker)
+                .bind(now.saturating_add(lease_ms))
+                .fetch_one(&mut *tx)
+                .await?;
+            let run = run_from_row(&row)?;
+            sqlx::query(
+                "INSERT INTO run_attempts (run_id, attempt, worker, started_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&id)
+            .bind(i64::from(run.attempts))
+            .bind(worker)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Some(Claimed { run }))
+        })
+    }
+
+    /// Extends `worker`'s lease on a running run to now + `lease`. `false`: the run is no
+    /// longer ours (recovered after an expired lease, or finished) — stop working on it.
+    pub async fn heartbeat(
+        &self,
+        run_id: &str,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, QueueError> {
+        let until = now_ms().saturating_add(duration_ms(lease));
+        let done = with_pool!(&self.db, p => {
+            sqlx::query(
+                "UPDATE runs SET lease_until = $3 \
+                 WHERE id = $1 AND status = 'running' AND lease_owner = $2",
+            )
+            .bind(run_id)
+            .bind(worker)
+            .bind(until)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
+    /// Ends `worker`'s attempt and returns the run's new status. A retryable failure goes
+    /// back to `queued` (not before now + backoff) while attempts remain; a failure after a
+    /// cancel request ends `cancelled`. [`QueueError::LeaseLost`] if the run is not running
+    /// under `worker` any more (its results must then be dropped).
+    pub async fn finish(
+        &self,
+        run_id: &str,
+        worker: &str,
+        outcome: Finish,
+    ) -> Result<Status, QueueError> {
+        let (output, manifest, error, retry, wanted) = match &outcome {
+            Finish::Succeeded { output, manifest } => {
+                (output, manifest, None, false, Status::Succeeded)
+            }
+            Finish::Failed {
+                error,
+                output,
+                manifest,
+                retry,
+            } => (output, manifest, Some(esc(error)), *retry, Status::Failed),
+            Finish::Cancelled { output, manifest } => {
+                (output, manifest, None, false, Status::Cancelled)
+            }
+        };
+        let output = serde_json::to_string(output)?;
+        let manifest = serde_json::to_string(manifest)?;
+        let status = write_tx!(&self.db, |tx, pg| {
+            let sql = format!(
+                "SELECT attempts, max_attempts, cancel_requested FROM runs \
+                 WHERE id = $1 AND status = 'running' AND lease_owner = $2{}",
+                if pg { " FOR UPDATE" } else { "" }
+            );
+            let row: Option<(i64, i64, bool)> = sqlx::query_as(&sql)
+                .bind(run_id)
+                .bind(worker)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((attempts, max_attempts, cancel_requested)) = row else {
+                return Ok(None);
+            };
+            let now = now_ms();
+            let status = match wanted {
+                Status::Failed if cancel_requested => Status::Cancelled,
+                Status::Failed if retry && attempts < max_attempts => Status::Queued,
+                other => other,
+            };
+            let (finished_at, not_before) = if status == Status::Queued {
+                let delay = self
+                    .backoff
+                    .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
+                (None, Some(now.saturating_add(duration_ms(delay))))
+            } else {
+                (Some(now), None)
+            };
+            sqlx::query(
+                "UPDATE runs SET status = $2, finished_at = $3, \
+                 not_before = COALESCE($4, not_before), lease_owner = NULL, lease_until = NULL, \
+                 output = $5, error = $6, manifest = $7, updated_at = $8 WHERE id = $1",
+            )
+            .bind(run_id)
+            .bind(status.as_str())
+            .bind(finished_at)
+            .bind(not_before)
+            .bind(&output)
+            .bind(&error)
+            .bind(&manifest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let attempt_outcome = if status == Status::Queued {
+                "retry"
+            } else {
+                status.as_str()
+            };
+            sqlx::query(
+                "UPDATE run_attempts SET finished_at = $3, outcome = $4, error = $5 \
+                 WHERE run_id = $1 AND attempt = $2",
+            )
+            .bind(run_id)
+            .bind(attempts)
+            .bind(now)
+            .bind(attempt_outcome)
+            .bind(&error)
+            .execute(&mut *tx)
+            .await?;
+            Ok(Some(status))
+        })?;
+        match status {
+            Some(status) => Ok(status),
+            None => Err(self.lease_lost(run_id, worker).await),
+        }
+    }
+
+    /// Hands a running run back to the queue without counting the attempt (graceful drain:
+    /// the server stops before the run could finish). `false` if it was not ours.
+    pub async fn release(&self, run_id: &str, worker: &str) -> Result<bool, QueueError> {
+        write_tx!(&self.db, |tx, _pg| {
+            let now = now_ms();
+            let attempts: Option<i64> = sqlx::query_scalar(
+                "UPDATE runs SET status = 'queued', attempts = attempts - 1, not_before = $3, \
+                 started_at = NULL, lease_owner = NULL, lease_until = NULL, updated_at = $3 \
+                 WHERE id = $1 AND status = 'running' AND lease_owner = $2 \
+                 RETURNING attempts",
+            )
+            .bind(run_id)
+            .bind(worker)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(attempts) = attempts else {
+                return Ok(false);
+            };
+            sqlx::query("DELETE FROM run_attempts WHERE run_id = $1 AND attempt = $2")
+                .bind(run_id)
+                .bind(attempts + 1)
+                .execute(&mut *tx)
+                .await?;
+            Ok(true)
+        })
+    }
+
+    async fn lease_lost(&self, run_id: &str, worker: &str) -> QueueError {
+        match self.get(run_id).await {
+            Ok(Some(_)) => QueueError::LeaseLost {
+                run_id: run_id.to_string(),
+                worker: worker.to_string(),
+            },
+            Ok(None) => QueueError::NotFound(run_id.to_string()),
+            Err(e) => e,
+        }
+    }
+
+    /// Cancels a run: a queued one at once; a running one by setting `cancel_requested`,
+    /// which its worker sees through [`Queue::is_cancel_requested`].
+    pub async fn cancel(&self, run_id: &str) -> Result<CancelResult, QueueError> {
+        // One statement: the CASEs read the row as it is when the update takes its lock.
+        const SQL: &str = "UPDATE runs SET \
+             status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, \
+             finished_at = CASE WHEN status = 'queued' THEN $2 ELSE finished_at END, \
+             cancel_requested = CASE WHEN status = 'running' THEN TRUE ELSE cancel_requested END, \
+             updated_at = $2 \
+             WHERE id = $1 AND status IN ('queued', 'running') RETURNING status";
+        let now = now_ms();
+        let changed: Option<String> = with_pool!(&self.db, p => {
+            sqlx::query_scalar(SQL).bind(run_id).bind(now).fetch_optional(p).await?
+        });
+        Ok(match changed.as_deref() {
+            Some("cancelled") => CancelResult::Cancelled,
+            Some(_) => CancelResult::Requested,
+            None => match self.get(run_id).await? {
+                Some(run) => CancelResult::AlreadyFinished(run.status),
+                None => CancelResult::NotFound,
+            },
+        })
+    }
+
+    /// Whether a cancel was requested for this run (workers poll this while running).
+    pub async fn is_cancel_requested(&self, run_id: &str) -> Result<bool, QueueError> {
+        let flag: Option<bool> = with_pool!(&self.db, p => {
+            sqlx::query_scalar("SELECT cancel_requested FROM runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(p)
+                .await?
+        });
+        flag.ok_or_else(|| QueueError::NotFound(run_id.to_string()))
+    }
+
+    /// Queues a new run with the same project, trigger, parameters and retry policy as
+    /// `run_id`, under a new identity `rerun of <run_id> #<n>`. Returns the new run's id.
+    pub async fn rerun(&self, run_id: &str) -> Result<String, QueueError> {
+        let orig = self
+            .get(run_id)
+            .await?
+            .ok_or_else(|| QueueError::NotFound(run_id.to_string()))?;
+        let previous: i64 = with_pool!(&self.db, p => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE rerun_of = $1")
+                .bind(run_id)
+                .fetch_one(p)
+                .await?
+        });
+        let req = orig.request();
+        // A concurrent re-run may take number n: try the next one.
+        for n in previous + 1..previous + 100 {
+            let key = format!("rerun of {run_id} #{n}");
+            let mut new = NewRun::new(&req, orig.max_attempts)?;
+            new.dedup_key = Some(esc(&key));
+            new.reason = esc(&key);
+            new.rerun_of = Some(run_id.to_string());
+            if let Some(id) = self.insert_run(new).await? {
+                return Ok(id);
+            }
+        }
+        Err(QueueError::Corrupt(format!(
+            "could not number a re-run of `{run_id}`"
+        )))
+    }
+
+    /// Recovers runs whose lease expired (their server was killed or hung): back to
+    /// `queued` (not before now + backoff) if attempts remain, else `failed` with
+    /// [`INTERRUPTED`]; `cancelled` if a cancel was requested. Call at startup and
+    /// periodically; `worker` (the caller) is recorded in the attempt history. Each run is
+    /// recovered once: the change and the check happen in one serialized transaction.
+    pub async fn recover(&self, worker: &str) -> Result<Recovered, QueueError> {
+        write_tx!(&self.db, |tx, pg| {
+            let now = now_ms();
+            let sql = format!(
+                "SELECT id, attempts, max_attempts, cancel_requested FROM runs \
+                 WHERE status = 'running' AND lease_until < $1 ORDER BY seq{}",
+                if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
+            );
+            let expired: Vec<(String, i64, i64, bool)> =
+                sqlx::query_as(&sql).bind(now).fetch_all(&mut *tx).await?;
+            let mut done = Recovered::default();
+            for (id, attempts, max_attempts, cancel_requested) in expired {
+                let (status, finished_at, not_before) = if cancel_requested {
+                    (Status::Cancelled, Some(now), None)
+                } else if attempts < max_attempts {
+                    let delay = self
+                        .backoff
+                        .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
+                    (
+                        Status::Queued,
+                        None,
+                        Some(now.saturating_add(duration_ms(delay))),
+                    )
+                } else {
+                    (Status::Failed, Some(now), None)
+                };
+                sqlx::query(
+                    "UPDATE runs SET status = $2, finished_at = $3, \
+                     not_before = COALESCE($4, not_before), lease_owner = NULL, \
+                     lease_until = NULL, error = $5, updated_at = $6 \
+                     WHERE id = $1 AND status = 'running'",
+                )
+                .bind(&id)
+                .bind(status.as_str())
+                .bind(finished_at)
+                .bind(not_before)
+                .bind(INTERRUPTED)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE run_attempts SET finished_at = $3, outcome = 'interrupted', \
+                     error = $4 WHERE run_id = $1 AND attempt = $2",
+                )
+                .bind(&id)
+                .bind(attempts)
+                .bind(now)
+                .bind(esc(&format!(
+                    "{INTERRUPTED} (lease expired; recovered by `{worker}`)"
+                )))
+                .execute(&mut *tx)
+                .await?;
+                match status {
+                    Status::Queued => done.requeued.push(id),
+                    Status::Cancelled => done.cancelled.push(id),
+                    _ => done.failed.push(id),
+                }
+            }
+            Ok(done)
+        })
+    }
+}
+
+fn limit_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The `AND project …` clause (placeholders from `$2`) that keeps full projects out of a
+/// claim, with the names to bind; `None` when no project may start a run.
+fn project_clause(limits: &Limits, running: &[(String, i64)]) -> Option<(String, Vec<String>)> {
+    let running: HashMap<&str, i64> = running.iter().map(|(p, n)| (p.as_str(), *n)).collect();
+    let has_room =
+        |p: &str| running.get(p).copied().unwrap_or(0) < limit_i64(limits.for_project(p));
+    let (op, names): (&str, BTreeSet<String>) = if limits.default_per_project == 0 {
+        // Only projects with an explicit, non-full limit may run.
+        let allowed: BTreeSet<String> = limits
+            .per_project
+            .keys()
+            .filter(|p| has_room(p))
+            .cloned()
+            .collect();
+        if allowed.is_empty() {
+            return None;
+        }
+        ("IN", allowed)
+    } else {
+        let blocked = running
+            .keys()
+            .map(|p| p.to_string())
+            .chain(limits.per_project.keys().cloned())
+            .filter(|p| !has_room(p))
+            .collect();
+        ("NOT IN", blocked)
+    };
+    if names.is_empty() {
+        return Some((String::new(), Vec::new()));
+    }
+    let placeholders: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
+    let clause = format!(" AND project {op} ({})", placeholders.join(", "));
+    Some((clause, names.into_iter().collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_and_paused_projects_are_excluded_from_claims() {
+        let limits = Limits {
+            global: 10,
+            per_project: [("paused".to_string(), 0), ("wide".to_string(), 3)].into(),
+            default_per_project: 1,
+        };
+        let running = vec![("a".to_string(), 1), ("wide".to_string(), 2)];
+        let (clause, names) = project_clause(&limits, &running).unwrap();
+        assert_eq!(clause, " AND project NOT IN ($2, $3)");
+        assert_eq!(names, vec!["a".to_string(), "paused".to_string()]);
+
+        let only_listed = Limits {
+            default_per_project: 0,
+            ..limits.clone()
+        };
+        let (clause, names) = project_clause(&only_listed, &running).unwrap();
+        assert_eq!(clause, " AND project IN ($2)");
+        assert_eq!(names, vec!["wide".to_string()]);
+        let full = vec![("wide".to_string(), 3)];
+        assert!(project_clause(&only_listed, &full).is_none());
+    }
+}

@@ -1,0 +1,523 @@
+//! `nbpipe serve`: wiring the parts together.
+//!
+//! Loads the projects, opens the queue (recovering runs a killed server left running), starts
+//! the triggers (a local inbox folder per S3 trigger, prefix polling, SQS, schedules), the
+//! workers and the HTTP API/UI, and drains on shutdown: intake stops, running runs get
+//! `drain_timeout` to finish, then they are stopped (cell interrupted, notebook saved).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use nbpipe_exec::Stop;
+use nbpipe_project::{Project, Trigger};
+use tokio::sync::watch;
+
+use crate::event::{ObjectEvent, RunRequest};
+use crate::intake::durable::{CursorError, CursorStore, EventSink, SinkError};
+use crate::intake::local::{LocalDir, LocalDirOptions};
+use crate::intake::routing::{self, Route};
+use crate::intake::schedule::Schedule;
+use crate::queue::{Enqueued, Limits, Queue};
+use crate::worker::{self, Projects, WorkerConfig};
+
+/// Everything `nbpipe serve` is told.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Project folders.
+    pub projects: Vec<PathBuf>,
+    /// HTTP address (127.0.0.1 unless told otherwise).
+    pub listen: SocketAddr,
+    /// Database URL (`sqlite:///path`, a path, or `postgres://…`); default: a SQLite file
+    /// under the first project's `.nbpipe/`.
+    pub database: Option<String>,
+    /// Runs executing at once.
+    pub workers: usize,
+    /// Runs of one project executing at once.
+    pub per_project: usize,
+    /// Token required for state-changing requests and hooks.
+    pub token: Option<String>,
+    /// Local inbox: a file at `<inbox>/<bucket>/<key>` triggers like `s3://bucket/key`.
+    pub inbox: Option<PathBuf>,
+    /// Poll S3 trigger prefixes this often (off when `None`).
+    pub poll: Option<Duration>,
+    /// SQS queues receiving the buckets' notifications (S3 or EventBridge shape), long-polled;
+    /// a message is deleted only after its runs are durably queued. Needs the `sqs` feature.
+    pub sqs_queues: Vec<String>,
+    /// How long running runs may take to finish after a shutdown request.
+    pub drain_timeout: Duration,
+    /// How long a worker's claim lasts without a heartbeat; a run whose server died is
+    /// retried (or failed, per its retry policy) about this long after the death.
+    pub lease: Duration,
+}
+
+/// Errors that stop the server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A project could not be loaded.
+    #[error(transparent)]
+    Project(#[from] nbpipe_project::ConfigError),
+    /// Two projects have the same name.
+    #[error("two projects are named `{0}`; give one a different `name:` in its nbpipe.yaml")]
+    DuplicateName(String),
+    /// No project given.
+    #[error("no project folder given")]
+    NoProjects,
+    /// The queue could not be opened.
+    #[error("could not open the run database: {0}")]
+    Queue(#[from] crate::queue::QueueError),
+    /// A trigger is invalid.
+    #[error("{0}")]
+    Intake(#[from] crate::intake::IntakeError),
+    /// The listener could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Refused configuration (e.g. a public address without a token).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Load and index the projects by name.
+pub fn load_projects(dirs: &[PathBuf]) -> Result<Projects, ServeError> {
+    if dirs.is_empty() {
+        return Err(ServeError::NoProjects);
+    }
+    let mut map = HashMap::new();
+    for dir in dirs {
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+        let p = nbpipe_project::load(&dir)?;
+        if map.contains_key(&p.name) {
+            return Err(ServeError::DuplicateName(p.name));
+        }
+        map.insert(p.name.clone(), p);
+    }
+    Ok(Arc::new(map))
+}
+
+/// The default database: `<first project>/.nbpipe/nbpipe.db`.
+pub fn default_database(first_project: &std::path::Path) -> String {
+    Queue::default_path(first_project).display().to_string()
+}
+
+/// How many attempts a run of `project` gets (the project's largest step `retries` + 1), so
+/// a run interrupted by a server crash is retried as its steps would be.
+pub fn max_attempts(project: &Project) -> u32 {
+    1 + project.steps.iter().map(|s| s.retries).max().unwrap_or(0)
+}
+
+/// Events → durable run requests for every matching project.
+pub struct QueueSink {
+    queue: Queue,
+    routes: Vec<Route>,
+    projects: Projects,
+}
+
+impl QueueSink {
+    /// A sink routing events by `routes`.
+    pub fn new(queue: Queue, routes: Vec<Route>, projects: Projects) -> QueueSink {
+        QueueSink {
+            queue,
+            routes,
+            projects,
+        }
+    }
+
+    /// Queue the runs `events` ask for; returns how many new runs were queued.
+    pub async fn submit_events(&self, events: &[ObjectEvent]) -> Result<usize, SinkError> {
+        let mut new = 0;
+        for ev in events {
+            for req in routing::requests(&self.routes, ev) {
+                new += self.submit_request(&req).await?;
+            }
+        }
+        Ok(new)
+    }
+
+    /// Queue one request (1 if new, 0 if a duplicate).
+    pub async fn submit_request(&self, req: &RunRequest) -> Result<usize, SinkError> {
+        let attempts = self
+            .projects
+            .get(&req.project)
+            .map(max_attempts)
+            .unwrap_or(1);
+        match self.queue.enqueue(req, attempts).await {
+            Ok(Enqueued::New(_)) => Ok(1),
+            Ok(_) => Ok(0),
+            Err(e) => Err(SinkError::new(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl EventSink for QueueSink {
+    async fn submit(&self, events: Vec<ObjectEvent>) -> Result<(), SinkError> {
+        self.submit_events(&events).await.map(|_| ())
+    }
+}
+
+/// Trigger cursors kept in the run database.
+pub struct QueueCursors(pub Queue);
+
+#[async_trait]
+impl CursorStore for QueueCursors {
+    async fn get(&self, name: &str) -> Result<Option<String>, CursorError> {
+        self.0.cursor_get(name).await.map_err(CursorError::new)
+    }
+    async fn set(&self, name: &str, value: &str) -> Result<(), CursorError> {
+        self.0
+            .cursor_set(name, value)
+            .await
+            .map_err(CursorError::new)
+    }
+}
+
+/// The local inbox folders and the routes that match their events.
+pub fn inbox_routes(inbox: &std::path::Path, projects: &Projects) -> Vec<(PathBuf, Route)> {
+    let mut out = Vec::new();
+    for p in projects.values() {
+        for t in &p.triggers {
+            if let Trigger::S3 {
+                bucket,
+                prefix,
+                suffix,
+            } = t
+            {
+                let root = inbox.join(bucket);
+                let route = Route::new(
+                    &p.name,
+                    root.display().to_string(),
+                    prefix,
+                    suffix.as_deref(),
+                );
+                out.push((root, route));
+            }
+        }
+    }
+    out
+}
+
+/// Run the schedules of every project until `shutdown`; each fire time is queued once, and
+/// slots missed while the server was down collapse into one run.
+pub async fn run_schedules(
+    sink: Arc<QueueSink>,
+    cursors: Arc<QueueCursors>,
+    projects: Projects,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    let mut all = Vec::new();
+    for p in projects.values() {
+        for s in Schedule::from_project(p)? {
+            all.push((p.name.clone(), s));
+        }
+    }
+    if all.is_empty() {
+        return Ok(());
+    }
+    loop {
+        let now = Utc::now();
+        let mut next_wake = now + chrono::Duration::seconds(60);
+        for (i, (project, s)) in all.iter().enumerate() {
+            let name = format!("schedule:{project}:{i}:{}", s.expression());
+            let last = cursors
+                .get(&name)
+                .await
+                .ok()
+                .flatten()
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc));
+            let Some(last) = last else {
+                // First start: schedule from now on, no backfill.
+                let _ = cursors.set(&name, &now.to_rfc3339()).await;
+                continue;
+            };
+            if let Some(fire) = s.due(last, now) {
+                if sink.submit_request(&s.request(project, fire)).await.is_ok() {
+                    let _ = cursors.set(&name, &fire.to_rfc3339()).await;
+                }
+            }
+            if let Some(n) = s.next_after(now) {
+                next_wake = next_wake.min(n);
+            }
+        }
+        let wait = (next_wake - Utc::now())
+            .to_std()
+            .unwrap_or(Duration::from_millis(200));
+        tokio::select! {
+            _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
+            _ = shutdown.changed() => return Ok(()),
+        }
+    }
+}
+
+/// The worker pool: `n` workers until drained; after `drain_timeout` running runs are stopped.
+pub async fn run_workers(
+    queue: Queue,
+    projects: Projects,
+    opts: &ServeOptions,
+    drain: watch::Receiver<bool>,
+) {
+    let (stop_tx, stop_rx) = watch::channel(None::<Stop>);
+    let cfg = WorkerConfig {
+        limits: Limits {
+            global: opts.workers.max(1),
+            per_project: HashMap::new(),
+            default_per_project: opts.per_project.max(1),
+        },
+        lease: opts.lease,
+        ..WorkerConfig::default()
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..opts.workers.max(1) {
+        let id = format!("{}-{i}", Queue::new_worker_id());
+        set.spawn(worker::work(
+            queue.clone(),
+            projects.clone(),
+            cfg.clone(),
+            id,
+            drain.clone(),
+            stop_rx.clone(),
+        ));
+    }
+    let timeout = opts.drain_timeout;
+    let mut drain_seen = drain.clone();
+    let stopper = tokio::spawn(async move {
+        let _ = drain_seen.wait_for(|d| *d).await;
+        tokio::time::sleep(timeout).await;
+        let _ = stop_tx.send(Some(Stop::Signal(15)));
+    });
+    while set.join_next().await.is_some() {}
+    stopper.abort();
+}
+
+/// Start the local inbox watchers until `shutdown`.
+pub fn spawn_inbox(
+    inbox: &std::path::Path,
+    projects: &Projects,
+    sink: Arc<QueueSink>,
+    cursors: Arc<QueueCursors>,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut tasks = Vec::new();
+    for (root, _) in inbox_routes(inbox, projects) {
+        if !seen.insert(root.clone()) {
+            continue;
+        }
+        let _ = std::fs::create_dir_all(&root);
+        let dir = LocalDir::new(root, LocalDirOptions::default());
+        let sink = sink.clone();
+        let cursors = cursors.clone();
+        let mut shutdown = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            dir.run(
+                cursors.as_ref(),
+                sink.as_ref(),
+                async move {
+                    let _ = shutdown.wait_for(|s| *s).await;
+                },
+                |e| eprintln!("warning: inbox: {e}"),
+            )
+            .await;
+        }));
+    }
+    tasks
+}
+
+/// Run the server until `shutdown` fires (first signal: drain; the caller exits on a second).
+pub async fn serve(
+    opts: ServeOptions,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), ServeError> {
+    crate::api::check_listen(&opts.listen, opts.token.as_deref())
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let projects = load_projects(&opts.projects)?;
+    let first_dir = opts.projects[0].clone();
+    let url = opts.database.clone().unwrap_or_else(|| {
+        default_database(&std::fs::canonicalize(&first_dir).unwrap_or(first_dir))
+    });
+    let queue = Queue::open(&url).await?;
+    let startup_worker = Queue::new_worker_id();
+    let recovered = queue.recover(&startup_worker).await?;
+    if recovered.total() > 0 {
+        eprintln!(
+            "Recovered {} run(s) a previous server left running",
+            recovered.total()
+        );
+    }
+
+    let routes = routing::routes(projects.values());
+    let sink = Arc::new(QueueSink::new(queue.clone(), routes, projects.clone()));
+    let cursors = Arc::new(QueueCursors(queue.clone()));
+    let (intake_stop_tx, intake_stop) = watch::channel(false);
+
+    let mut tasks = Vec::new();
+    if let Some(inbox) = &opts.inbox {
+        let inbox_routes: Vec<Route> = inbox_routes(inbox, &projects)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let inbox_sink = Arc::new(QueueSink::new(
+            queue.clone(),
+            inbox_routes,
+            projects.clone(),
+        ));
+        tasks.extend(spawn_inbox(
+            inbox,
+            &projects,
+            inbox_sink,
+            cursors.clone(),
+            intake_stop.clone(),
+        ));
+        eprintln!(
+            "Inbox: files under {}/<bucket>/<key> trigger like s3://bucket/key",
+            inbox.display()
+        );
+    }
+    {
+        let (sink, cursors, projects, stop) = (
+            sink.clone(),
+            cursors.clone(),
+            projects.clone(),
+            intake_stop.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = run_schedules(sink, cursors, projects, stop).await {
+                eprintln!("warning: schedules: {e}");
+            }
+        }));
+    }
+    if let Some(every) = opts.poll {
+        for route in routing::routes(projects.values()) {
+            let url = format!("s3://{}/{}", route.bucket, route.prefix);
+            let poller = crate::intake::poll::PrefixPoller::new(
+                &url,
+                &nbpipe_store::StoreConfig::from_env(),
+                crate::intake::poll::PollOptions {
+                    interval: every,
+                    ..Default::default()
+                },
+            )?;
+            let (sink, cursors, mut stop) = (sink.clone(), cursors.clone(), intake_stop.clone());
+            tasks.push(tokio::spawn(async move {
+                poller
+                    .run(
+                        cursors.as_ref(),
+                        sink.as_ref(),
+                        async move {
+                            let _ = stop.wait_for(|s| *s).await;
+                        },
+                        |e| eprintln!("warning: polling: {e}"),
+                    )
+                    .await;
+            }));
+        }
+    }
+
+    #[cfg(feature = "sqs")]
+    for url in &opts.sqs_queues {
+        let intake = crate::intake::sqs::SqsIntake::from_env(crate::intake::sqs::SqsOptions::new(
+            url.clone(),
+        ))
+        .await;
+        let (sink, mut stop) = (sink.clone(), intake_stop.clone());
+        tasks.push(tokio::spawn(async move {
+            intake
+                .run(
+                    sink.as_ref(),
+                    async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    },
+                    |e| eprintln!("warning: sqs: {e}"),
+                )
+                .await;
+        }));
+    }
+    #[cfg(not(feature = "sqs"))]
+    if !opts.sqs_queues.is_empty() {
+        return Err(ServeError::Config(
+            "this build has no SQS support (feature `sqs`)".into(),
+        ));
+    }
+
+    // HTTP API and UI.
+    let hook_sink = sink.clone();
+    let hooks: crate::api::HookSink = Arc::new(move |events: Vec<ObjectEvent>| {
+        let sink = hook_sink.clone();
+        Box::pin(async move { sink.submit_events(&events).await.map_err(|e| e.to_string()) })
+    });
+    let state = crate::api::AppState {
+        queue: queue.clone(),
+        projects: projects
+            .values()
+            .map(|p| crate::api::ProjectInfo::from_project(p, max_attempts(p)))
+            .collect(),
+        token: opts.token.clone(),
+        hooks,
+    };
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: opts.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(opts.listen);
+    eprintln!("Listening on http://{addr}");
+    let (http_stop_tx, mut http_stop) = watch::channel(false);
+    let http = tokio::spawn(async move {
+        let _ = crate::api::serve(listener, state, async move {
+            let _ = http_stop.wait_for(|s| *s).await;
+        })
+        .await;
+    });
+
+    // Runs whose worker died (another server process killed) come back when their lease ends.
+    {
+        let (queue, lease, mut stop) = (queue.clone(), opts.lease, intake_stop.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(lease / 2) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                if let Ok(r) = queue.recover(&startup_worker).await {
+                    if r.total() > 0 {
+                        eprintln!(
+                            "Recovered {} run(s) whose worker stopped answering",
+                            r.total()
+                        );
+                    }
+                }
+            }
+        }));
+    }
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let workers = {
+        let (queue, projects, opts) = (queue.clone(), projects.clone(), opts.clone());
+        tokio::spawn(async move { run_workers(queue, projects, &opts, drain_rx).await })
+    };
+
+    let _ = shutdown.wait_for(|s| *s).await;
+    eprintln!(
+        "Shutting down: no new runs; waiting up to {} s for running ones",
+        opts.drain_timeout.as_secs()
+    );
+    let _ = intake_stop_tx.send(true);
+    let _ = drain_tx.send(true);
+    let _ = workers.await;
+    let _ = http_stop_tx.send(true);
+    let _ = http.await;
+    for t in tasks {
+        t.abort();
+    }
+    queue.close().await;
+    Ok(())
+}

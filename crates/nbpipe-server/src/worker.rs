@@ -1,0 +1,251 @@
+//! Workers: take runs from the queue and run them with `nbpipe-project`.
+//!
+//! Owns the life of one claimed run: its lease (renewed by heartbeats; a worker that dies
+//! loses it and [`Queue::recover`] gives the run back), cancellation (a cancel request stops
+//! the running cell and saves its notebook), live progress (the runner's manifest is copied
+//! into the queue as it changes), and the final status. It does not decide what runs next:
+//! [`Queue::claim`] applies order and concurrency limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nbpipe_exec::Stop;
+use nbpipe_params::{Parameters, Value as Param};
+use nbpipe_project::run::manifest::{status, RunManifest};
+use nbpipe_project::run::{RunObserver, RunOptions, TriggerObject};
+use nbpipe_project::Project;
+use tokio::sync::watch;
+
+use crate::event::{ObjectEvent, Source};
+use crate::queue::{Finish, Limits, Queue, RunRow};
+
+/// How workers behave.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// How long a claim lasts without a heartbeat.
+    pub lease: Duration,
+    /// How long an idle worker waits before looking for work again.
+    pub idle_poll: Duration,
+    /// Concurrency limits.
+    pub limits: Limits,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            lease: Duration::from_secs(30),
+            idle_poll: Duration::from_millis(250),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The projects a server runs, by name.
+pub type Projects = Arc<HashMap<String, Project>>;
+
+/// Run one worker until `drain` becomes true (then finish the current run and return) or
+/// `stop` carries a reason (then stop the current run too).
+pub async fn work(
+    queue: Queue,
+    projects: Projects,
+    cfg: WorkerConfig,
+    worker_id: String,
+    mut drain: watch::Receiver<bool>,
+    stop: watch::Receiver<Option<Stop>>,
+) {
+    loop {
+        if *drain.borrow() {
+            return;
+        }
+        match queue.claim(&worker_id, &cfg.limits, cfg.lease).await {
+            Ok(Some(claimed)) => {
+                run_claimed(
+                    &queue,
+                    &projects,
+                    &cfg,
+                    &worker_id,
+                    claimed.run,
+                    stop.clone(),
+                )
+                .await
+            }
+            Ok(None) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.idle_poll) => {}
+                    _ = drain.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing_warn(&format!("worker {worker_id}: could not claim a run: {e}"));
+                tokio::time::sleep(cfg.idle_poll * 4).await;
+            }
+        }
+    }
+}
+
+async fn run_claimed(
+    queue: &Queue,
+    projects: &Projects,
+    cfg: &WorkerConfig,
+    worker_id: &str,
+    run: RunRow,
+    mut stop: watch::Receiver<Option<Stop>>,
+) {
+    let Some(project) = projects.get(&run.project).cloned() else {
+        let _ = queue
+            .finish(
+                &run.id,
+                worker_id,
+                Finish::Failed {
+                    error: format!("this server has no project named `{}`", run.project),
+                    output: vec![],
+                    manifest: serde_json::Value::Null,
+                    retry: false,
+                },
+            )
+            .await;
+        return;
+    };
+    let parameters = params_from_json(&run.parameters);
+    let opts = RunOptions {
+        parameters,
+        output: None,
+        run_id: Some(run.id.clone()),
+        jobs: project.jobs.unwrap_or(1),
+        cache: false,
+        trigger: run.trigger.as_ref().map(trigger_object),
+        quiet: true,
+    };
+
+    // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.
+    let (run_stop_tx, run_stop_rx) = watch::channel(None);
+    let heartbeat = {
+        let queue = queue.clone();
+        let id = run.id.clone();
+        let worker = worker_id.to_string();
+        let lease = cfg.lease;
+        let tx = run_stop_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                if queue.heartbeat(&id, &worker, lease).await.ok() == Some(false) {
+                    // The lease is gone (another worker recovered it): stop.
+                    let _ = tx.send(Some(Stop::Cancelled));
+                }
+                if queue.is_cancel_requested(&id).await.unwrap_or(false) {
+                    let _ = tx.send(Some(Stop::Cancelled));
+                }
+            }
+        })
+    };
+    let forward = {
+        let tx = run_stop_tx.clone();
+        tokio::spawn(async move {
+            if let Ok(v) = stop.wait_for(Option::is_some).await.map(|v| *v) {
+                let _ = tx.send(v);
+            }
+        })
+    };
+    let observer = Arc::new(LiveProgress {
+        queue: queue.clone(),
+        run_id: run.id.clone(),
+    });
+    let result = nbpipe_project::run::run(project, opts, observer, run_stop_rx).await;
+    heartbeat.abort();
+    forward.abort();
+
+    let finish = match result {
+        Ok(m) => {
+            let manifest = serde_json::to_value(&m).unwrap_or_default();
+            let output = outputs(&m);
+            match m.status.as_str() {
+                status::SUCCEEDED => Finish::Succeeded { output, manifest },
+                status::CANCELLED => Finish::Cancelled { output, manifest },
+                _ => Finish::Failed {
+                    error: failure_summary(&m),
+                    output,
+                    manifest,
+                    // Steps already retried themselves; a failed run is final.
+                    retry: false,
+                },
+            }
+        }
+        Err(e) => Finish::Failed {
+            error: e.to_string(),
+            output: vec![],
+            manifest: serde_json::Value::Null,
+            retry: false,
+        },
+    };
+    if let Err(e) = queue.finish(&run.id, worker_id, finish).await {
+        tracing_warn(&format!("run {}: could not record its end: {e}", run.id));
+    }
+}
+
+/// Copies the runner's manifest into the queue as it changes.
+struct LiveProgress {
+    queue: Queue,
+    run_id: String,
+}
+
+impl RunObserver for LiveProgress {
+    fn manifest(&self, manifest: &RunManifest) {
+        let queue = self.queue.clone();
+        let id = self.run_id.clone();
+        let value = serde_json::to_value(manifest).unwrap_or_default();
+        tokio::spawn(async move {
+            let _ = queue.update_manifest(&id, &value).await;
+        });
+    }
+}
+
+fn outputs(m: &RunManifest) -> Vec<String> {
+    let mut out = vec![format!("{}/run.json", m.output.trim_end_matches('/'))];
+    out.extend(m.steps.iter().filter_map(|s| s.output.clone()));
+    out
+}
+
+fn failure_summary(m: &RunManifest) -> String {
+    let failed: Vec<String> = m
+        .steps
+        .iter()
+        .filter(|s| s.status == status::FAILED)
+        .map(|s| format!("{}: {}", s.id, s.error.clone().unwrap_or_default()))
+        .collect();
+    if failed.is_empty() {
+        format!("the run ended {}", m.status)
+    } else {
+        failed.join("; ")
+    }
+}
+
+/// The trigger object handed to notebooks (`trigger_key`, `trigger_uri`, ...).
+pub fn trigger_object(ev: &ObjectEvent) -> TriggerObject {
+    TriggerObject {
+        bucket: ev.bucket.clone(),
+        key: ev.key.clone(),
+        uri: match ev.source {
+            Source::LocalDir => ev.uri(),
+            _ => format!("s3://{}/{}", ev.bucket, ev.key),
+        },
+        etag: ev.etag.clone(),
+        version: ev.version_id.clone(),
+        size: ev.size,
+        event_time: ev.event_time.clone(),
+    }
+}
+
+fn params_from_json(v: &serde_json::Value) -> Parameters {
+    let mut p = Parameters::new();
+    if let Some(map) = v.as_object() {
+        for (k, v) in map {
+            p.set(k, Param::from_json(v));
+        }
+    }
+    p
+}
+
+fn tracing_warn(msg: &str) {
+    eprintln!("warning: {msg}");
+}

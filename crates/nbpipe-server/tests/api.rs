@@ -1,0 +1,897 @@
+//! The HTTP API against a real queue on a temporary SQLite file, through the router
+//! (`tower::ServiceExt::oneshot`, no sockets).
+
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::Router;
+use futures::StreamExt;
+use nbpipe_server::api::{self, AppState, HookSink, ProjectInfo};
+use nbpipe_server::event::{ObjectEvent, RunRequest};
+use nbpipe_server::queue::{Finish, Limits, Queue};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+const TOKEN: &str = "t0ken-for-tests";
+
+struct Fixture {
+    app: Router,
+    queue: Queue,
+    hooked: Arc<Mutex<Vec<ObjectEvent>>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(token: Option<&str>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let queue = Queue::open(dir.path().join("queue.sqlite").to_str().unwrap())
+        .await
+        .unwrap();
+    let hooked = Arc::new(Mutex::new(Vec::new()));
+    let sink = hooked.clone();
+    let q = queue.clone();
+    // Like the server's intake: every event starts a run of `churn`, deduplicated.
+    let hooks: HookSink = Arc::new(move |events: Vec<ObjectEvent>| {
+        let sink = sink.clone();
+        let q = q.clone();
+        Box::pin(async move {
+            let mut queued = 0;
+            for ev in events {
+                let req = RunRequest {
+                    project: "churn".into(),
+                    trigger: Some(ev.clone()),
+                    parameters: json!({}),
+                    dedup_key: Some(ev.dedup_key()),
+                    reason: format!("s3 {}", ev.key),
+                };
+                if let nbpipe_server::queue::Enqueued::New(_) =
+                    q.enqueue(&req, 1).await.map_err(|e| e.to_string())?
+                {
+                    queued += 1;
+                }
+                sink.lock().unwrap().push(ev);
+            }
+            Ok(queued)
+        })
+    });
+    let projects = vec![
+        ProjectInfo {
+            name: "daily".into(),
+            dir: dir.path().join("daily"),
+            triggers: vec!["schedule 0 6 * * * (UTC)".into()],
+            max_attempts: 2,
+        },
+        ProjectInfo {
+            name: "churn".into(),
+            dir: dir.path().join("churn"),
+            triggers: vec!["s3 incoming/sales/*.csv".into()],
+            max_attempts: 1,
+        },
+    ];
+    let app = api::router(AppState {
+        queue: queue.clone(),
+        projects,
+        token: token.map(str::to_string),
+        hooks,
+    });
+    Fixture {
+        app,
+        queue,
+        hooked,
+        _dir: dir,
+    }
+}
+
+fn req(method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    match body {
+        Some(v) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(v.to_string()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn send(app: &Router, r: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let resp = app.clone().oneshot(r).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, body.to_vec())
+}
+
+async fn json_of(app: &Router, r: Request<Body>) -> (StatusCode, Value) {
+    let (s, _, b) = send(app, r).await;
+    let v =
+        serde_json::from_slice(&b).unwrap_or_else(|_| json!({"raw": String::from_utf8_lossy(&b)}));
+    (s, v)
+}
+
+fn s3_body(raw_key: &str) -> Value {
+    json!({"Records": [{
+        "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "incoming"},
+               "object": {"key": raw_key, "eTag": "\"e1\"", "size": 3}}}]})
+}
+
+#[tokio::test]
+async fn health_metrics_and_projects_answer_without_a_token() {
+    let f = fixture(Some(TOKEN)).await;
+    let (s, v) = json_of(&f.app, req(Method::GET, "/api/health", None, None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["queue"], "sqlite");
+
+    let (s, v) = json_of(
+        &f.app,
+        req(
+            Method::POST,
+            "/api/runs",
+            Some(TOKEN),
+            Some(json!({"project": "daily"})),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, headers, body) = send(&f.app, req(Method::GET, "/metrics", None, None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("# TYPE nbpipe_runs gauge"), "{text}");
+    assert!(text.contains("nbpipe_runs{status=\"queued\"} 1"), "{text}");
+    assert!(text.contains("nbpipe_runs{status=\"failed\"} 0"), "{text}");
+    assert!(text.contains("nbpipe_build_info{version=\""), "{text}");
+    assert!(text.contains("nbpipe_queue_up 1"), "{text}");
+
+    let (s, v) = json_of(&f.app, req(Method::GET, "/api/projects", None, None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["projects"][1]["name"], "churn");
+    assert_eq!(v["projects"][1]["triggers"][0], "s3 incoming/sales/*.csv");
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let f = fixture(None).await;
+    let (s, doc) = json_of(&f.app, req(Method::GET, "/api/openapi.json", None, None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let routes = api::routes();
+    assert!(routes.len() >= 17, "{routes:?}");
+    for (method, path) in routes {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "`{method} {path}` is not in the OpenAPI document"
+        );
+        // Every route answers something other than the fallback's "no route".
+        let uri = path.replace("{id}", "nope").replace("{file}", "x.html");
+        let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let (_, _, body) = send(&f.app, req(m, &uri, None, None)).await;
+        assert!(
+            !String::from_utf8_lossy(&body).contains("no route"),
+            "{method} {uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn submit_list_get_cancel_and_rerun() {
+    let f = fixture(Some(TOKEN)).await;
+    let body = json!({"project": "daily", "parameters": {"day": "2024-01-02"}});
+    let (s, headers, b) = send(
+        &f.app,
+        req(Method::POST, "/api/runs", Some(TOKEN), Some(body)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let v: Value = serde_json::from_slice(&b).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(headers[header::LOCATION], format!("/api/runs/{id}"));
+    assert_eq!(v["duplicate"], false);
+
+    // Idempotent submit with a dedup key.
+    let keyed = json!({"project": "churn", "dedup_key": "k1"});
+    let (s1, a) = json_of(
+        &f.app,
+        req(Method::POST, "/api/runs", Some(TOKEN), Some(keyed.clone())),
+    )
+    .await;
+    let (s2, b) = json_of(
+        &f.app,
+        req(Method::POST, "/api/runs", Some(TOKEN), Some(keyed)),
+    )
+    .await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::OK));
+    assert_eq!(a["id"], b["id"]);
+    assert_eq!(b["duplicate"], true);
+
+    let (_, all) = json_of(&f.app, req(Method::GET, "/api/runs", None, None)).await;
+    assert_eq!(all["runs"].as_array().unwrap().len(), 2);
+    let (_, daily) = json_of(
+        &f.app,
+        req(
+            Method::GET,
+            "/api/runs?project=daily&status=queued,running",
+            None,
+            None,
+        ),
+    )
+    .await;
+    let runs = daily["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["id"], id.as_str());
+    assert_eq!(runs[0]["parameters"]["day"], "2024-01-02");
+    assert_eq!(runs[0]["max_attempts"], 2);
+    let (_, none) = json_of(
+        &f.app,
+        req(Method::GET, "/api/runs?status=failed", None, None),
+    )
+    .await;
+    assert!(none["runs"].as_array().unwrap().is_empty());
+    let (_, paged) = json_of(
+        &f.app,
+        req(Method::GET, "/api/runs?limit=1&offset=1", None, None),
+    )
+    .await;
+    assert_eq!(paged["runs"].as_array().unwrap().len(), 1);
+    let (s, bad) = json_of(
+        &f.app,
+        req(Method::GET, "/api/runs?status=done", None, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+
+    let (s, detail) = json_of(
+        &f.app,
+        req(Method::GET, &format!("/api/runs/{id}"), None, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(detail["status"], "queued");
+    assert_eq!(detail["reason"], "api");
+    assert!(detail["steps"].as_array().unwrap().is_empty());
+
+    let (s, v) = json_of(
+        &f.app,
+        req(
+            Method::POST,
+            &format!("/api/runs/{id}/cancel"),
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (s, v["result"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (s, v) = json_of(
+        &f.app,
+        req(
+            Method::POST,
+            &format!("/api/runs/{id}/cancel"),
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(v["error"]["code"], "already_finished");
+
+    let (s, v) = json_of(
+        &f.app,
+        req(
+            Method::POST,
+            &format!("/api/runs/{id}/rerun"),
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(v["rerun_of"], id.as_str());
+    let new = f
+        .queue
+        .get(v["id"].as_str().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(new.rerun_of.as_deref(), Some(id.as_str()));
+    assert_eq!(new.parameters["day"], "2024-01-02");
+}
+
+#[tokio::test]
+async fn bad_submissions_and_unknown_things_are_clear_errors() {
+    let f = fixture(None).await;
+    let cases = [
+        (json!({"project": "nope"}), StatusCode::NOT_FOUND),
+        (
+            json!({"project": "daily", "parameters": [1, 2]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"project": "daily", "surprise": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (json!({"parameters": {}}), StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (body, want) in cases {
+        let (s, v) = json_of(
+            &f.app,
+            req(Method::POST, "/api/runs", None, Some(body.clone())),
+        )
+        .await;
+        assert_eq!(s, want, "{body} → {v}");
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    // Not JSON.
+    let r = Request::post("/api/runs")
+        .body(Body::from("project=daily"))
+        .unwrap();
+    let (s, v) = json_of(&f.app, r).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    for uri in [
+        "/api/runs/nope",
+        "/api/runs/nope/events",
+        "/api/nothing",
+        "/runs/nope/steps/a.html",
+    ] {
+        let (s, v) = json_of(&f.app, req(Method::GET, uri, None, None)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(v["error"]["code"], "not_found", "{uri}: {v}");
+    }
+    for uri in ["/api/runs/nope/cancel", "/api/runs/nope/rerun"] {
+        let (s, _) = json_of(&f.app, req(Method::POST, uri, None, None)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
+    }
+    // An oversized body is refused before it is parsed.
+    let big = "x".repeat(api::MAX_BODY_BYTES + 10);
+    let r = Request::post("/hooks/s3")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(big))
+        .unwrap();
+    let (s, _, _) = send(&f.app, r).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn every_state_change_needs_the_token() {
+    let f = fixture(Some(TOKEN)).await;
+    let id = f
+        .queue
+        .enqueue(
+            &RunRequest {
+                project: "daily".into(),
+                trigger: None,
+                parameters: json!({}),
+                dedup_key: None,
+                reason: "api".into(),
+            },
+            1,
+        )
+        .await
+        .unwrap()
+        .run_id()
+        .to_string();
+    let before = f.queue.counts().await.unwrap();
+    let posts: Vec<&str> = api::routes()
+        .into_iter()
+        .filter(|(m, _)| *m != "get")
+        .map(|(_, p)| p)
+        .collect();
+    assert!(posts.len() >= 4, "{posts:?}");
+    for path in posts {
+        let uri = path.replace("{id}", &id);
+        let body = if path == "/hooks/s3" {
+            s3_body("sales/a.csv")
+        } else {
+            json!({"project": "daily"})
+        };
+        for token in [None, Some("wrong"), Some("")] {
+            let (s, headers, b) =
+                send(&f.app, req(Method::POST, &uri, token, Some(body.clone()))).await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "POST {uri} with {token:?}");
+            assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+            let v: Value = serde_json::from_slice(&b).unwrap();
+            assert_eq!(v["error"]["code"], "unauthorized");
+        }
+        // Other methods are state changes too.
+        let (s, _, _) = send(&f.app, req(Method::DELETE, &uri, None, None)).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "DELETE {uri}");
+    }
+    assert_eq!(f.queue.counts().await.unwrap(), before, "nothing changed");
+    assert!(f.hooked.lock().unwrap().is_empty());
+
+    // The right token works, and hooks also take the bare token (MinIO's auth_token).
+    let (s, _) = json_of(
+        &f.app,
+        req(
+            Method::POST,
+            &format!("/api/runs/{id}/cancel"),
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let r = Request::post("/hooks/s3")
+        .header(header::AUTHORIZATION, TOKEN)
+        .body(Body::from(s3_body("sales/a.csv").to_string()))
+        .unwrap();
+    let (s, v) = json_of(&f.app, r).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v, json!({"events": 1, "queued": 1}));
+}
+
+#[tokio::test]
+async fn cross_origin_state_changes_are_refused_even_without_a_token() {
+    let f = fixture(None).await;
+    let mut r = req(
+        Method::POST,
+        "/api/runs",
+        None,
+        Some(json!({"project": "daily"})),
+    );
+    r.headers_mut()
+        .insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+    r.headers_mut()
+        .insert(header::HOST, "127.0.0.1:8787".parse().unwrap());
+    let (s, v) = json_of(&f.app, r).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "cross_origin");
+    let mut r = req(
+        Method::POST,
+        "/api/runs",
+        None,
+        Some(json!({"project": "daily"})),
+    );
+    r.headers_mut()
+        .insert(header::ORIGIN, "http://127.0.0.1:8787".parse().unwrap());
+    r.headers_mut()
+        .insert(header::HOST, "127.0.0.1:8787".parse().unwrap());
+    let (s, _) = json_of(&f.app, r).await;
+    assert_eq!(s, StatusCode::CREATED, "same origin, no token configured");
+    assert_eq!(f.queue.counts().await.unwrap().queued, 1);
+}
+
+#[tokio::test]
+async fn hooks_refuse_keys_that_could_leave_the_workspace() {
+    let f = fixture(Some(TOKEN)).await;
+    let long = "a/".repeat(600) + "x.csv";
+    let hostile = [
+        "../etc/passwd",
+        "sales/../../etc/passwd",
+        "%2E%2E%2Fetc%2Fpasswd",
+        "..%2F..%2Froot%2F.ssh%2Fid_rsa",
+        "%2Fetc%2Fpasswd",
+        "sales%5C..%5C..%5Cwindows",
+        "sales/a%00.csv",
+        long.as_str(),
+        "",
+    ];
+    for key in hostile {
+        let (s, v) = json_of(
+            &f.app,
+            req(Method::POST, "/hooks/s3", Some(TOKEN), Some(s3_body(key))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "key {key:?}: {v}");
+        assert!(
+            matches!(
+                v["error"]["code"].as_str(),
+                Some("bad_key") | Some("bad_notification")
+            ),
+            "{key:?}: {v}"
+        );
+        // The message never echoes more than a short prefix of the key.
+        assert!(
+            v["error"]["message"].as_str().unwrap().len() < 600,
+            "{key:?}"
+        );
+    }
+    assert!(
+        f.hooked.lock().unwrap().is_empty(),
+        "no hostile event was handed on"
+    );
+    assert_eq!(f.queue.counts().await.unwrap().queued, 0);
+
+    // Odd but harmless Unicode keys are taken verbatim and stay inside a workspace.
+    let odd = [
+        (
+            "donn%C3%A9es/%C3%BC%E2%80%AEgnp.csv",
+            "données/ü\u{202e}gnp.csv",
+        ),
+        ("sales/%F0%9F%93%88+q1.csv", "sales/📈 q1.csv"),
+        (
+            "sales/%E2%80%8B..%E2%80%8B/x.csv",
+            "sales/\u{200b}..\u{200b}/x.csv",
+        ),
+        ("sales/...csv", "sales/...csv"),
+        ("sales/%EF%BC%8E%EF%BC%8E%EF%BC%8Fx", "sales/．．／x"),
+    ];
+    for (raw, decoded) in odd {
+        let (s, v) = json_of(
+            &f.app,
+            req(Method::POST, "/hooks/s3", Some(TOKEN), Some(s3_body(raw))),
+        )
+        .await;
+        assert_eq!(s, StatusCode::ACCEPTED, "{raw}: {v}");
+        let got = f.hooked.lock().unwrap().last().unwrap().key.clone();
+        assert_eq!(got, decoded);
+        let joined = Path::new("/srv/workspace").join(&got);
+        assert!(joined.starts_with("/srv/workspace"));
+        assert!(
+            Path::new(&got)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_))),
+            "{got:?}"
+        );
+    }
+    assert_eq!(f.queue.counts().await.unwrap().queued, odd.len() as u64);
+
+    // A redelivery is taken (202) but queues nothing new.
+    let (s, v) = json_of(
+        &f.app,
+        req(
+            Method::POST,
+            "/hooks/s3",
+            Some(TOKEN),
+            Some(s3_body("sales/...csv")),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert_eq!(v["queued"], 0);
+    // Garbage and S3's test event.
+    let r = req(Method::POST, "/hooks/s3", Some(TOKEN), None);
+    let (s, v) = json_of(&f.app, r).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent"});
+    let (s, v) = json_of(
+        &f.app,
+        req(Method::POST, "/hooks/s3", Some(TOKEN), Some(test_event)),
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (StatusCode::ACCEPTED, json!({"events": 0, "queued": 0}))
+    );
+}
+
+#[tokio::test]
+async fn a_failing_sink_answers_503_so_the_sender_retries() {
+    let mut f = fixture(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path().join("q.sqlite").to_str().unwrap())
+        .await
+        .unwrap();
+    f.app = api::router(AppState {
+        queue: q,
+        projects: vec![],
+        token: None,
+        hooks: Arc::new(|_| Box::pin(async { Err("database is locked".to_string()) })),
+    });
+    let (s, v) = json_of(
+        &f.app,
+        req(
+            Method::POST,
+            "/hooks/s3",
+            None,
+            Some(s3_body("sales/a.csv")),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["error"]["code"], "not_queued");
+}
+
+/// Reads SSE frames until one `run` event whose data satisfies `pred` (panics after 10 s).
+async fn next_event(
+    stream: &mut (impl futures::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
+    buf: &mut String,
+) -> (String, String) {
+    loop {
+        if let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let mut event = String::from("message");
+            let mut data = String::new();
+            for line in frame.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data += d;
+                }
+            }
+            if data.is_empty() && event == "message" {
+                continue; // keep-alive comment
+            }
+            return (event, data);
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the stream is open")
+            .unwrap();
+        buf.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn events_stream_delivers_status_and_step_changes_then_ends() {
+    let f = fixture(None).await;
+    let id = f
+        .queue
+        .enqueue(
+            &RunRequest {
+                project: "daily".into(),
+                trigger: None,
+                parameters: json!({}),
+                dedup_key: None,
+                reason: "api".into(),
+            },
+            1,
+        )
+        .await
+        .unwrap()
+        .run_id()
+        .to_string();
+    let resp = f
+        .app
+        .clone()
+        .oneshot(req(
+            Method::GET,
+            &format!("/api/runs/{id}/events"),
+            None,
+            None,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut stream = resp.into_body().into_data_stream();
+    let mut buf = String::new();
+
+    let (event, data) = next_event(&mut stream, &mut buf).await;
+    assert_eq!(event, "run");
+    let snap: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(snap["status"], "queued");
+
+    let claimed = f
+        .queue
+        .claim("w1", &Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.run.id, id);
+    let (_, data) = next_event(&mut stream, &mut buf).await;
+    let snap: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(snap["status"], "running");
+
+    let manifest = json!({"steps": [{"id": "clean", "notebook": "clean.ipynb", "status": "running",
+        "needs": [], "attempts": 1, "parameters": {}}]});
+    f.queue.update_manifest(&id, &manifest).await.unwrap();
+    let (_, data) = next_event(&mut stream, &mut buf).await;
+    let snap: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(snap["steps"][0]["id"], "clean");
+    assert_eq!(snap["steps"][0]["status"], "running");
+
+    let done = json!({"steps": [{"id": "clean", "notebook": "clean.ipynb", "status": "succeeded",
+        "needs": [], "attempts": 1, "parameters": {}, "duration": 1.5}]});
+    f.queue
+        .finish(
+            &id,
+            "w1",
+            Finish::Succeeded {
+                output: vec![],
+                manifest: done,
+            },
+        )
+        .await
+        .unwrap();
+    let (_, data) = next_event(&mut stream, &mut buf).await;
+    let snap: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(snap["status"], "succeeded");
+    assert_eq!(snap["steps"][0]["status"], "succeeded");
+    let (event, data) = next_event(&mut stream, &mut buf).await;
+    assert_eq!((event.as_str(), data.as_str()), ("end", "succeeded"));
+    let rest = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert!(rest.is_none(), "the stream closes after `end`");
+}
+
+const NOTEBOOK: &str = r##"{"cells":[
+ {"cell_type":"markdown","metadata":{},"source":"# Live report"},
+ {"cell_type":"code","execution_count":1,"metadata":{"papermill":{"status":"completed"}},"source":"print('one')",
+  "outputs":[{"output_type":"stream","name":"stdout","text":"one\n"}]},
+ {"cell_type":"code","execution_count":null,"metadata":{"papermill":{"status":"running"}},"source":"slow()","outputs":[]}
+],"metadata":{"language_info":{"name":"python"}},"nbformat":4,"nbformat_minor":5}"##;
+
+#[tokio::test]
+async fn step_reports_are_sandboxed_and_only_manifest_steps_are_served() {
+    let f = fixture(None).await;
+    let out = tempfile::tempdir().unwrap();
+    let html = out.path().join("clean.html");
+    std::fs::write(&html, "<!DOCTYPE html><p>final report</p>").unwrap();
+    let nb = out.path().join("model.ipynb");
+    std::fs::write(&nb, NOTEBOOK).unwrap();
+    let secret = out.path().join("secret.html");
+    std::fs::write(&secret, "TOP-SECRET-CONTENT").unwrap();
+    let id = f
+        .queue
+        .enqueue(
+            &RunRequest {
+                project: "daily".into(),
+                trigger: None,
+                parameters: json!({}),
+                dedup_key: None,
+                reason: "api".into(),
+            },
+            1,
+        )
+        .await
+        .unwrap()
+        .run_id()
+        .to_string();
+    let manifest = json!({"steps": [
+        {"id": "clean", "notebook": "clean.ipynb", "status": "succeeded", "needs": [], "attempts": 1,
+         "parameters": {}, "output": out.path().join("clean.ipynb").to_str(), "html": html.to_str()},
+        {"id": "model", "notebook": "model.ipynb", "status": "running", "needs": ["clean"], "attempts": 1,
+         "parameters": {}, "output": nb.to_str()},
+        {"id": "stdin", "notebook": "x.ipynb", "status": "succeeded", "needs": [], "attempts": 1,
+         "parameters": {}, "html": "-"},
+        {"id": "later", "notebook": "later.ipynb", "status": "pending", "needs": ["model"], "attempts": 0,
+         "parameters": {}}
+    ]});
+    f.queue.update_manifest(&id, &manifest).await.unwrap();
+
+    let (s, headers, body) = send(
+        &f.app,
+        req(
+            Method::GET,
+            &format!("/runs/{id}/steps/clean.html"),
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        String::from_utf8(body).unwrap(),
+        "<!DOCTYPE html><p>final report</p>"
+    );
+    let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.starts_with("sandbox allow-scripts;"), "{csp}");
+    assert!(!csp.contains("allow-same-origin"), "{csp}");
+    assert!(csp.contains("connect-src 'none'"), "{csp}");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+
+    // A running step is rendered from its partial notebook.
+    let (s, headers, body) = send(
+        &f.app,
+        req(
+            Method::GET,
+            &format!("/runs/{id}/steps/model.html"),
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .starts_with("sandbox"));
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("Live report") && text.contains("one"),
+        "{text}"
+    );
+
+    // The API reports its cell progress.
+    let (_, detail) = json_of(
+        &f.app,
+        req(Method::GET, &format!("/api/runs/{id}"), None, None),
+    )
+    .await;
+    assert_eq!(
+        detail["steps"][1]["progress"],
+        json!({"total": 2, "done": 1, "running": 2})
+    );
+    assert_eq!(
+        detail["steps"][0]["report_url"],
+        format!("/runs/{id}/steps/clean.html")
+    );
+    assert_eq!(detail["steps"][3]["report_url"], Value::Null);
+
+    // Names that are not manifest steps, or not names at all, are 404s; "-" never reads stdin.
+    for file in [
+        "secret.html",
+        "later.html",
+        "stdin.html",
+        "clean",
+        "..%2Fsecret.html",
+        "..%2F..%2F..%2Fetc%2Fpasswd.html",
+        "%2Fetc%2Fpasswd.html",
+        "clean%00.html",
+        "cl%C3%A9an.html",
+    ] {
+        let (s, _, body) = send(
+            &f.app,
+            req(Method::GET, &format!("/runs/{id}/steps/{file}"), None, None),
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::NOT_FOUND,
+            "{file}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(!String::from_utf8_lossy(&body).contains("TOP-SECRET"));
+    }
+    let (s, _, _) = send(
+        &f.app,
+        req(Method::GET, "/runs/nope/steps/clean.html", None, None),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn the_server_refuses_a_public_address_without_a_token() {
+    let public = "0.0.0.0:8787".parse().unwrap();
+    let err = api::check_listen(&public, None).unwrap_err().to_string();
+    assert!(err.contains("without a token"), "{err}");
+    assert!(api::check_listen(&public, Some(TOKEN)).is_ok());
+    assert!(api::check_listen(&api::DEFAULT_LISTEN.parse().unwrap(), None).is_ok());
+}
+
+#[tokio::test]
+async fn ui_pages_are_locked_down_and_offer_the_token_form_only_when_needed() {
+    let with = fixture(Some(TOKEN)).await;
+    let without = fixture(None).await;
+    for (f, form) in [(&with, true), (&without, false)] {
+        for page in ["/", "/projects", "/?status=running&project=daily"] {
+            let (s, h, body) = send(&f.app, req(Method::GET, page, None, None)).await;
+            assert_eq!(s, StatusCode::OK, "{page}");
+            assert_eq!(
+                h[header::CONTENT_SECURITY_POLICY],
+                nbpipe_server::ui::UI_CSP
+            );
+            assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+            let html = String::from_utf8(body).unwrap();
+            assert_eq!(html.contains("id=\"token-form\""), form, "{page}");
+            assert!(
+                !html.contains("<script>"),
+                "no inline script under the UI's CSP"
+            );
+        }
+    }
+    let (s, h, _) = send(&with.app, req(Method::GET, "/ui/app.js", None, None)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(h[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    let (s, h, body) = send(&with.app, req(Method::GET, "/runs/nope", None, None)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(h[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(String::from_utf8(body).unwrap().contains("No run `nope`."));
+    let (s, _, _) = send(&with.app, req(Method::GET, "/no/such/page", None, None)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,169 @@
+//! Polling a prefix on a real S3 server (SeaweedFS, one per test): new and overwritten objects,
+//! string prefixes, the durable cursor across a restart, and a store that goes down.
+//!
+//! Needs `weed` from the test environment (`NBPIPE_TEST_ENV`, provisioned by
+//! `scripts/test.sh`); configuration is explicit, never the process environment.
+
+#[path = "../../nbpipe-store/tests/common/seaweed.rs"]
+mod seaweed;
+
+use std::time::Duration;
+
+use nbpipe_server::event::Source;
+use nbpipe_server::intake::poll::{PollOptions, PrefixPoller};
+use nbpipe_server::intake::{
+    CursorStore, Existing, FileCursorStore, IntakeError, MemoryCursorStore, MemorySink,
+};
+use nbpipe_store::{Location, StoreConfig};
+use seaweed::Seaweed;
+
+fn config(weed: &Seaweed) -> StoreConfig {
+    StoreConfig::new()
+        .with("AWS_ENDPOINT_URL", weed.endpoint())
+        .with("AWS_ACCESS_KEY_ID", "nbpipe-test")
+        .with("AWS_SECRET_ACCESS_KEY", "nbpipe-test-secret")
+        .with("AWS_REGION", "us-east-1")
+        .with("AWS_EC2_METADATA_DISABLED", "true")
+        .with("NBPIPE_STORE_MAX_RETRIES", "1")
+        .with("NBPIPE_STORE_RETRY_TIMEOUT_SECS", "1")
+}
+
+async fn put(weed: &Seaweed, cfg: &StoreConfig, key: &str, body: &str) {
+    Location::parse_with(&format!("s3://{}/{key}", weed.bucket()), cfg)
+        .unwrap()
+        .put(body.as_bytes().to_vec())
+        .await
+        .unwrap();
+}
+
+fn poller(weed: &Seaweed, cfg: &StoreConfig, prefix: &str, existing: Existing) -> PrefixPoller {
+    PrefixPoller::new(
+        &format!("s3://{}/{prefix}", weed.bucket()),
+        cfg,
+        PollOptions {
+            interval: Duration::from_millis(100),
+            existing,
+        },
+    )
+    .unwrap()
+}
+
+fn keys(sink: &MemorySink) -> Vec<String> {
+    let mut k: Vec<String> = sink.take().into_iter().map(|e| e.key).collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn new_and_overwritten_objects_are_emitted_once_across_a_restart() {
+    let weed = Seaweed::start();
+    let cfg = config(&weed);
+    let tmp = tempfile::tempdir().unwrap();
+    let cursors = FileCursorStore::new(tmp.path());
+    put(&weed, &cfg, "in/a.csv", "a").await;
+    put(&weed, &cfg, "in/sub/b.csv", "b").await;
+    put(&weed, &cfg, "in-other/c.csv", "c").await;
+    put(&weed, &cfg, "out/d.csv", "d").await;
+
+    let sink = MemorySink::new();
+    let mut p = poller(&weed, &cfg, "in/", Existing::Emit);
+    assert_eq!(p.poll_once(&cursors, &sink).await.unwrap(), 2);
+    let events = sink.take();
+    let a = events
+        .iter()
+        .find(|e| e.key == "in/a.csv")
+        .expect("in/a.csv");
+    assert_eq!(a.bucket, weed.bucket());
+    assert_eq!(a.source, Source::Poll);
+    assert_eq!(a.size, Some(1));
+    let etag = a.etag.clone().expect("listing gives ETags");
+    assert!(!etag.contains('"'), "{etag}");
+    assert!(a.event_time.is_some());
+    assert!(events.iter().any(|e| e.key == "in/sub/b.csv"));
+    assert_eq!(p.poll_once(&cursors, &sink).await.unwrap(), 0);
+
+    // Overwritten with new content: emitted again, with a new ETag.
+    put(&weed, &cfg, "in/a.csv", "a, second version").await;
+    assert_eq!(p.poll_once(&cursors, &sink).await.unwrap(), 1);
+    let again = sink.take().remove(0);
+    assert_eq!(again.key, "in/a.csv");
+    assert_ne!(again.etag.as_deref(), Some(etag.as_str()));
+    assert_ne!(again.dedup_key(), a.dedup_key());
+
+    // Restart: a new poller on the same cursor emits only what arrived meanwhile.
+    drop(p);
+    put(&weed, &cfg, "in/e.csv", "e").await;
+    let mut p = poller(&weed, &cfg, "in/", Existing::Emit);
+    assert_eq!(p.poll_once(&cursors, &sink).await.unwrap(), 1);
+    assert_eq!(keys(&sink), ["in/e.csv"]);
+}
+
+#[tokio::test]
+async fn a_string_prefix_need_not_end_at_a_slash() {
+    let weed = Seaweed::start();
+    let cfg = config(&weed);
+    put(&weed, &cfg, "logs/2024-05-01.csv", "1").await;
+    put(&weed, &cfg, "logs/2024-06-01.csv", "2").await;
+    put(&weed, &cfg, "logs/2023-12-31.csv", "3").await;
+    let sink = MemorySink::new();
+    let cursor = MemoryCursorStore::new();
+    let mut p = poller(&weed, &cfg, "logs/2024-", Existing::Emit);
+    p.poll_once(&cursor, &sink).await.unwrap();
+    assert_eq!(keys(&sink), ["logs/2024-05-01.csv", "logs/2024-06-01.csv"]);
+    // The whole bucket.
+    let mut all = poller(&weed, &cfg, "", Existing::Emit);
+    all.poll_once(&cursor, &sink).await.unwrap();
+    assert_eq!(keys(&sink).len(), 3);
+}
+
+#[tokio::test]
+async fn refused_events_come_again_and_skip_ignores_existing() {
+    let weed = Seaweed::start();
+    let cfg = config(&weed);
+    put(&weed, &cfg, "in/old.csv", "old").await;
+    let cursor = MemoryCursorStore::new();
+    let sink = MemorySink::new();
+
+    let mut skip = poller(&weed, &cfg, "in/", Existing::Skip);
+    assert_eq!(skip.poll_once(&cursor, &sink).await.unwrap(), 0);
+    put(&weed, &cfg, "in/new.csv", "new").await;
+    sink.fail_next(1);
+    let err = skip.poll_once(&cursor, &sink).await.unwrap_err();
+    assert!(matches!(err, IntakeError::Sink(_)), "{err:?}");
+    assert_eq!(skip.poll_once(&cursor, &sink).await.unwrap(), 1);
+    assert_eq!(keys(&sink), ["in/new.csv"]);
+}
+
+#[tokio::test]
+async fn a_store_that_goes_down_is_an_error_and_polling_resumes() {
+    let mut weed = Seaweed::start();
+    let cfg = config(&weed);
+    put(&weed, &cfg, "in/a.csv", "a").await;
+    let cursor = MemoryCursorStore::new();
+    let sink = MemorySink::new();
+    let mut p = poller(&weed, &cfg, "in/", Existing::Emit);
+    assert_eq!(p.poll_once(&cursor, &sink).await.unwrap(), 1);
+    let saved = cursor.get(&p.cursor_name()).await.unwrap();
+
+    weed.kill();
+    let err = p.poll_once(&cursor, &sink).await.unwrap_err();
+    assert!(matches!(err, IntakeError::Store { .. }), "{err:?}");
+    assert!(err.to_string().contains(weed.bucket()), "{err}");
+    assert!(!err.to_string().contains("nbpipe-test-secret"), "{err}");
+    assert_eq!(cursor.get(&p.cursor_name()).await.unwrap(), saved);
+
+    weed.restart();
+    assert_eq!(p.poll_once(&cursor, &sink).await.unwrap(), 0);
+    put(&weed, &cfg, "in/b.csv", "b").await;
+    assert_eq!(p.poll_once(&cursor, &sink).await.unwrap(), 1);
+    assert_eq!(keys(&sink), ["in/a.csv", "in/b.csv"]);
+}
+
+#[test]
+fn urls_that_cannot_be_polled_are_typed_errors() {
+    let cfg = StoreConfig::new();
+    for url in ["no-scheme", "s3:///prefix", "/local/folder"] {
+        let err = PrefixPoller::new(url, &cfg, PollOptions::default()).unwrap_err();
+        assert!(matches!(err, IntakeError::Store { .. }), "{url}: {err:?}");
+    }
+}

@@ -1,0 +1,294 @@
+//! Shared by the queue test binaries (`queue.rs`, `queue_crash.rs`): request builders, a
+//! throwaway PostgreSQL cluster, and `backend_cases!`, which runs each behaviour case (an
+//! `async fn(url: String)` given a fresh, empty database) as its own SQLite test and all of
+//! them again on PostgreSQL, one database each.
+#![allow(dead_code)] // each test binary uses a part
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nbpipe_server::event::{ObjectEvent, RunRequest, Source};
+use nbpipe_server::queue::{Backoff, Enqueued, Finish, Limits, Queue};
+use serde_json::json;
+
+// ---------------------------------------------------------------------------------------
+// helpers
+
+pub fn event(key: &str, etag: &str) -> ObjectEvent {
+    ObjectEvent {
+        bucket: "data".into(),
+        key: key.into(),
+        etag: Some(etag.into()),
+        version_id: None,
+        size: Some(3),
+        sequencer: None,
+        event_time: None,
+        event_name: "ObjectCreated:Put".into(),
+        source: Source::Sqs,
+    }
+}
+
+pub fn object_req(project: &str, key: &str) -> RunRequest {
+    let ev = event(key, "e1");
+    RunRequest {
+        project: project.into(),
+        dedup_key: Some(ev.dedup_key()),
+        reason: format!("s3 {key}"),
+        parameters: json!({"input": ev.uri()}),
+        trigger: Some(ev),
+    }
+}
+
+pub fn plain_req(project: &str, dedup: Option<&str>) -> RunRequest {
+    RunRequest {
+        project: project.into(),
+        trigger: None,
+        parameters: json!({}),
+        dedup_key: dedup.map(Into::into),
+        reason: "api".into(),
+    }
+}
+
+pub fn limits(global: usize, default_per_project: usize, per: &[(&str, usize)]) -> Limits {
+    Limits {
+        global,
+        per_project: per.iter().map(|(p, n)| (p.to_string(), *n)).collect(),
+        default_per_project,
+    }
+}
+
+pub const LEASE: Duration = Duration::from_secs(60);
+pub const BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(300),
+    max: Duration::from_secs(1),
+};
+
+pub async fn open(url: &str) -> Queue {
+    Queue::open(url)
+        .await
+        .expect("open queue")
+        .with_backoff(BACKOFF)
+}
+
+pub fn roomy() -> Limits {
+    limits(100, 100, &[])
+}
+
+pub async fn new_id(q: &Queue, req: &RunRequest) -> String {
+    match q.enqueue(req, 3).await.unwrap() {
+        Enqueued::New(id) => id,
+        other => panic!("expected a new run, got {other:?}"),
+    }
+}
+
+pub async fn claim_id(q: &Queue, worker: &str, l: &Limits) -> Option<String> {
+    q.claim(worker, l, LEASE).await.unwrap().map(|c| c.run.id)
+}
+
+pub fn ok_manifest() -> serde_json::Value {
+    json!({"steps": [{"name": "clean", "status": "succeeded"}]})
+}
+
+pub fn failed(retry: bool) -> Finish {
+    Finish::Failed {
+        error: "cell 3 raised ValueError".into(),
+        output: vec!["file:///out/a.ipynb".into()],
+        manifest: ok_manifest(),
+        retry,
+    }
+}
+
+pub fn succeeded() -> Finish {
+    Finish::Succeeded {
+        output: vec!["s3://out/run/a.ipynb".into(), "s3://out/run/a.html".into()],
+        manifest: ok_manifest(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// backends
+
+/// A SQLite URL in `dir`, in nested folders that do not exist yet (`open` creates them).
+pub fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("p/.nbpipe/queue.sqlite").display())
+}
+
+/// A behaviour case: runs against the (empty) database at the URL.
+pub type Case = fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// One `#[tokio::test]` per case on SQLite (module `sqlite`), and `postgres_backend` running
+/// every case on a throwaway PostgreSQL cluster.
+macro_rules! backend_cases {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let dir = tempfile::tempdir().unwrap();
+                    super::$case($crate::queue_support::sqlite_url(dir.path())).await;
+                }
+            )*
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres_backend() {
+            let cases: Vec<(&str, $crate::queue_support::Case)> =
+                vec![$((stringify!($case), |url| Box::pin($case(url)))),*];
+            $crate::queue_support::run_on_postgres(&cases).await;
+        }
+    };
+}
+
+/// Runs `cases` on a throwaway cluster, each in a new database. Without PostgreSQL installed
+/// this prints why and passes, unless `NBPIPE_TEST_POSTGRES=1` makes it fail.
+pub async fn run_on_postgres(cases: &[(&str, Case)]) {
+    let required = std::env::var("NBPIPE_TEST_POSTGRES").is_ok_and(|v| v == "1");
+    let started = Instant::now();
+    let pg = match Postgres::start() {
+        Ok(pg) => pg,
+        Err(e) if required => panic!("NBPIPE_TEST_POSTGRES=1 but PostgreSQL could not start: {e}"),
+        Err(e) => {
+            eprintln!(
+                "PostgreSQL queue tests not run: {e} (install `postgresql`; \
+                 NBPIPE_TEST_POSTGRES=1 makes this an error)"
+            );
+            return;
+        }
+    };
+    eprintln!("postgres: started in {:?}", started.elapsed());
+    let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
+    for (i, (name, case)) in cases.iter().enumerate() {
+        let db = format!("case{i}");
+        sqlx::query(&format!("CREATE DATABASE {db}"))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let t = Instant::now();
+        eprintln!("postgres: {name} …");
+        case(pg.url(&db)).await;
+        eprintln!("postgres: {name} ok in {:?}", t.elapsed());
+    }
+    admin.close().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: a throwaway cluster, one fresh database per case
+
+/// A PostgreSQL cluster in a temp dir on a free port, stopped on drop.
+struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_postgres: bool,
+}
+
+impl Postgres {
+    fn find_bin() -> Option<PathBuf> {
+        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if dir.join("initdb").exists() {
+                return Some(dir);
+            }
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
+    fn cmd(&self, tool: &str) -> Command {
+        let exe = self.bin.join(tool);
+        if self.as_postgres {
+            // The server refuses to run as root.
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        }
+    }
+
+    fn start() -> Result<Postgres, String> {
+        let bin = Self::find_bin().ok_or("no PostgreSQL server binaries (initdb) found")?;
+        let uid = Command::new("id")
+            .arg("-u")
+            .output()
+            .map_err(|e| e.to_string())?;
+        let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        if as_postgres {
+            run(Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(dir.path()))?;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        let pg = Postgres {
+            dir,
+            bin,
+            port,
+            as_postgres,
+        };
+        let data = pg.dir.path().join("data");
+        run(pg
+            .cmd("initdb")
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data))?;
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
+            pg.port,
+            pg.dir.path().display()
+        );
+        run(pg
+            .cmd("pg_ctl")
+            .args(["-w", "-t", "60", "-o", &opts, "-l"])
+            .arg(pg.dir.path().join("log"))
+            .arg("-D")
+            .arg(&data)
+            .arg("start"))?;
+        Ok(pg)
+    }
+
+    fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd("pg_ctl")
+            .args(["-m", "immediate", "-w", "stop", "-D"])
+            .arg(self.dir.path().join("data"))
+            .stdout(Stdio::null())
+            .status();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}

@@ -1,0 +1,73 @@
+//! `nbpipe serve`: parse options, handle signals, hand over to `nbpipe_server::serve`.
+
+use std::time::Duration;
+
+use nbpipe_server::serve::{serve, ServeOptions};
+use tokio::sync::watch;
+
+use crate::cli::ServeArgs;
+use crate::exit;
+
+/// Run the command; returns the exit code.
+pub fn run(args: ServeArgs) -> u8 {
+    let inbox = if args.no_inbox {
+        None
+    } else {
+        Some(args.inbox.clone().unwrap_or_else(|| {
+            let first =
+                std::fs::canonicalize(&args.projects[0]).unwrap_or(args.projects[0].clone());
+            first.join(".nbpipe").join("inbox")
+        }))
+    };
+    let opts = ServeOptions {
+        projects: args.projects,
+        listen: args.listen,
+        database: args.database,
+        workers: args.workers.max(1),
+        per_project: args.per_project.max(1),
+        token: args.token.filter(|t| !t.is_empty()),
+        inbox,
+        poll: args.poll.filter(|s| *s > 0).map(Duration::from_secs),
+        sqs_queues: args.sqs_queues,
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        lease: Duration::from_secs(args.lease.max(2)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return exit::USAGE;
+        }
+    };
+    runtime.block_on(async move {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let mut first = true;
+            loop {
+                let sig = tokio::select! { _ = int.recv() => 2, _ = term.recv() => 15 };
+                if !first {
+                    std::process::exit(i32::from(exit::signal(sig)));
+                }
+                first = false;
+                let _ = tx.send(true);
+            }
+        });
+        match serve(opts, rx).await {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit::USAGE
+            }
+        }
+    })
+}

@@ -1,0 +1,375 @@
+//! `nbpipe serve` end to end: the real binary, real kernels, a SQLite queue on disk, triggers
+//! through the local inbox and the S3 webhook, kill -9 and restart, graceful drain.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-token-123";
+
+fn shared_home() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nbpipe-home-shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(sb: &Sandbox, project: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut cmd = sb.nbpipe();
+        cmd.env("NBPIPE_HOME", shared_home())
+            .env("NBPIPE_TOKEN", TOKEN)
+            .arg("serve")
+            .arg(project)
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--lease", "3"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().unwrap();
+        let s = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.get("/api/health").is_none() {
+            assert!(Instant::now() < deadline, "server did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{}{path}", self.port),
+            ])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// POST with or without the token; returns the HTTP status.
+    fn post(&self, path: &str, body: &str, token: bool) -> u16 {
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "-X",
+            "POST",
+        ])
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            body,
+        ]);
+        if token {
+            c.args(["-H", &format!("Authorization: Bearer {TOKEN}")]);
+        }
+        let out = c
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    fn runs(&self) -> Vec<Value> {
+        self.get("/api/runs?limit=1000")
+            .and_then(|v| v["runs"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// Wait until `pred` holds for the run list.
+    fn wait_runs(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let runs = self.runs();
+            if pred(&runs) {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {runs:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn project(sb: &Sandbox, yaml: &str, cells: &[&str]) -> PathBuf {
+    let dir = sb.path("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("nbpipe.yaml"), yaml).unwrap();
+    let mut all = vec![tagged(
+        "trigger_key = None\ntrigger_uri = None",
+        "parameters",
+    )];
+    all.extend(cells.iter().map(|s| code(s)));
+    let nb = json!({
+        "cells": all,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5
+    });
+    std::fs::write(dir.join("nb.ipynb"), nb.to_string()).unwrap();
+    dir
+}
+
+const SEED: &str =
+    "notebooks:\n  - nb.ipynb\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\n";
+
+fn done(runs: &[Value], n: usize) -> bool {
+    runs.len() == n
+        && runs
+            .iter()
+            .all(|r| r["status"] == "succeeded" || r["status"] == "failed")
+}
+
+#[test]
+fn inbox_file_triggers_one_run_with_the_object_as_parameter() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        SEED,
+        &["print('got', trigger_key, open(trigger_uri).read().strip())"],
+    );
+    let server = Server::start(&sb, &dir, &[]);
+    let inbox = dir.join(".nbpipe/inbox/incoming-bucket/data");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("a b.csv"), "1,2\n").unwrap();
+    // Outside the prefix: ignored.
+    std::fs::create_dir_all(dir.join(".nbpipe/inbox/incoming-bucket/other")).unwrap();
+    std::fs::write(dir.join(".nbpipe/inbox/incoming-bucket/other/x.csv"), "no").unwrap();
+    let runs = server.wait_runs("one finished run", |r| done(r, 1));
+    assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
+    assert_eq!(runs[0]["trigger"]["key"], "data/a b.csv");
+    let id = runs[0]["id"].as_str().unwrap();
+    let out = dir.join("runs").join(id).join("nb.ipynb");
+    let nb: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let printed: String = nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| stream(c, "stdout"))
+        .collect();
+    assert_eq!(printed, "got data/a b.csv 1,2\n");
+    // Rewriting the same content is the same object version: no second run.
+    std::fs::write(inbox.join("a b.csv"), "1,2\n").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(server.runs().len(), 1);
+    // New content is a new version: a new run.
+    std::fs::write(inbox.join("a b.csv"), "3,4\n").unwrap();
+    server.wait_runs("a second run", |r| done(r, 2));
+    // SIGTERM drains and exits cleanly.
+    let mut server = server;
+    server.signal("-TERM");
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    sb.assert_no_processes_left();
+}
+
+#[test]
+fn s3_webhook_queues_each_object_version_exactly_once_and_needs_the_token() {
+    let sb = Sandbox::new();
+    let dir = project(&sb, SEED, &["print('ok', trigger_key)"]);
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let record = json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-26T10:00:00.000Z",
+        "s3": {"bucket": {"name": "incoming-bucket"},
+               "object": {"key": "data/x+y%2Fz.csv", "size": 3, "eTag": "abc", "sequencer": "0055AED6DCD90281E5"}}
+    }]})
+    .to_string();
+    assert_eq!(
+        server.post("/hooks/s3", &record, false),
+        401,
+        "hooks need the token"
+    );
+    assert_eq!(server.post("/hooks/s3", &record, true), 202);
+    assert_eq!(
+        server.post("/hooks/s3", &record, true),
+        202,
+        "a redelivery is accepted"
+    );
+    let test_event =
+        json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "incoming-bucket"})
+            .to_string();
+    assert_eq!(server.post("/hooks/s3", &test_event, true), 202);
+    let runs = server.wait_runs("one finished run", |r| done(r, 1));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(server.runs().len(), 1, "duplicates were dropped");
+    assert_eq!(
+        runs[0]["trigger"]["key"], "data/x y/z.csv",
+        "keys are URL-decoded"
+    );
+    // Submitting through the API needs the token too.
+    assert_eq!(
+        server.post("/api/runs", &json!({"project": "proj"}).to_string(), false),
+        401
+    );
+    assert_eq!(
+        server.post("/api/runs", &json!({"project": "proj"}).to_string(), true),
+        201
+    );
+    server.wait_runs("the submitted run", |r| done(r, 2));
+}
+
+/// kill -9 of the server while a run executes, then a restart: the run is not lost and not
+/// run twice — its lease runs out and it is retried once (its project allows a retry).
+#[test]
+fn kill_9_mid_run_then_restart_retries_the_run_once() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "notebooks:\n  - path: nb.ipynb\n    retries: 1\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\n",
+        &["import os, time\nn = len(os.listdir('attempts')) if os.path.exists('attempts') else 0\nos.makedirs('attempts', exist_ok=True)\nopen(f'attempts/{n}', 'w').write('x')\nif n == 0:\n    time.sleep(120)\nprint('attempt', n)"],
+    );
+    let server = Server::start(&sb, &dir, &[]);
+    let inbox = dir.join(".nbpipe/inbox/incoming-bucket/data");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("a.csv"), "1\n").unwrap();
+    // Wait until the first attempt is inside its long cell.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !dir.join("attempts/0").exists() {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.signal("-KILL");
+    drop(server);
+    // Its kernel dies with it (parent-death signal): nothing runs on behind our back.
+    sb.assert_no_processes_left();
+
+    let server = Server::start(&sb, &dir, &[]);
+    let runs = server.wait_runs("the retried run to finish", |r| done(r, 1));
+    assert_eq!(runs.len(), 1, "the event was not queued twice");
+    assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
+    assert_eq!(runs[0]["attempts"], 2);
+    assert!(!dir.join("attempts/2").exists(), "run more than twice");
+}
+
+/// S3 → SQS notifications on a real SQS API (moto's server): a put object starts exactly one
+/// run with the (URL-decoded) key, and moto's leading `s3:TestEvent` starts none.
+#[test]
+fn sqs_notifications_start_runs() {
+    let sb = Sandbox::new();
+    let venv_bin = |name: &str| sb.venv.join("bin").join(name);
+    let moto_port = free_port();
+    let mut moto = Command::new(venv_bin("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server (from scripts/test-env.sh)");
+    let endpoint = format!("http://127.0.0.1:{moto_port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let boto = |script: &str| {
+        let full = format!(
+            "import boto3\nkw = dict(endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\ns3, sqs = boto3.client('s3', **kw), boto3.client('sqs', **kw)\n{script}"
+        );
+        let out = Command::new(venv_bin("python"))
+            .arg("-c")
+            .arg(full)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let queue_url = boto(
+        "q = sqs.create_queue(QueueName='intake')['QueueUrl']\narn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\ns3.create_bucket(Bucket='incoming-bucket')\ns3.put_bucket_notification_configuration(Bucket='incoming-bucket', NotificationConfiguration={'QueueConfigurations': [{'QueueArn': arn, 'Events': ['s3:ObjectCreated:*']}]})\nprint(q)",
+    );
+    let dir = project(&sb, SEED, &["print('from sqs', trigger_key)"]);
+    let server = {
+        let port = free_port();
+        let mut cmd = sb.nbpipe();
+        cmd.env("NBPIPE_HOME", shared_home())
+            .env("NBPIPE_TOKEN", TOKEN)
+            .env("AWS_ENDPOINT_URL", &endpoint)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .arg("serve")
+            .arg(&dir)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--no-inbox",
+                "--sqs-queue",
+                &queue_url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let s = Server {
+            child: cmd.spawn().unwrap(),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.get("/api/health").is_none() {
+            assert!(Instant::now() < deadline, "server did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    };
+    boto("s3.put_object(Bucket='incoming-bucket', Key='data/q 1.csv', Body=b'x')");
+    let runs = server.wait_runs("the SQS-triggered run", |r| done(r, 1));
+    assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
+    assert_eq!(runs[0]["trigger"]["key"], "data/q 1.csv");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        server.runs().len(),
+        1,
+        "the test event and redeliveries start nothing"
+    );
+    drop(server);
+    let _ = moto.kill();
+    let _ = moto.wait();
+}
