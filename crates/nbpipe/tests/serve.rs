@@ -373,3 +373,56 @@ fn sqs_notifications_start_runs() {
     let _ = moto.kill();
     let _ = moto.wait();
 }
+
+/// Load on loopback: 1,000 distinct objects delivered through the webhook (each delivered
+/// twice, in concurrent batches) become exactly 1,000 queued runs — none lost, none doubled.
+/// (Executing all of them is the job of the service benchmark, not of a test.)
+#[test]
+fn a_thousand_objects_become_exactly_a_thousand_runs() {
+    let sb = Sandbox::new();
+    let dir = project(&sb, SEED, &["pass"]);
+    let server = Server::start(
+        &sb,
+        &dir,
+        &["--no-inbox", "--workers", "1", "--drain-timeout", "1"],
+    );
+    let batch = |from: usize| {
+        let records: Vec<Value> = (from..from + 50)
+            .map(|i| {
+                json!({"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "incoming-bucket"},
+                       "object": {"key": format!("data/obj-{i:04}.csv"), "eTag": format!("etag{i}"), "size": 1}}})
+            })
+            .collect();
+        json!({ "Records": records }).to_string()
+    };
+    std::thread::scope(|s| {
+        for round in 0..2 {
+            for t in 0..4 {
+                let server = &server;
+                s.spawn(move || {
+                    for b in (t * 250..(t + 1) * 250).step_by(50) {
+                        assert_eq!(
+                            server.post("/hooks/s3", &batch(b), true),
+                            202,
+                            "round {round}"
+                        );
+                    }
+                });
+            }
+        }
+    });
+    let runs = server.runs();
+    assert_eq!(runs.len(), 1000, "every object version queued exactly once");
+    let mut keys: Vec<&str> = runs
+        .iter()
+        .map(|r| r["trigger"]["key"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 1000);
+    let metrics = Command::new("curl")
+        .args(["-sf", &format!("http://127.0.0.1:{}/metrics", server.port)])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&metrics.stdout).contains("nbpipe_runs"));
+}
