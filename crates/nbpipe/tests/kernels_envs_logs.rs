@@ -14,11 +14,12 @@ fn exec_uses_nearest_managed_environment_unless_kernel_is_named() {
     let sb = Sandbox::new();
     let project = sb.path("project");
     std::fs::create_dir_all(project.join("sub")).unwrap();
-    std::fs::write(project.join("requirements.txt"), "six\n").unwrap();
+    // A package the test kernels do not have (the test venv pulls in `six` via boto3).
+    std::fs::write(project.join("requirements.txt"), "tomli-w\n").unwrap();
     sb.notebook(
         "project/sub/nb.ipynb",
         "python3",
-        vec![code("import sys, six\nprint(sys.executable)")],
+        vec![code("import sys, tomli_w\nprint(sys.executable)")],
     );
     let out = run(sb.nbpipe().args(["env", "project", "--quiet"]));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -38,7 +39,7 @@ fn exec_uses_nearest_managed_environment_unless_kernel_is_named() {
         home.display()
     );
 
-    // `-k` wins over the managed environment (and this kernel has no `six`).
+    // `-k` wins over the managed environment (and this kernel has no `tomli_w`).
     let out = run(sb.nbpipe().args([
         "exec",
         "project/sub/nb.ipynb",
