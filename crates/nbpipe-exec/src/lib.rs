@@ -25,7 +25,7 @@ use serde_json::Value;
 pub use run::execute;
 
 /// Everything one notebook run needs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecOptions {
     /// Input location (`-` = stdin), already templated.
     pub input: String,
@@ -57,6 +57,8 @@ pub struct ExecOptions {
     pub autosave_every: Duration,
     /// Echo the kernel's own stderr (debug logging).
     pub echo_kernel_stderr: bool,
+    /// Take a pre-started kernel from this pool when one matches (the service's warm pool).
+    pub pool: Option<nbpipe_kernel::pool::KernelPool>,
 }
 
 impl Default for ExecOptions {
@@ -77,6 +79,7 @@ impl Default for ExecOptions {
             save_on_cell: true,
             autosave_every: Duration::from_secs(30),
             echo_kernel_stderr: false,
+            pool: None,
         }
     }
 }

@@ -107,8 +107,14 @@ pub async fn execute(
         env: Vec::new(),
         echo_stderr: opts.echo_kernel_stderr,
     };
+    let start = async {
+        match &opts.pool {
+            Some(pool) => pool.take_or_launch(&spec, &launch).await,
+            None => Kernel::launch(&spec, &launch).await,
+        }
+    };
     let kernel = tokio::select! {
-        k = Kernel::launch(&spec, &launch) => k,
+        k = start => k,
         sig = wait_stop(&mut stop) => {
             finish_notebook(&mut nb, started);
             saver.save_final(&nb).await?;

@@ -5,10 +5,13 @@
 //!   channels. Messages arrive as lossless JSON ([`Msg`]) on one event stream; every wait is
 //!   raced against the process exiting, and dropping a `Kernel` kills its process group.
 //!
+//! - [`pool::KernelPool`] keeps pre-started kernels so a triggered run skips the cold start.
+//!
 //! This crate knows nothing about notebooks: turning messages into outputs is `nbpipe-exec`'s job.
 #![deny(missing_docs)]
 
 mod client;
+pub mod pool;
 pub mod spec;
 mod wire;
 

@@ -53,6 +53,8 @@ pub struct ServeOptions {
     /// How long a worker's claim lasts without a heartbeat; a run whose server died is
     /// retried (or failed, per its retry policy) about this long after the death.
     pub lease: Duration,
+    /// Pre-started kernels kept per project step (0: cold starts only).
+    pub warm_kernels: usize,
 }
 
 /// Errors that stop the server from starting.
@@ -263,6 +265,7 @@ pub async fn run_workers(
     queue: Queue,
     projects: Projects,
     opts: &ServeOptions,
+    pool: Option<nbpipe_kernel::pool::KernelPool>,
     drain: watch::Receiver<bool>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(None::<Stop>);
@@ -273,6 +276,7 @@ pub async fn run_workers(
             default_per_project: opts.per_project.max(1),
         },
         lease: opts.lease,
+        pool,
         ..WorkerConfig::default()
     };
     let mut set = tokio::task::JoinSet::new();
@@ -499,10 +503,16 @@ pub async fn serve(
             }
         }));
     }
+    let pool =
+        (opts.warm_kernels > 0).then(|| nbpipe_kernel::pool::KernelPool::new(opts.warm_kernels));
+    if let Some(pool) = &pool {
+        warm_pool(pool, &projects).await;
+    }
     let (drain_tx, drain_rx) = watch::channel(false);
     let workers = {
-        let (queue, projects, opts) = (queue.clone(), projects.clone(), opts.clone());
-        tokio::spawn(async move { run_workers(queue, projects, &opts, drain_rx).await })
+        let (queue, projects, opts, pool) =
+            (queue.clone(), projects.clone(), opts.clone(), pool.clone());
+        tokio::spawn(async move { run_workers(queue, projects, &opts, pool, drain_rx).await })
     };
 
     let _ = shutdown.wait_for(|s| *s).await;
@@ -518,6 +528,44 @@ pub async fn serve(
     for t in tasks {
         t.abort();
     }
+    if let Some(pool) = pool {
+        pool.shutdown().await;
+    }
     queue.close().await;
     Ok(())
+}
+
+/// Pre-start kernels for every step of every project: its environment (built now if needed)
+/// and its notebook's folder, exactly as the run will launch them.
+async fn warm_pool(pool: &nbpipe_kernel::pool::KernelPool, projects: &Projects) {
+    for p in projects.values() {
+        let (dir, env_opts) = (
+            p.dir.clone(),
+            nbpipe_env::EnvOptions {
+                python: p.env.python.clone(),
+                requirements: p.env.requirements.clone(),
+                force: false,
+                quiet: true,
+            },
+        );
+        let env =
+            match tokio::task::spawn_blocking(move || nbpipe_env::ensure(&dir, &env_opts)).await {
+                Ok(Ok(env)) => env,
+                Ok(Err(e)) => {
+                    eprintln!("warning: project `{}`: no warm kernels: {e}", p.name);
+                    continue;
+                }
+                Err(_) => continue,
+            };
+        for (i, step) in p.steps.iter().enumerate() {
+            if step.kernel.is_some() {
+                continue;
+            }
+            let launch = nbpipe_kernel::LaunchOptions {
+                cwd: Some(nbpipe_project::run::launch_cwd(p, i)),
+                ..Default::default()
+            };
+            pool.warm(&env.kernelspec(), &launch);
+        }
+    }
 }

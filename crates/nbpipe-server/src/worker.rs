@@ -21,7 +21,7 @@ use crate::event::{ObjectEvent, Source};
 use crate::queue::{Finish, Limits, Queue, RunRow};
 
 /// How workers behave.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct WorkerConfig {
     /// How long a claim lasts without a heartbeat.
     pub lease: Duration,
@@ -29,6 +29,8 @@ pub struct WorkerConfig {
     pub idle_poll: Duration,
     /// Concurrency limits.
     pub limits: Limits,
+    /// Warm kernels for the runs (see [`nbpipe_kernel::pool`]).
+    pub pool: Option<nbpipe_kernel::pool::KernelPool>,
 }
 
 impl Default for WorkerConfig {
@@ -37,6 +39,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(30),
             idle_poll: Duration::from_millis(250),
             limits: Limits::default(),
+            pool: None,
         }
     }
 }
@@ -116,6 +119,7 @@ async fn run_claimed(
         cache: false,
         trigger: run.trigger.as_ref().map(trigger_object),
         quiet: true,
+        pool: cfg.pool.clone(),
     };
 
     // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.

@@ -289,4 +289,8 @@ pub struct ServeArgs {
     /// Seconds a worker's claim on a run lasts without a heartbeat (crash recovery delay).
     #[arg(long = "lease", default_value_t = 30)]
     pub lease: u64,
+    /// Pre-started kernels kept ready per project step, so a triggered run skips the cold
+    /// start (each serves one run, then is discarded); 0 turns the pool off.
+    #[arg(long = "warm-kernels", default_value_t = 1)]
+    pub warm_kernels: usize,
 }

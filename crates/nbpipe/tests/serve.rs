@@ -426,3 +426,62 @@ fn a_thousand_objects_become_exactly_a_thousand_runs() {
         .unwrap();
     assert!(String::from_utf8_lossy(&metrics.stdout).contains("nbpipe_runs"));
 }
+
+/// The warm pool: triggered runs get kernels started before the object landed (in the
+/// project's environment and the notebook's folder), each used once; SIGTERM shuts the idle
+/// ones down.
+#[test]
+fn triggered_runs_take_prestarted_kernels_from_the_warm_pool() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        SEED,
+        &["import os\nprint(os.environ.get('NBPIPE_POOLED_KERNEL'), os.getpid(), os.path.basename(os.getcwd()))"],
+    );
+    let mut server = Server::start(&sb, &dir, &["--warm-kernels", "1"]);
+    // Give the pool time to start its kernel.
+    std::thread::sleep(Duration::from_secs(4));
+    let inbox = dir.join(".nbpipe/inbox/incoming-bucket/data");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let printed = |server: &Server, n: usize| -> Vec<String> {
+        let runs = server.wait_runs("runs", |r| done(r, n));
+        runs.iter()
+            .map(|r| {
+                let id = r["id"].as_str().unwrap();
+                let nb: Value = serde_json::from_str(
+                    &std::fs::read_to_string(dir.join("runs").join(id).join("nb.ipynb")).unwrap(),
+                )
+                .unwrap();
+                nb["cells"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| stream(c, "stdout"))
+                    .collect()
+            })
+            .collect()
+    };
+    std::fs::write(inbox.join("1.csv"), "1").unwrap();
+    let first = printed(&server, 1);
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::write(inbox.join("2.csv"), "2").unwrap();
+    let both = printed(&server, 2);
+    for line in &both {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(parts[0], "1", "not a pooled kernel: {line}");
+        assert_eq!(
+            parts[2], "proj",
+            "pooled kernel started in the wrong folder: {line}"
+        );
+    }
+    // Each run had its own kernel process.
+    let pid = |l: &str| l.split_whitespace().nth(1).unwrap().to_string();
+    assert_ne!(
+        pid(&both[0]),
+        pid(&both[1]),
+        "a kernel served two runs: {both:?} / {first:?}"
+    );
+    server.signal("-TERM");
+    assert!(server.child.wait().unwrap().success());
+    sb.assert_no_processes_left();
+}

@@ -25,11 +25,12 @@ use tokio::task::JoinSet;
 
 pub use context::TriggerObject;
 use manifest::{status, EnvironmentInfo, GitInfo, RunManifest, StepRecord};
+pub use step::launch_cwd;
 
 use crate::config::Project;
 
 /// How to run a project.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Parameters overriding the project's and steps' defaults (`-p`, `-r`, `-f`).
     pub parameters: Parameters,
@@ -45,6 +46,8 @@ pub struct RunOptions {
     pub trigger: Option<TriggerObject>,
     /// Do not echo environment-building output.
     pub quiet: bool,
+    /// Warm kernels to take instead of cold starts (the service's pool).
+    pub pool: Option<nbpipe_kernel::pool::KernelPool>,
 }
 
 /// What a run reports as it goes.

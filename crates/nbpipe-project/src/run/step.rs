@@ -94,7 +94,7 @@ async fn try_run_step(
         (None, Some(env)) => Some(env.kernelspec()),
         _ => None,
     };
-    let cwd = nb_path.parent().map(|p| p.to_path_buf());
+    let cwd = Some(launch_cwd(&state.project, i));
     let attempts = step.retries + 1;
     let mut last_error = String::new();
     for attempt in 1..=attempts {
@@ -118,6 +118,7 @@ async fn try_run_step(
             python_env: kernel_spec.clone(),
             cwd: cwd.clone(),
             execution_timeout: step.cell_timeout,
+            pool: state.opts.pool.clone(),
             ..ExecOptions::default()
         };
         let step_stop = with_deadline(stop.clone(), step.timeout);
@@ -344,6 +345,16 @@ async fn try_cache(
         state.project.steps[i].id, entry.run_id
     ));
     Some(status::SUCCEEDED)
+}
+
+/// The working directory a step's kernel starts in: its notebook's folder (so relative paths
+/// in the notebook work, and so a warm pool can pre-start kernels in the right place).
+pub fn launch_cwd(project: &crate::config::Project, step: usize) -> std::path::PathBuf {
+    let nb_path = project.dir.join(&project.steps[step].path);
+    nb_path
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_else(|| project.dir.clone())
 }
 
 /// Steps run quietly; the run observer reports their status.

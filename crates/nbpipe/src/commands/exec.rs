@@ -107,6 +107,7 @@ pub fn run(args: ExecArgs) -> u8 {
         save_on_cell: !args.no_request_save_on_cell_execute,
         autosave_every: Duration::from_secs(args.autosave_cell_every),
         echo_kernel_stderr: level == Level::Debug,
+        pool: None,
     };
     if let Some(cwd) = &opts.cwd {
         if !cwd.is_dir() {

@@ -57,6 +57,7 @@ pub fn run(args: RunArgs) -> u8 {
         cache: args.cache,
         trigger,
         quiet: args.quiet,
+        pool: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

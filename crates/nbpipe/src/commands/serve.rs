@@ -31,6 +31,7 @@ pub fn run(args: ServeArgs) -> u8 {
         sqs_queues: args.sqs_queues,
         drain_timeout: Duration::from_secs(args.drain_timeout),
         lease: Duration::from_secs(args.lease.max(2)),
+        warm_kernels: args.warm_kernels,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
