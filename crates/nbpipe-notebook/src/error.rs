@@ -7,6 +7,12 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum NotebookError {
+    /// The JSON is nested deeper than [`crate::MAX_DEPTH`] levels.
+    #[error("not a notebook: JSON nested {depth} levels deep (at most 1000 are read)")]
+    TooDeep {
+        /// The nesting depth found.
+        depth: usize,
+    },
     /// The input is not valid JSON (or not UTF-8).
     #[error("not a notebook: invalid JSON at line {line} column {column}: {message}")]
     InvalidJson {

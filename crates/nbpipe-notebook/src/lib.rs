@@ -51,7 +51,7 @@ mod write;
 use std::collections::HashMap;
 
 pub use error::NotebookError;
-pub use read::{from_value, read};
+pub use read::{from_value, read, MAX_DEPTH};
 pub use serde_json::{Map, Value};
 pub use write::{to_bytes, to_string};
 

@@ -15,7 +15,11 @@ use crate::{upgrade, Cell, CellType, Notebook};
 /// ignored. Malformed input is an error, never a panic.
 pub fn read(bytes: &[u8]) -> Result<Notebook, NotebookError> {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let depth = nesting_depth(bytes);
+    if depth > MAX_DEPTH {
+        return Err(NotebookError::TooDeep { depth });
+    }
+    let value: Value = parse_deep(bytes).map_err(|e| {
         let full = e.to_string();
         let suffix = format!(" at line {} column {}", e.line(), e.column());
         let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
@@ -26,6 +30,48 @@ pub fn read(bytes: &[u8]) -> Result<Notebook, NotebookError> {
         }
     })?;
     from_value(value)
+}
+
+/// JSON nested deeper than this is refused. serde_json stops at 128 levels by default, but
+/// Python's json (and so papermill) reads far deeper; beyond ~1000 Python's own recursion
+/// limit stops papermill too.
+pub const MAX_DEPTH: usize = 1000;
+
+/// Parse without serde_json's 128-level limit, growing the stack as needed (`serde_stacker`),
+/// so deep but valid notebooks are read like Python reads them.
+fn parse_deep(bytes: &[u8]) -> Result<Value, serde_json::Error> {
+    use serde::Deserialize;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    de.disable_recursion_limit();
+    let value = Value::deserialize(serde_stacker::Deserializer::new(&mut de))?;
+    de.end()?;
+    Ok(value)
+}
+
+/// The deepest nesting of arrays/objects in `bytes` (strings skipped), in one pass.
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Build a notebook from an already parsed JSON value (same rules as [`read`]).

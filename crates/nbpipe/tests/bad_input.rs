@@ -641,9 +641,8 @@ fn papermill_symlink_behaves_as_nbpipe_exec() {
 
 /// Known gap (reported, not fixed): the notebook reader stops at serde_json's nesting limit of
 /// 128, so a valid notebook with deeply nested metadata or outputs is rejected with exit 2
-/// ("recursion limit exceeded") while papermill and nbformat read it.
+/// ("recursion limit exceeded") while papermill and nbformat read it; regression test.
 #[test]
-#[ignore = "known gap: JSON nested deeper than 128 levels is rejected; papermill accepts it"]
 fn deeply_nested_but_valid_notebook_is_accepted() {
     let sb = Sandbox::new();
     let mut deep = json!(1);
@@ -657,4 +656,10 @@ fn deeply_nested_but_valid_notebook_is_accepted() {
         .nbpipe()
         .args(["exec", "deep.ipynb", "out.ipynb", "--prepare-only"]));
     assert!(out.status.success(), "{}", stderr(&out));
+    // Absurd nesting is a clear error, not a stack overflow.
+    let absurd = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    std::fs::write(sb.path("absurd.ipynb"), absurd).unwrap();
+    let out = run(sb.nbpipe().args(["exec", "absurd.ipynb", "out2.ipynb"]));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nested"), "{}", stderr(&out));
 }
