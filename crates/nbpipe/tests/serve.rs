@@ -485,3 +485,34 @@ fn triggered_runs_take_prestarted_kernels_from_the_warm_pool() {
     assert!(server.child.wait().unwrap().success());
     sb.assert_no_processes_left();
 }
+
+/// A schedule fires on its slots (here every 2 seconds), each slot once.
+#[test]
+fn schedules_start_runs_once_per_slot() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "notebooks:\n  - nb.ipynb\ntrigger:\n  schedule: {cron: \"*/2 * * * * *\", timezone: Europe/Paris}\n",
+        &["print('scheduled')"],
+    );
+    let server = Server::start(
+        &sb,
+        &dir,
+        &["--no-inbox", "--workers", "2", "--per-project", "2"],
+    );
+    let runs = server.wait_runs("two scheduled runs", |r| {
+        r.iter().filter(|x| x["status"] == "succeeded").count() >= 2
+    });
+    assert!(
+        runs.iter()
+            .all(|r| r["reason"].as_str().unwrap().starts_with("schedule */2")),
+        "{runs:#?}"
+    );
+    let mut slots: Vec<&str> = runs
+        .iter()
+        .map(|r| r["created_at"].as_str().unwrap())
+        .collect();
+    let n = slots.len();
+    slots.dedup();
+    assert_eq!(slots.len(), n);
+}
