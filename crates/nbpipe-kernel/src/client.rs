@@ -174,11 +174,9 @@ impl Kernel {
         loop {
             attempt += 1;
             match Self::launch_once(spec, opts).await {
-                Err(KernelError::Died { stderr, .. })
-                    if attempt < 4 && stderr.contains("Address already in use") =>
-                {
-                    continue
-                }
+                Err(
+                    KernelError::Died { stderr, .. } | KernelError::StartTimeout { stderr, .. },
+                ) if attempt < 4 && port_clash(&stderr) => continue,
                 other => return other,
             }
         }
@@ -324,9 +322,20 @@ impl Kernel {
                 }
             }
         };
+        // A kernel that lost a port race may stay alive without its sockets: watch its
+        // stderr so the caller can start another on free ports at once.
+        let clash = async {
+            loop {
+                sleep(Duration::from_millis(100)).await;
+                if stderr.lock().is_ok_and(|t| port_clash(&t.text())) {
+                    return;
+                }
+            }
+        };
         let conns = tokio::select! {
             r = connect => r?,
             _ = kernel_exit.wait_for(|e| e.is_some()) => return Err(died(&stderr, &exit_rx)),
+            _ = clash => return Err(died(&stderr, &exit_rx)),
             _ = tokio::time::sleep_until(deadline) => return Err(timed_out(&stderr)),
         };
         let (iopub, shell, stdin, control) = conns;
@@ -382,12 +391,20 @@ impl Kernel {
                     Some(_) => {}
                     None => break,
                 }
+                // A kernel that lost a port race may stay alive without its sockets: give
+                // up on it at once so the caller can start another on free ports.
+                if port_clash(&self.stderr_tail()) {
+                    return Err(self.died_error());
+                }
                 if iopub_seen {
                     if let Some(info) = reply.take() {
                         self.kernel_info = info;
                         return Ok(());
                     }
                 }
+            }
+            if port_clash(&self.stderr_tail()) {
+                return Err(self.died_error());
             }
             if Instant::now() >= deadline {
                 return Err(KernelError::StartTimeout {
@@ -547,6 +564,11 @@ impl Drop for Kernel {
         // Last line of defence (errors, panics, cancellation): never leave a kernel behind.
         let _ = killpg(self.pgid, Signal::SIGKILL);
     }
+}
+
+/// Whether a kernel's stderr says it could not bind one of its ports.
+fn port_clash(stderr: &str) -> bool {
+    stderr.contains("Address already in use")
 }
 
 /// Whether a kernel command line starts ipykernel (which takes IPython's config flags).

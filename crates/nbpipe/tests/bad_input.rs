@@ -323,6 +323,30 @@ fn kernel_that_never_answers_is_exit_3_after_start_timeout() {
     sb.assert_no_processes_left();
 }
 
+/// Regression (seen in the service benchmark): a kernel that lost a port race reported
+/// `Address already in use` but stayed alive, and nbpipe waited the whole start timeout.
+/// It is now given up on at once and started again on new ports (here it always fails, so
+/// after the retries the error says why — long before the 60 s timeout).
+#[test]
+fn kernel_that_cannot_bind_its_ports_is_retried_at_once() {
+    let sb = Sandbox::new();
+    base_notebook(&sb);
+    let python = sb.python().to_string_lossy().into_owned();
+    let clash = "import sys, time; print('zmq.error.ZMQError: Address already in use', file=sys.stderr, flush=True); time.sleep(100)";
+    let root = kernelspec(
+        &sb,
+        "clash",
+        &json!({"argv": [python, "-c", clash, "{connection_file}"], "display_name": "Clash", "language": "python"}),
+    );
+    let started = Instant::now();
+    let out =
+        run(nbpipe_with_kernels(&sb, &root).args(["exec", "in.ipynb", "out.ipynb", "-k", "clash"]));
+    let took = started.elapsed();
+    assert_clean_failure("port clash", &out, 3, &["Address already in use"]);
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    sb.assert_no_processes_left();
+}
+
 #[test]
 fn kernel_that_exits_at_once_is_exit_3_with_its_exit_code() {
     let sb = Sandbox::new();
