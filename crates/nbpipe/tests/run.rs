@@ -11,13 +11,6 @@ use std::process::Command;
 use common::*;
 use serde_json::{json, Value};
 
-/// Environments are content-addressed and locked, so tests share one NBPIPE_HOME: the
-/// project environment is built once per test run instead of once per test.
-fn shared_home() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nbpipe-home-shared");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn nbpipe_run(sb: &Sandbox, project: &str) -> Command {
     let mut c = sb.nbpipe();
@@ -272,8 +265,7 @@ fn step_and_cell_timeouts_fail_the_step() {
 }
 
 /// Every component of the cache key invalidates: notebook source, parameters, declared
-/// inputs' content, and upstream steps. (The environment hash is covered by the key's unit
-/// test; rebuilding an environment here would cost a package install per case.)
+/// inputs' content, and upstream steps (the environment hash has its own test below).
 #[test]
 fn cache_reuses_unchanged_steps_and_each_key_component_invalidates() {
     let sb = Sandbox::new();

@@ -12,11 +12,6 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-123";
 
-fn shared_home() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nbpipe-home-shared");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -147,6 +147,14 @@ impl Sandbox {
     }
 }
 
+/// Environments are content-addressed and locked, so project tests share one NBPIPE_HOME:
+/// a project environment is built once per test run instead of once per test.
+pub fn shared_home() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("nbpipe-home-shared");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn uuid_like() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
