@@ -11,7 +11,6 @@ use std::process::Command;
 use common::*;
 use serde_json::{json, Value};
 
-
 fn nbpipe_run(sb: &Sandbox, project: &str) -> Command {
     let mut c = sb.nbpipe();
     c.env("NBPIPE_HOME", shared_home())

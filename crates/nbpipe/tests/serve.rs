@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-123";
 
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
