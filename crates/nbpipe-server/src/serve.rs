@@ -121,12 +121,19 @@ pub struct QueueSink {
     queue: Queue,
     routes: Vec<Route>,
     projects: Projects,
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl QueueSink {
     /// A sink routing events by `routes`.
-    pub fn new(queue: Queue, routes: Vec<Route>, projects: Projects) -> QueueSink {
+    pub fn new(
+        queue: Queue,
+        routes: Vec<Route>,
+        projects: Projects,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> QueueSink {
         QueueSink {
+            wake,
             queue,
             routes,
             projects,
@@ -152,7 +159,10 @@ impl QueueSink {
             .map(max_attempts)
             .unwrap_or(1);
         match self.queue.enqueue(req, attempts).await {
-            Ok(Enqueued::New(_)) => Ok(1),
+            Ok(Enqueued::New(_)) => {
+                self.wake.notify_waiters();
+                Ok(1)
+            }
             Ok(_) => Ok(0),
             Err(e) => Err(SinkError::new(e)),
         }
@@ -228,6 +238,9 @@ pub async fn run_schedules(
         let now = Utc::now();
         let mut next_wake = now + chrono::Duration::seconds(60);
         for (i, (project, s)) in all.iter().enumerate() {
+            if let Some(n) = s.next_after(now) {
+                next_wake = next_wake.min(n);
+            }
             let name = format!("schedule:{project}:{i}:{}", s.expression());
             let last = cursors
                 .get(&name)
@@ -246,9 +259,6 @@ pub async fn run_schedules(
                     let _ = cursors.set(&name, &fire.to_rfc3339()).await;
                 }
             }
-            if let Some(n) = s.next_after(now) {
-                next_wake = next_wake.min(n);
-            }
         }
         let wait = (next_wake - Utc::now())
             .to_std()
@@ -266,6 +276,7 @@ pub async fn run_workers(
     projects: Projects,
     opts: &ServeOptions,
     pool: Option<nbpipe_kernel::pool::KernelPool>,
+    wake: Arc<tokio::sync::Notify>,
     drain: watch::Receiver<bool>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(None::<Stop>);
@@ -277,6 +288,7 @@ pub async fn run_workers(
         },
         lease: opts.lease,
         pool,
+        wake,
         ..WorkerConfig::default()
     };
     let mut set = tokio::task::JoinSet::new();
@@ -359,7 +371,13 @@ pub async fn serve(
     }
 
     let routes = routing::routes(projects.values());
-    let sink = Arc::new(QueueSink::new(queue.clone(), routes, projects.clone()));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let sink = Arc::new(QueueSink::new(
+        queue.clone(),
+        routes,
+        projects.clone(),
+        wake.clone(),
+    ));
     let cursors = Arc::new(QueueCursors(queue.clone()));
     let (intake_stop_tx, intake_stop) = watch::channel(false);
 
@@ -373,6 +391,7 @@ pub async fn serve(
             queue.clone(),
             inbox_routes,
             projects.clone(),
+            wake.clone(),
         ));
         tasks.extend(spawn_inbox(
             inbox,
@@ -510,9 +529,14 @@ pub async fn serve(
     }
     let (drain_tx, drain_rx) = watch::channel(false);
     let workers = {
-        let (queue, projects, opts, pool) =
-            (queue.clone(), projects.clone(), opts.clone(), pool.clone());
-        tokio::spawn(async move { run_workers(queue, projects, &opts, pool, drain_rx).await })
+        let (queue, projects, opts, pool, wake) = (
+            queue.clone(),
+            projects.clone(),
+            opts.clone(),
+            pool.clone(),
+            wake.clone(),
+        );
+        tokio::spawn(async move { run_workers(queue, projects, &opts, pool, wake, drain_rx).await })
     };
 
     let _ = shutdown.wait_for(|s| *s).await;

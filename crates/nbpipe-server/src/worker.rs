@@ -31,6 +31,9 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// Warm kernels for the runs (see [`nbpipe_kernel::pool`]).
     pub pool: Option<nbpipe_kernel::pool::KernelPool>,
+    /// Signalled when this process queues a run, so idle workers start it at once instead
+    /// of at their next poll (the poll still covers runs queued by other processes).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl Default for WorkerConfig {
@@ -40,6 +43,7 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_millis(250),
             limits: Limits::default(),
             pool: None,
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -76,6 +80,7 @@ pub async fn work(
             Ok(None) => {
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.idle_poll) => {}
+                    _ = cfg.wake.notified() => {}
                     _ = drain.changed() => {}
                 }
             }
