@@ -494,6 +494,7 @@ fn schedules_start_runs_once_per_slot() {
         &dir,
         &["--no-inbox", "--workers", "2", "--per-project", "2"],
     );
+    let started = Instant::now();
     let runs = server.wait_runs("two scheduled runs", |r| {
         r.iter().filter(|x| x["status"] == "succeeded").count() >= 2
     });
@@ -501,6 +502,12 @@ fn schedules_start_runs_once_per_slot() {
         runs.iter()
             .all(|r| r["reason"].as_str().unwrap().starts_with("schedule */2")),
         "{runs:#?}"
+    );
+    // Regression: the first slot used to wait for a fixed 60 s wake-up.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "took {:?}",
+        started.elapsed()
     );
     let mut slots: Vec<&str> = runs
         .iter()
