@@ -31,6 +31,9 @@ pub struct WorkerConfig {
     pub limits: Limits,
     /// Warm kernels for the runs (see [`nbpipe_kernel::pool`]).
     pub pool: Option<nbpipe_kernel::pool::KernelPool>,
+    /// Project environments already ensured, reused while the requirements file is unchanged
+    /// (checking a reused environment spawns Python: ~0.1 s per run otherwise).
+    pub envs: EnvCache,
     /// Signalled when this process queues a run, so idle workers start it at once instead
     /// of at their next poll (the poll still covers runs queued by other processes).
     pub wake: Arc<tokio::sync::Notify>,
@@ -43,6 +46,7 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_millis(250),
             limits: Limits::default(),
             pool: None,
+            envs: EnvCache::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -125,6 +129,7 @@ async fn run_claimed(
         trigger: run.trigger.as_ref().map(trigger_object),
         quiet: true,
         pool: cfg.pool.clone(),
+        env: cfg.envs.get_or_ensure(&project).await,
     };
 
     // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.
@@ -189,6 +194,54 @@ async fn run_claimed(
     };
     if let Err(e) = queue.finish(&run.id, worker_id, finish).await {
         tracing_warn(&format!("run {}: could not record its end: {e}", run.id));
+    }
+}
+
+/// Ensured environments by project name, with the requirements file's (size, mtime) then.
+#[derive(Clone, Default)]
+pub struct EnvCache {
+    inner: Arc<std::sync::Mutex<HashMap<String, (nbpipe_env::ManagedEnv, FileStamp)>>>,
+}
+
+/// A file's (size, modification time), `None` when it does not exist.
+type FileStamp = Option<(u64, std::time::SystemTime)>;
+
+impl EnvCache {
+    /// The project's environment: cached while its requirements file is unchanged, else
+    /// ensured now (`None` if that fails: the runner then reports the error itself).
+    pub async fn get_or_ensure(&self, project: &Project) -> Option<nbpipe_env::ManagedEnv> {
+        let req = project
+            .env
+            .requirements
+            .clone()
+            .unwrap_or_else(|| project.dir.join("requirements.txt"));
+        let stamp = std::fs::metadata(&req)
+            .ok()
+            .and_then(|m| Some((m.len(), m.modified().ok()?)));
+        if let Ok(map) = self.inner.lock() {
+            if let Some((env, seen)) = map.get(&project.name) {
+                if *seen == stamp {
+                    return Some(env.clone());
+                }
+            }
+        }
+        let (dir, opts) = (
+            project.dir.clone(),
+            nbpipe_env::EnvOptions {
+                python: project.env.python.clone(),
+                requirements: project.env.requirements.clone(),
+                force: false,
+                quiet: true,
+            },
+        );
+        let env = tokio::task::spawn_blocking(move || nbpipe_env::ensure(&dir, &opts))
+            .await
+            .ok()?
+            .ok()?;
+        if let Ok(mut map) = self.inner.lock() {
+            map.insert(project.name.clone(), (env.clone(), stamp));
+        }
+        Some(env)
     }
 }
 

@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Warm kernels to take instead of cold starts (the service's pool).
     pub pool: Option<nbpipe_kernel::pool::KernelPool>,
+    /// The project's environment when the caller already ensured it (the service keeps it
+    /// between runs); `None` ensures it now.
+    pub env: Option<nbpipe_env::ManagedEnv>,
 }
 
 /// What a run reports as it goes.
@@ -108,7 +111,9 @@ pub async fn run(
     observer.message(&format!("Run {run_id} of `{}` → {prefix}", project.name));
 
     // The environment: built (or reused) from the project's requirements.
-    let env = {
+    let env = if let Some(env) = opts.env.clone() {
+        env
+    } else {
         let dir = project.dir.clone();
         let env_opts = nbpipe_env::EnvOptions {
             python: project.env.python.clone(),

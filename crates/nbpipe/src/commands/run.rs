@@ -58,6 +58,7 @@ pub fn run(args: RunArgs) -> u8 {
         trigger,
         quiet: args.quiet,
         pool: None,
+        env: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
