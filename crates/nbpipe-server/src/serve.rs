@@ -276,6 +276,7 @@ pub async fn run_workers(
     projects: Projects,
     opts: &ServeOptions,
     pool: Option<nbpipe_kernel::pool::KernelPool>,
+    envs: worker::EnvCache,
     wake: Arc<tokio::sync::Notify>,
     drain: watch::Receiver<bool>,
 ) {
@@ -288,6 +289,7 @@ pub async fn run_workers(
         },
         lease: opts.lease,
         pool,
+        envs,
         wake,
         ..WorkerConfig::default()
     };
@@ -522,21 +524,25 @@ pub async fn serve(
             }
         }));
     }
+    let envs = worker::EnvCache::default();
     let pool =
         (opts.warm_kernels > 0).then(|| nbpipe_kernel::pool::KernelPool::new(opts.warm_kernels));
     if let Some(pool) = &pool {
-        warm_pool(pool, &projects).await;
+        warm_pool(pool, &projects, &envs).await;
     }
     let (drain_tx, drain_rx) = watch::channel(false);
     let workers = {
-        let (queue, projects, opts, pool, wake) = (
+        let (queue, projects, opts, pool, envs, wake) = (
             queue.clone(),
             projects.clone(),
             opts.clone(),
             pool.clone(),
+            envs.clone(),
             wake.clone(),
         );
-        tokio::spawn(async move { run_workers(queue, projects, &opts, pool, wake, drain_rx).await })
+        tokio::spawn(async move {
+            run_workers(queue, projects, &opts, pool, envs, wake, drain_rx).await
+        })
     };
 
     let _ = shutdown.wait_for(|s| *s).await;
@@ -561,26 +567,20 @@ pub async fn serve(
 
 /// Pre-start kernels for every step of every project: its environment (built now if needed)
 /// and its notebook's folder, exactly as the run will launch them.
-async fn warm_pool(pool: &nbpipe_kernel::pool::KernelPool, projects: &Projects) {
+async fn warm_pool(
+    pool: &nbpipe_kernel::pool::KernelPool,
+    projects: &Projects,
+    envs: &worker::EnvCache,
+) {
     for p in projects.values() {
-        let (dir, env_opts) = (
-            p.dir.clone(),
-            nbpipe_env::EnvOptions {
-                python: p.env.python.clone(),
-                requirements: p.env.requirements.clone(),
-                force: false,
-                quiet: true,
-            },
-        );
-        let env =
-            match tokio::task::spawn_blocking(move || nbpipe_env::ensure(&dir, &env_opts)).await {
-                Ok(Ok(env)) => env,
-                Ok(Err(e)) => {
-                    eprintln!("warning: project `{}`: no warm kernels: {e}", p.name);
-                    continue;
-                }
-                Err(_) => continue,
-            };
+        // Ensured through the workers' cache, so the first run reuses it too.
+        let Some(env) = envs.get_or_ensure(p).await else {
+            eprintln!(
+                "warning: project `{}`: no warm kernels (its environment could not be prepared; runs will say why)",
+                p.name
+            );
+            continue;
+        };
         for (i, step) in p.steps.iter().enumerate() {
             if step.kernel.is_some() {
                 continue;
