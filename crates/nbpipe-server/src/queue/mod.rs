@@ -127,12 +127,34 @@ impl Queue {
     /// `url`: a file path or `sqlite:///abs/path.sqlite` (the file and its parent folders are
     /// created), or `postgres://…` for a database shared by several servers.
     pub async fn open(url: &str) -> Result<Queue, QueueError> {
-        let db = db::connect(url).await?;
-        db::migrate(&db).await?;
-        Ok(Queue {
-            db,
-            backoff: Backoff::default(),
-        })
+        // SQLite answers "database is locked" at once, without its busy timeout, when several
+        // processes switch a new file to WAL mode together: retry that for a few seconds.
+        let mut wait = std::time::Duration::from_millis(20);
+        let started = std::time::Instant::now();
+        loop {
+            let opened = async {
+                let db = db::connect(url).await?;
+                db::migrate(&db).await?;
+                Ok::<_, QueueError>(db)
+            }
+            .await;
+            match opened {
+                Err(e)
+                    if e.to_string().contains("database is locked")
+                        && started.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(500));
+                }
+                Err(e) => return Err(e),
+                Ok(db) => {
+                    return Ok(Queue {
+                        db,
+                        backoff: Backoff::default(),
+                    })
+                }
+            }
+        }
     }
 
     /// The embedded default: `<project>/.nbpipe/queue.sqlite` under the first project.
