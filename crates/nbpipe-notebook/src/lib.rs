@@ -13,6 +13,9 @@
 //! * Nothing is dropped: unknown top-level keys, unknown cell keys (such as
 //!   `attachments`), unknown cell types and unknown output types are all kept
 //!   verbatim. Outputs are stored as raw JSON values.
+//! * [`write_to`] streams the same bytes to any writer in small chunks, and a [`Spill`]
+//!   keeps large output strings in a temporary file, so a running notebook's memory does
+//!   not grow with the size of its outputs.
 //!
 //! Reading follows `nbformat.reads(s, as_version=4)`: list-of-lines strings
 //! are joined, transient keys (`metadata.orig_nbformat`, `metadata.signature`,
@@ -45,6 +48,7 @@
 mod error;
 mod pyjson;
 mod read;
+pub mod spill;
 mod upgrade;
 mod write;
 
@@ -53,7 +57,8 @@ use std::collections::HashMap;
 pub use error::NotebookError;
 pub use read::{from_value, read, MAX_DEPTH};
 pub use serde_json::{Map, Value};
-pub use write::{to_bytes, to_string};
+pub use spill::Spill;
+pub use write::{to_bytes, to_bytes_with, to_string, write_to};
 
 /// The newest nbformat minor version this crate knows (4.5).
 pub const CURRENT_NBFORMAT_MINOR: u64 = 5;

@@ -1,22 +1,145 @@
 //! A JSON writer that reproduces Python's
 //! `json.dumps(obj, indent=1, sort_keys=True, separators=(",", ": "), ensure_ascii=False)`
 //! byte for byte, plus the Python string helpers (`str.splitlines`) nbformat relies on.
+//!
+//! Output goes through [`Out`]: a buffer that is either the whole result ([`crate::to_bytes`])
+//! or flushed to a sink every [`Out::CHUNK`] bytes ([`crate::write_to`]), so writing a
+//! notebook never needs its whole serialized form in memory. Strings that were moved to a
+//! [`Spill`] file are streamed from it in chunks.
+
+use std::io::{self, Read, Write};
 
 use serde_json::{Map, Number, Value};
 
+use crate::spill::{Spill, SpillReader};
+
+/// Where serialized JSON goes.
+pub(crate) struct Out<'a> {
+    buf: Vec<u8>,
+    sink: Option<&'a mut dyn Write>,
+    spill: Option<&'a Spill>,
+    error: Option<io::Error>,
+}
+
+impl<'a> Out<'a> {
+    /// Buffered bytes that trigger a flush to the sink.
+    pub(crate) const CHUNK: usize = 64 * 1024;
+
+    /// Collect everything in memory.
+    pub(crate) fn buffer(capacity: usize, spill: Option<&'a Spill>) -> Out<'a> {
+        Out {
+            buf: Vec::with_capacity(capacity),
+            sink: None,
+            spill,
+            error: None,
+        }
+    }
+
+    /// Stream to `sink` in chunks.
+    pub(crate) fn stream(sink: &'a mut dyn Write, spill: Option<&'a Spill>) -> Out<'a> {
+        Out {
+            buf: Vec::with_capacity(Self::CHUNK + 1024),
+            sink: Some(sink),
+            spill,
+            error: None,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, b: u8) {
+        self.buf.push(b);
+    }
+
+    #[inline]
+    pub(crate) fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::CHUNK && self.sink.is_some() {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(sink) = self.sink.as_mut() {
+            if self.error.is_none() {
+                if let Err(e) = sink.write_all(&self.buf) {
+                    self.error = Some(e);
+                }
+            }
+            self.buf.clear();
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// The bytes, when collecting in memory.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Flush what is left and report the first error.
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        self.flush();
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        match self.sink {
+            Some(sink) => sink.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// The spilled string `s` stands for, as a reader, if it is a spill marker.
+    fn spilled(&self, s: &str) -> Option<io::Result<SpillReader<'a>>> {
+        let spill = self.spill?;
+        spill.open(s)
+    }
+}
+
 /// Append `depth` spaces of indentation (nbformat uses `indent=1`).
 #[inline]
-pub(crate) fn newline_indent(out: &mut Vec<u8>, depth: usize) {
-    out.push(b'\n');
-    out.resize(out.len() + depth, b' ');
+pub(crate) fn newline_indent(out: &mut Out<'_>, depth: usize) {
+    out.buf.push(b'\n');
+    out.buf.resize(out.buf.len() + depth, b' ');
 }
 
 /// Write `s` as a JSON string the way Python's encoder does with
 /// `ensure_ascii=False`: only `"`, `\` and C0 control characters are escaped.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+pub(crate) fn write_str(out: &mut Out<'_>, s: &str) {
+    if let Some(reader) = out.spilled(s) {
+        return write_str_from(out, reader);
+    }
     out.push(b'"');
-    let bytes = s.as_bytes();
+    escape_into(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// [`write_str`] for a string read in chunks (a spilled value).
+fn write_str_from(out: &mut Out<'_>, reader: io::Result<impl Read>) {
+    out.push(b'"');
+    let result = reader.and_then(|mut r| {
+        let mut chunk = vec![0u8; Out::CHUNK];
+        loop {
+            let n = r.read(&mut chunk)?;
+            if n == 0 {
+                return Ok(());
+            }
+            escape_into(out, &chunk[..n]);
+        }
+    });
+    if let Err(e) = result {
+        out.fail(e);
+    }
+    out.push(b'"');
+}
+
+/// The body of a JSON string (no quotes). Works on any split of UTF-8 text: only ASCII
+/// bytes are ever escaped.
+fn escape_into(out: &mut Out<'_>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if b >= 0x20 && b != b'"' && b != b'\\' {
@@ -43,7 +166,6 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Python's `repr(float)`: shortest round-trip digits, fixed notation for
@@ -106,7 +228,7 @@ pub(crate) fn py_float_repr(f: f64) -> String {
     out
 }
 
-fn write_number(out: &mut Vec<u8>, n: &Number) {
+fn write_number(out: &mut Out<'_>, n: &Number) {
     if n.is_u64() || n.is_i64() {
         out.extend_from_slice(n.to_string().as_bytes());
     } else if let Some(f) = n.as_f64() {
@@ -128,7 +250,7 @@ pub(crate) fn sorted_entries(map: &Map<String, Value>) -> Vec<(&str, &Value)> {
 }
 
 /// Write an arbitrary JSON value at nesting `depth`.
-pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value, depth: usize) {
+pub(crate) fn write_value(out: &mut Out<'_>, v: &Value, depth: usize) {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -153,7 +275,10 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value, depth: usize) {
 }
 
 /// Write `s` as the list `s.splitlines(keepends=True)` (nbformat's `split_lines`).
-pub(crate) fn write_lines(out: &mut Vec<u8>, s: &str, depth: usize) {
+pub(crate) fn write_lines(out: &mut Out<'_>, s: &str, depth: usize) {
+    if let Some(reader) = out.spilled(s) {
+        return write_lines_from(out, reader, depth);
+    }
     let mut arr = ArrayWriter::new(out, depth);
     for line in SplitLines::new(s) {
         write_str(arr.item(), line);
@@ -161,16 +286,71 @@ pub(crate) fn write_lines(out: &mut Vec<u8>, s: &str, depth: usize) {
     arr.end();
 }
 
+/// [`write_lines`] for text read in chunks (a spilled value). Line breaks of up to three
+/// bytes may straddle two chunks, so the last two bytes of a chunk wait for the next one.
+fn write_lines_from(out: &mut Out<'_>, reader: io::Result<impl Read>, depth: usize) {
+    let mut arr = ArrayWriter::new(out, depth);
+    let result = reader.and_then(|mut r| {
+        let mut data: Vec<u8> = Vec::with_capacity(Out::CHUNK + 2);
+        let mut chunk = vec![0u8; Out::CHUNK];
+        let mut in_line = false;
+        loop {
+            let n = r.read(&mut chunk)?;
+            let eof = n == 0;
+            data.extend_from_slice(&chunk[..n]);
+            let limit = if eof {
+                data.len()
+            } else {
+                data.len().saturating_sub(2)
+            };
+            let (mut i, mut start) = (0, 0);
+            while i < limit {
+                let Some(len) = line_break_len(&data, i) else {
+                    i += 1;
+                    continue;
+                };
+                if !in_line {
+                    arr.item().push(b'"');
+                }
+                escape_into(arr.out, &data[start..i + len]);
+                arr.out.push(b'"');
+                in_line = false;
+                i += len;
+                start = i;
+            }
+            let i = i.min(data.len());
+            if i > start {
+                if !in_line {
+                    arr.item().push(b'"');
+                    in_line = true;
+                }
+                escape_into(arr.out, &data[start..i]);
+            }
+            data.drain(..i);
+            if eof {
+                if in_line {
+                    arr.out.push(b'"');
+                }
+                return Ok(());
+            }
+        }
+    });
+    if let Err(e) = result {
+        arr.out.fail(e);
+    }
+    arr.end();
+}
+
 /// Streaming writer for a JSON object in Python's indent=1 layout.
 /// Keys must be supplied in sorted order by the caller.
-pub(crate) struct ObjectWriter<'a> {
-    out: &'a mut Vec<u8>,
+pub(crate) struct ObjectWriter<'a, 'o> {
+    out: &'a mut Out<'o>,
     depth: usize,
     empty: bool,
 }
 
-impl<'a> ObjectWriter<'a> {
-    pub(crate) fn new(out: &'a mut Vec<u8>, depth: usize) -> Self {
+impl<'a, 'o> ObjectWriter<'a, 'o> {
+    pub(crate) fn new(out: &'a mut Out<'o>, depth: usize) -> Self {
         out.push(b'{');
         ObjectWriter {
             out,
@@ -180,7 +360,7 @@ impl<'a> ObjectWriter<'a> {
     }
 
     /// Start an entry; the caller then writes the value at `depth + 1`.
-    pub(crate) fn key(&mut self, k: &str) -> &mut Vec<u8> {
+    pub(crate) fn key(&mut self, k: &str) -> &mut Out<'o> {
         if !self.empty {
             self.out.push(b',');
         }
@@ -200,14 +380,14 @@ impl<'a> ObjectWriter<'a> {
 }
 
 /// Streaming writer for a JSON array in Python's indent=1 layout.
-pub(crate) struct ArrayWriter<'a> {
-    out: &'a mut Vec<u8>,
+pub(crate) struct ArrayWriter<'a, 'o> {
+    out: &'a mut Out<'o>,
     depth: usize,
     empty: bool,
 }
 
-impl<'a> ArrayWriter<'a> {
-    pub(crate) fn new(out: &'a mut Vec<u8>, depth: usize) -> Self {
+impl<'a, 'o> ArrayWriter<'a, 'o> {
+    pub(crate) fn new(out: &'a mut Out<'o>, depth: usize) -> Self {
         out.push(b'[');
         ArrayWriter {
             out,
@@ -217,7 +397,7 @@ impl<'a> ArrayWriter<'a> {
     }
 
     /// Start an item; the caller then writes the value at `depth + 1`.
-    pub(crate) fn item(&mut self) -> &mut Vec<u8> {
+    pub(crate) fn item(&mut self) -> &mut Out<'o> {
         if !self.empty {
             self.out.push(b',');
         }
@@ -314,9 +494,9 @@ mod tests {
     use super::*;
 
     fn dumps(v: &Value) -> String {
-        let mut out = Vec::new();
+        let mut out = Out::buffer(0, None);
         write_value(&mut out, v, 0);
-        String::from_utf8(out).unwrap()
+        String::from_utf8(out.into_bytes()).unwrap()
     }
 
     #[test]

@@ -1,13 +1,17 @@
 //! Serializing the model exactly like `nbformat.writes(nb)`.
 //!
 //! Single pass over a borrowed view of the notebook: nothing is cloned, and
-//! nbformat's `split_lines` / `strip_transient` are applied on the fly.
+//! nbformat's `split_lines` / `strip_transient` are applied on the fly. [`write_to`] streams
+//! to any writer in bounded chunks, reading spilled strings back from their [`Spill`].
+
+use std::io::{self, Write};
 
 use serde_json::{Map, Value};
 
 use crate::pyjson::{
-    sorted_entries, write_lines, write_str, write_value, ArrayWriter, ObjectWriter,
+    sorted_entries, write_lines, write_str, write_value, ArrayWriter, ObjectWriter, Out,
 };
+use crate::spill::Spill;
 use crate::{Cell, Notebook};
 
 /// Top-level metadata keys nbformat never writes.
@@ -21,10 +25,26 @@ const NON_TEXT_SPLIT_MIMES: &[&str] = &["application/javascript", "image/svg+xml
 /// `indent=1`, sorted keys, UTF-8 without `\u` escapes for non-ASCII,
 /// multi-line strings split into lists of lines, plus a trailing newline.
 pub fn to_bytes(nb: &Notebook) -> Vec<u8> {
-    let mut out = Vec::with_capacity(estimate_size(nb));
+    let mut out = Out::buffer(estimate_size(nb), None);
     write_notebook(&mut out, nb);
     out.push(b'\n');
-    out
+    out.into_bytes()
+}
+
+/// [`to_bytes`] for a notebook whose large strings may live in `spill`.
+pub fn to_bytes_with(nb: &Notebook, spill: &Spill) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(estimate_size(nb));
+    write_to(nb, Some(spill), &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Serialize like [`to_bytes`] into `sink`, in chunks of at most ~64 KiB: memory use does
+/// not grow with the notebook. Markers of `spill` are written as the strings they stand for.
+pub fn write_to(nb: &Notebook, spill: Option<&Spill>, sink: &mut dyn Write) -> io::Result<()> {
+    let mut out = Out::stream(sink, spill);
+    write_notebook(&mut out, nb);
+    out.push(b'\n');
+    out.finish()
 }
 
 /// [`to_bytes`] as a `String`.
@@ -70,7 +90,7 @@ enum Field<'a> {
     Attachments(&'a Value),
 }
 
-fn write_field(out: &mut Vec<u8>, field: &Field<'_>, depth: usize) {
+fn write_field(out: &mut Out<'_>, field: &Field<'_>, depth: usize) {
     match field {
         Field::Value(v) => write_value(out, v, depth),
         Field::Str(s) => write_str(out, s),
@@ -108,7 +128,7 @@ fn write_field(out: &mut Vec<u8>, field: &Field<'_>, depth: usize) {
 /// Write known fields merged with `extra` in sorted key order. Known fields
 /// win over `extra` entries with the same key.
 fn write_merged<'a>(
-    out: &mut Vec<u8>,
+    out: &mut Out<'_>,
     mut fields: Vec<(&'a str, Field<'a>)>,
     extra: &'a Map<String, Value>,
     is_cell: bool,
@@ -133,7 +153,7 @@ fn write_merged<'a>(
     obj.end();
 }
 
-fn write_notebook(out: &mut Vec<u8>, nb: &Notebook) {
+fn write_notebook(out: &mut Out<'_>, nb: &Notebook) {
     let fields = vec![
         ("cells", Field::Cells(&nb.cells)),
         (
@@ -146,7 +166,7 @@ fn write_notebook(out: &mut Vec<u8>, nb: &Notebook) {
     write_merged(out, fields, &nb.extra, false, 0);
 }
 
-fn write_cell(out: &mut Vec<u8>, cell: &Cell, depth: usize) {
+fn write_cell(out: &mut Out<'_>, cell: &Cell, depth: usize) {
     let mut fields = Vec::with_capacity(8 + cell.extra.len());
     fields.push(("cell_type", Field::Str(cell.cell_type.as_str())));
     if let Some(id) = &cell.id {
@@ -165,7 +185,7 @@ fn write_cell(out: &mut Vec<u8>, cell: &Cell, depth: usize) {
 }
 
 /// nbformat `_split_mimebundle`: `text/*`, JavaScript and SVG strings become line lists.
-fn write_mimebundle(out: &mut Vec<u8>, data: &Map<String, Value>, depth: usize) {
+fn write_mimebundle(out: &mut Out<'_>, data: &Map<String, Value>, depth: usize) {
     let mut obj = ObjectWriter::new(out, depth);
     for (k, v) in sorted_entries(data) {
         let out = obj.key(k);
@@ -179,7 +199,7 @@ fn write_mimebundle(out: &mut Vec<u8>, data: &Map<String, Value>, depth: usize) 
     obj.end();
 }
 
-fn write_attachments(out: &mut Vec<u8>, attachments: &Value, depth: usize) {
+fn write_attachments(out: &mut Out<'_>, attachments: &Value, depth: usize) {
     let Value::Object(map) = attachments else {
         return write_value(out, attachments, depth);
     };
@@ -193,7 +213,7 @@ fn write_attachments(out: &mut Vec<u8>, attachments: &Value, depth: usize) {
     obj.end();
 }
 
-fn write_output(out: &mut Vec<u8>, output: &Value, depth: usize) {
+fn write_output(out: &mut Out<'_>, output: &Value, depth: usize) {
     let Value::Object(map) = output else {
         return write_value(out, output, depth);
     };
