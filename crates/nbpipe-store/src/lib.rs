@@ -229,6 +229,44 @@ impl Location {
         }
     }
 
+    /// Replace the object with what `render` writes, never holding all of it in memory: a
+    /// local file gets a temp file renamed into place, stdout the bytes as they come, an
+    /// object store a temporary file uploaded one part at a time. `render` runs on the
+    /// calling task (in `block_in_place` on a multi-threaded runtime); an error it returns
+    /// leaves the old object in place.
+    pub async fn put_streamed<F>(&self, render: F) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut dyn Write) -> std::io::Result<()> + Send,
+    {
+        let write_error = |source| StoreError::Write {
+            path: self.to_string(),
+            source,
+        };
+        match self {
+            Location::Stdio => blocking_here(|| {
+                let mut out = std::io::stdout().lock();
+                render(&mut out).and_then(|_| out.flush())
+            })
+            .map_err(write_error),
+            Location::Local(p) => {
+                blocking_here(|| local::write_atomic_with(p, render)).map_err(write_error)
+            }
+            Location::Remote { url, store, path } => {
+                let (file, len) = blocking_here(|| {
+                    let mut file = tempfile::tempfile()?;
+                    let mut w = std::io::BufWriter::new(&mut file);
+                    render(&mut w)?;
+                    w.flush()?;
+                    drop(w);
+                    let len = file.metadata()?.len();
+                    Ok((file, len))
+                })
+                .map_err(write_error)?;
+                store.put_file(url, path, file, len).await
+            }
+        }
+    }
+
     /// Size, modification time, etag and version of the object; `None` if it does not exist
     /// (and for stdio, which has no metadata).
     pub async fn head(&self) -> Result<Option<ObjectInfo>, StoreError> {
@@ -342,6 +380,17 @@ impl Location {
 }
 
 /// Run blocking file or stdio work on the blocking pool; a panicked task becomes an I/O error.
+/// Run blocking work on this thread, telling a multi-threaded runtime to move its other
+/// tasks elsewhere meanwhile (for work that borrows from the caller, unlike [`blocking`]).
+fn blocking_here<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 async fn blocking<T: Send + 'static, F>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
     on_join_error: impl FnOnce() -> F,

@@ -10,6 +10,14 @@ use crate::ObjectInfo;
 
 /// Replace `path` with `bytes`: a temp file in the same directory, synced, then renamed over it.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written by `render`; on any error the old file stays.
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    render: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -18,7 +26,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .prefix(".nbpipe-")
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    render(tmp.as_file_mut())?;
     tmp.as_file().sync_data()?;
     // Keep the permissions an existing file had, like an in-place write would.
     if let Ok(meta) = std::fs::metadata(path) {

@@ -111,20 +111,48 @@ impl RemoteStore {
         path: &ObjectPath,
         bytes: Vec<u8>,
     ) -> Result<(), StoreError> {
+        let len = bytes.len() as u64;
+        self.put_from(url, path, Source::Memory(bytes::Bytes::from(bytes)), len)
+            .await
+    }
+
+    /// Upload the first `len` bytes of `file`, reading one part at a time.
+    pub(crate) async fn put_file(
+        &self,
+        url: &str,
+        path: &ObjectPath,
+        file: std::fs::File,
+        len: u64,
+    ) -> Result<(), StoreError> {
+        self.put_from(url, path, Source::File(file), len).await
+    }
+
+    async fn put_from(
+        &self,
+        url: &str,
+        path: &ObjectPath,
+        source: Source,
+        len: u64,
+    ) -> Result<(), StoreError> {
         let start = Instant::now();
         let attributes = content_type(path)
             .map(|t| Attributes::from_iter([(Attribute::ContentType, t)]))
             .unwrap_or_default();
-        let part_size = self.settings.multipart_threshold;
+        let part_size = self.settings.multipart_threshold as u64;
+        let read_error = |e: std::io::Error| StoreError::Write {
+            path: url.to_string(),
+            source: e,
+        };
         // The HTTP backend has no multipart uploads; object stores make a multipart object
         // visible only when it is complete, so both paths replace the object atomically.
-        if bytes.len() <= part_size || self.backend == Backend::Http {
+        if len <= part_size || self.backend == Backend::Http {
             let opts = PutOptions {
                 attributes,
                 ..Default::default()
             };
+            let payload = source.range(0, len).map_err(read_error)?;
             self.store
-                .put_opts(path, PutPayload::from(bytes), opts)
+                .put_opts(path, PutPayload::from(payload), opts)
                 .await
                 .map_err(|e| self.error(e, url, "put", start))?;
             return Ok(());
@@ -138,14 +166,17 @@ impl RemoteStore {
             .put_multipart_opts(path, opts)
             .await
             .map_err(|e| self.error(e, url, "put", start))?;
-        let bytes = bytes::Bytes::from(bytes);
         let mut offset = 0;
-        while offset < bytes.len() {
-            let end = (offset + part_size).min(bytes.len());
-            if let Err(e) = upload
-                .put_part(PutPayload::from(bytes.slice(offset..end)))
-                .await
-            {
+        while offset < len {
+            let end = (offset + part_size).min(len);
+            let part = match source.range(offset, end) {
+                Ok(part) => part,
+                Err(e) => {
+                    let _ = upload.abort().await;
+                    return Err(read_error(e));
+                }
+            };
+            if let Err(e) = upload.put_part(PutPayload::from(part)).await {
                 let _ = upload.abort().await;
                 return Err(self.error(e, url, "put", start));
             }
@@ -592,6 +623,27 @@ fn build_s3(
         credential_hosts,
         credential_hint: hint,
     })
+}
+
+/// Where the bytes of an upload come from.
+enum Source {
+    Memory(bytes::Bytes),
+    /// A temporary file, read one part at a time so an upload never holds more than a part.
+    File(std::fs::File),
+}
+
+impl Source {
+    fn range(&self, start: u64, end: u64) -> std::io::Result<bytes::Bytes> {
+        match self {
+            Source::Memory(b) => Ok(b.slice(start as usize..end as usize)),
+            Source::File(f) => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0u8; (end - start) as usize];
+                f.read_exact_at(&mut buf, start)?;
+                Ok(bytes::Bytes::from(buf))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

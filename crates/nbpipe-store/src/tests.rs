@@ -273,6 +273,43 @@ async fn async_local_put_is_atomic_and_head_get_list_agree() {
     assert!(base.join("missing").list().await.unwrap().is_empty());
 }
 
+/// Both runtime flavours: `put_streamed` renders in place (`block_in_place` needs a
+/// multi-threaded runtime and must not be used on a current-thread one).
+async fn streamed_local_put_replaces_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("out.ipynb");
+    let loc = Location::Local(p.clone());
+    loc.put_streamed(|w| (0..1000).try_for_each(|i| write!(w, "{i},")))
+        .await
+        .unwrap();
+    let first = std::fs::read_to_string(&p).unwrap();
+    assert!(
+        first.starts_with("0,1,2,") && first.ends_with("999,"),
+        "{first}"
+    );
+    // A render that fails half-way leaves the previous file untouched and no temp file.
+    let err = loc
+        .put_streamed(|w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("disk full"))
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(std::fs::read_to_string(&p).unwrap(), first);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_local_put_on_a_multi_threaded_runtime() {
+    streamed_local_put_replaces_atomically().await;
+}
+
+#[tokio::test]
+async fn streamed_local_put_on_a_current_thread_runtime() {
+    streamed_local_put_replaces_atomically().await;
+}
+
 #[tokio::test]
 async fn async_local_get_of_a_missing_file_is_not_found() {
     let dir = tempfile::tempdir().unwrap();

@@ -131,7 +131,24 @@ async fn s3_large_objects_round_trip_whole_and_in_parts() {
     // Below the default threshold: one PUT.
     let whole = s3(&weed, "big/whole.ipynb", &config(&weed));
     whole.put(big.clone()).await.unwrap();
-    for loc in [&in_parts, &whole] {
+    // Streamed (rendered into a temporary file, then uploaded part by part).
+    let render = |w: &mut dyn std::io::Write| big.chunks(100_003).try_for_each(|c| w.write_all(c));
+    let streamed_parts = s3(&weed, "big/streamed-parts.ipynb", &parts_cfg);
+    streamed_parts.put_streamed(render).await.unwrap();
+    let streamed_whole = s3(&weed, "big/streamed-whole.ipynb", &config(&weed));
+    streamed_whole.put_streamed(render).await.unwrap();
+    // A render that fails uploads nothing.
+    let failed = s3(&weed, "big/failed.ipynb", &parts_cfg);
+    let err = failed
+        .put_streamed(|w| {
+            w.write_all(&big)?;
+            Err(std::io::Error::other("render broke"))
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("render broke"), "{err}");
+    assert_eq!(failed.head().await.unwrap(), None);
+    for loc in [&in_parts, &whole, &streamed_parts, &streamed_whole] {
         assert_eq!(loc.head().await.unwrap().unwrap().size, big.len() as u64);
         let back = loc.get().await.unwrap();
         assert!(back == big, "{loc}: content differs");
