@@ -102,6 +102,48 @@ pub trait Observer: Send {
     fn notebook_end(&mut self) {}
 }
 
+/// The output notebook of a run. Its large output strings may still be in a temporary file
+/// ([`nbpipe_notebook::Spill`]): [`Executed::into_notebook`] brings them back into memory,
+/// [`Executed::write_to`] streams the notebook without doing so.
+#[derive(Debug)]
+pub struct Executed {
+    notebook: nbpipe_notebook::Notebook,
+    spill: Option<nbpipe_notebook::Spill>,
+}
+
+impl Executed {
+    pub(crate) fn new(
+        notebook: nbpipe_notebook::Notebook,
+        spill: Option<nbpipe_notebook::Spill>,
+    ) -> Executed {
+        Executed { notebook, spill }
+    }
+
+    pub(crate) fn in_memory(notebook: nbpipe_notebook::Notebook) -> Executed {
+        Executed::new(notebook, None)
+    }
+
+    /// The notebook as recorded; large output strings may be spill markers (see
+    /// [`nbpipe_notebook::spill`]). Cells, metadata and small outputs are all there.
+    pub fn notebook(&self) -> &nbpipe_notebook::Notebook {
+        &self.notebook
+    }
+
+    /// The whole notebook in memory, large outputs included.
+    pub fn into_notebook(self) -> std::io::Result<nbpipe_notebook::Notebook> {
+        let mut nb = self.notebook;
+        if let Some(spill) = &self.spill {
+            spill.restore_notebook(&mut nb)?;
+        }
+        Ok(nb)
+    }
+
+    /// Serialize the notebook (byte-identical to `nbformat.writes`) in small chunks.
+    pub fn write_to(&self, sink: &mut dyn std::io::Write) -> std::io::Result<()> {
+        nbpipe_notebook::write_to(&self.notebook, self.spill.as_ref(), sink)
+    }
+}
+
 /// An observer that ignores everything.
 pub struct Silent;
 impl Observer for Silent {}

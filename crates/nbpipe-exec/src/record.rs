@@ -3,14 +3,19 @@
 //! Owns: output construction from message content (kept verbatim), consecutive stream
 //! merging, `clear_output` (immediate and `wait=True`), `update_display_data` through display
 //! ids (across cells), `execution_count`, and the `metadata.execution` timestamps.
-//! It does not talk to the kernel or decide when a cell is finished beyond reporting `idle`.
+//! Large output strings go to the run's [`Spill`] file as they arrive, so memory does not grow
+//! with the outputs. It does not talk to the kernel or decide when a cell is finished beyond
+//! reporting `idle`.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use nbpipe_kernel::Msg;
-use nbpipe_notebook::Notebook;
+use nbpipe_notebook::{Notebook, Spill};
 use serde_json::{json, Map, Value};
+
+/// Output strings at least this long are kept in the spill file rather than in memory.
+pub const SPILL_THRESHOLD: usize = 32 * 1024;
 
 /// What one IOPub message meant for the cell.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,9 +36,53 @@ pub struct Recorder {
     /// display_id → cell index → output indices showing it.
     display_map: HashMap<String, HashMap<usize, Vec<usize>>>,
     clear_before_next_output: bool,
+    /// Where large output strings go; `None` keeps everything in memory.
+    spill: Option<Spill>,
+    /// The first spill failure, not yet reported (outputs then stay in memory).
+    spill_error: Option<String>,
 }
 
 impl Recorder {
+    /// A recorder that keeps large output strings in `spill`.
+    pub fn with_spill(spill: Option<Spill>) -> Recorder {
+        Recorder {
+            spill,
+            ..Recorder::default()
+        }
+    }
+
+    /// The spill holding this run's large output strings, if any.
+    pub fn spill(&self) -> Option<&Spill> {
+        self.spill.as_ref()
+    }
+
+    /// Take the spill (the notebook's markers need it to be written or restored).
+    pub fn take_spill(&mut self) -> Option<Spill> {
+        self.spill.take()
+    }
+
+    /// A spill failure to report once (the run goes on with outputs in memory).
+    pub fn take_spill_error(&mut self) -> Option<String> {
+        self.spill_error.take()
+    }
+
+    /// Between cells: drop spilled strings no output uses any more, once they dominate.
+    pub fn compact(&mut self, nb: &mut Notebook) {
+        if let Some(spill) = self.spill.as_mut() {
+            if let Err(e) = spill.compact(nb) {
+                self.spill_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+
+    fn stash(&mut self, output: &mut Value) {
+        if let Some(spill) = self.spill.as_mut() {
+            if let Err(e) = spill.stash_output(output) {
+                self.spill_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+
     /// Reset per-cell state before a cell executes; its previous outputs are gone.
     pub fn begin_cell(&mut self, cell: usize) {
         self.clear_before_next_output = false;
@@ -48,9 +97,21 @@ impl Recorder {
         }
     }
 
-    /// Apply one IOPub message (already known to belong to the cell's request).
-    pub fn handle(&mut self, nb: &mut Notebook, cell_idx: usize, msg: &Msg) -> Recorded {
-        let content = &msg.content;
+    /// Apply one IOPub message (already known to belong to the cell's request). A new output
+    /// is shown to `on_output` before it is stored.
+    pub fn handle(
+        &mut self,
+        nb: &mut Notebook,
+        cell_idx: usize,
+        msg: Msg,
+        on_output: &mut dyn FnMut(&Value),
+    ) -> Recorded {
+        let Msg {
+            msg_type,
+            header,
+            content,
+            ..
+        } = msg;
         let display_id = content
             .get("transient")
             .and_then(|t| t.get("display_id"))
@@ -59,10 +120,10 @@ impl Recorder {
         let mut changed = false;
         if let Some(id) = &display_id {
             if matches!(
-                msg.msg_type.as_str(),
+                msg_type.as_str(),
                 "execute_result" | "display_data" | "update_display_data"
             ) {
-                changed |= self.update_display(nb, id, content);
+                changed |= self.update_display(nb, id, &content);
             }
         }
         let cell = &mut nb.cells[cell_idx];
@@ -75,16 +136,16 @@ impl Recorder {
                 .entry("execution")
                 .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(m) = exec {
-                m.insert(key.to_string(), Value::String(timestamp(&msg.header)));
+                m.insert(key.to_string(), Value::String(timestamp(&header)));
             }
         };
-        match msg.msg_type.as_str() {
-            "status" => match msg.str_field("execution_state") {
-                "idle" => {
+        match msg_type.as_str() {
+            "status" => match content.get("execution_state").and_then(Value::as_str) {
+                Some("idle") => {
                     stamp("iopub.status.idle", cell);
                     return Recorded::Idle;
                 }
-                "busy" => stamp("iopub.status.busy", cell),
+                Some("busy") => stamp("iopub.status.busy", cell),
                 _ => {}
             },
             "execute_input" => stamp("iopub.execute_input", cell),
@@ -102,7 +163,8 @@ impl Recorder {
                 }
             }
             "execute_result" | "stream" | "display_data" | "error" => {
-                let out = output_from_msg(&msg.msg_type, content);
+                let mut out = output_from_content(&msg_type, content);
+                on_output(&out);
                 if self.clear_before_next_output {
                     nb.cells[cell_idx].outputs.clear();
                     self.forget_cell(cell_idx);
@@ -110,10 +172,17 @@ impl Recorder {
                 }
                 let outputs = &mut nb.cells[cell_idx].outputs;
                 if let Some(last) = outputs.last_mut() {
-                    if merge_stream(last, &out) {
-                        return Recorded::Output(outputs.len() - 1);
+                    match merge_stream(last, &out, self.spill.as_mut()) {
+                        Merge::No => {}
+                        Merge::Done => return Recorded::Output(outputs.len() - 1),
+                        Merge::Failed(e) => {
+                            self.spill_error.get_or_insert(e.to_string());
+                            return Recorded::Output(outputs.len() - 1);
+                        }
                     }
                 }
+                self.stash(&mut out);
+                let outputs = &mut nb.cells[cell_idx].outputs;
                 if let Some(id) = display_id {
                     self.display_map
                         .entry(id)
@@ -134,15 +203,20 @@ impl Recorder {
         }
     }
 
-    fn update_display(&self, nb: &mut Notebook, id: &str, content: &Value) -> bool {
-        let Some(cells) = self.display_map.get(id) else {
+    fn update_display(&mut self, nb: &mut Notebook, id: &str, content: &Value) -> bool {
+        if !self.display_map.contains_key(id) {
             return false;
-        };
-        let data = content.get("data").cloned().unwrap_or_else(|| json!({}));
+        }
+        // Spilled once; every output showing this display id shares the markers.
+        let mut data = content.get("data").cloned().unwrap_or_else(|| json!({}));
+        self.stash(&mut data);
         let metadata = content
             .get("metadata")
             .cloned()
             .unwrap_or_else(|| json!({}));
+        let Some(cells) = self.display_map.get(id) else {
+            return false;
+        };
         let mut changed = false;
         for (&cell, indices) in cells {
             for &i in indices {
@@ -161,7 +235,16 @@ impl Recorder {
 
 /// Build a notebook output from an output message, keeping the kernel's fields verbatim.
 pub fn output_from_msg(msg_type: &str, content: &Value) -> Value {
-    let get = |k: &str, default: Value| content.get(k).cloned().unwrap_or(default);
+    output_from_content(msg_type, content.clone())
+}
+
+/// [`output_from_msg`], moving the fields out of the content instead of copying them.
+pub fn output_from_content(msg_type: &str, content: Value) -> Value {
+    let mut content = match content {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    let mut get = |k: &str, default: Value| content.remove(k).unwrap_or(default);
     match msg_type {
         "execute_result" => json!({
             "output_type": "execute_result",
@@ -188,19 +271,55 @@ pub fn output_from_msg(msg_type: &str, content: &Value) -> Value {
     }
 }
 
-/// Append `new` to `last` if both are streams of the same name; true if merged.
-fn merge_stream(last: &mut Value, new: &Value) -> bool {
+/// The result of trying to merge a stream output into the previous one.
+enum Merge {
+    /// Not two streams of the same name.
+    No,
+    /// Merged.
+    Done,
+    /// Merged in memory: the spill file could not take the text.
+    Failed(std::io::Error),
+}
+
+/// Append `new` to `last` if both are streams of the same name, in place (through the spill
+/// once the text is large), so a cell printing n lines costs O(n), not O(n²).
+fn merge_stream(last: &mut Value, new: &Value, spill: Option<&mut Spill>) -> Merge {
     let is_stream = |v: &Value| v.get("output_type").and_then(Value::as_str) == Some("stream");
     if !is_stream(last) || !is_stream(new) || last.get("name") != new.get("name") {
-        return false;
+        return Merge::No;
     }
     let add = text_of(new.get("text"));
-    if let Some(Value::Object(m)) = Some(last) {
-        let mut text = text_of(m.get("text"));
-        text.push_str(&add);
-        m.insert("text".into(), Value::String(text));
+    let Value::Object(m) = last else {
+        return Merge::No;
+    };
+    let text = m
+        .entry("text")
+        .or_insert_with(|| Value::String(String::new()));
+    if !text.is_string() {
+        *text = Value::String(text_of(Some(text)));
     }
-    true
+    let Value::String(text) = text else {
+        return Merge::No;
+    };
+    match spill {
+        Some(spill) => match spill.append(text, &add) {
+            Ok(()) => Merge::Done,
+            Err(e) => {
+                if spill.is_marker(text) {
+                    // Keep the record whole: bring the text back into memory.
+                    if let Some(Ok(back)) = spill.read_string(text) {
+                        *text = back;
+                    }
+                }
+                text.push_str(&add);
+                Merge::Failed(e)
+            }
+        },
+        None => {
+            text.push_str(&add);
+            Merge::Done
+        }
+    }
 }
 
 fn text_of(v: Option<&Value>) -> String {

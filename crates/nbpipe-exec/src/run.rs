@@ -17,9 +17,9 @@ use serde_json::{json, Value};
 use tokio::sync::watch;
 
 use crate::prepare::{self, pm_meta, ERROR_MARKER_TAG};
-use crate::record::{now_papermill, output_from_msg, timestamp, Recorded, Recorder};
+use crate::record::{now_papermill, timestamp, Recorded, Recorder, SPILL_THRESHOLD};
 use crate::save::Saver;
-use crate::{CellFailure, ExecError, ExecOptions, Observer, Outcome, Stop};
+use crate::{CellFailure, ExecError, ExecOptions, Executed, Observer, Outcome, Stop};
 
 const PENDING: &str = "pending";
 const RUNNING: &str = "running";
@@ -37,7 +37,7 @@ pub async fn execute(
     opts: &ExecOptions,
     obs: &mut dyn Observer,
     mut stop: watch::Receiver<Option<Stop>>,
-) -> Result<(Notebook, Outcome), ExecError> {
+) -> Result<(Executed, Outcome), ExecError> {
     let input = Location::parse(&opts.input)?;
     let output = opts.output.as_deref().map(Location::parse).transpose()?;
     let bytes = input.get().await?;
@@ -71,8 +71,8 @@ pub async fn execute(
 
     let mut saver = Saver::new(output, opts.save_on_cell, opts.autosave_every);
     if opts.prepare_only {
-        saver.save_final(&nb).await?;
-        return Ok((nb, Outcome::Prepared));
+        saver.save_final(&nb, None).await?;
+        return Ok((Executed::in_memory(nb), Outcome::Prepared));
     }
 
     let spec = choose_kernel(&nb, opts)?;
@@ -98,7 +98,7 @@ pub async fn execute(
         );
     }
     saver.mark_dirty();
-    saver.save(&nb).await?;
+    saver.save(&nb, None).await?;
     obs.notebook_start(nb.cells.len());
 
     let launch = LaunchOptions {
@@ -117,8 +117,8 @@ pub async fn execute(
         k = start => k,
         sig = wait_stop(&mut stop) => {
             finish_notebook(&mut nb, started);
-            saver.save_final(&nb).await?;
-            return Ok((nb, Outcome::Stopped(sig)));
+            saver.save_final(&nb, None).await?;
+            return Ok((Executed::in_memory(nb), Outcome::Stopped(sig)));
         }
     };
     let mut kernel = match kernel {
@@ -126,7 +126,7 @@ pub async fn execute(
         Err(e) => {
             finish_notebook(&mut nb, started);
             pm_meta(&mut nb.metadata).insert("exception".into(), Value::Bool(true));
-            let _ = saver.save_final(&nb).await;
+            let _ = saver.save_final(&nb, None).await;
             return Err(ExecError::KernelStart(e));
         }
     };
@@ -134,8 +134,18 @@ pub async fn execute(
         nb.metadata.insert("language_info".into(), li.clone());
     }
 
+    // Large outputs live in a temporary file, not in memory (see nbpipe_notebook::spill).
+    let spill = match nbpipe_notebook::Spill::new(SPILL_THRESHOLD) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            obs.warn(&format!(
+                "could not create a temporary file for large outputs ({e}); keeping them in memory"
+            ));
+            None
+        }
+    };
     let mut run = CellRunner {
-        recorder: Recorder::default(),
+        recorder: Recorder::with_spill(spill),
         timeout: opts.execution_timeout,
     };
     let mut outcome = Outcome::Completed;
@@ -148,7 +158,7 @@ pub async fn execute(
         cell_start(&mut nb, idx);
         obs.cell_start(idx, total, description(&nb.cells[idx].source).as_deref());
         saver.mark_dirty();
-        checkpoint(saver.at_cell_boundary(&nb).await, obs);
+        checkpoint(saver.at_cell_boundary(&nb, run.recorder.spill()).await, obs);
 
         let result = if runs(&nb, idx) {
             run.execute_cell(&mut kernel, &mut nb, idx, obs, &mut saver, &mut stop)
@@ -160,9 +170,15 @@ pub async fn execute(
         cell_complete(&mut nb, idx, ok);
         obs.cell_end(idx, ok);
         saver.mark_dirty();
+        run.recorder.compact(&mut nb);
+        if let Some(e) = run.recorder.take_spill_error() {
+            obs.warn(&format!(
+                "the temporary file for large outputs failed ({e}); keeping them in memory"
+            ));
+        }
         match result {
             CellResult::Ok => {
-                checkpoint(saver.at_cell_boundary(&nb).await, obs);
+                checkpoint(saver.at_cell_boundary(&nb, run.recorder.spill()).await, obs);
                 continue;
             }
             CellResult::Exit => break,
@@ -183,9 +199,11 @@ pub async fn execute(
         pm_meta(&mut nb.metadata).insert("exception".into(), Value::Bool(true));
     }
     // Save before the (possibly slow) kernel shutdown: the notebook is the run's record.
-    saver.save_final(&nb).await?;
+    let spill = run.recorder.take_spill();
+    let saved = saver.save_final(&nb, spill.as_ref()).await;
     kernel.shutdown().await;
-    Ok((nb, outcome))
+    saved?;
+    Ok((Executed::new(nb, spill), outcome))
 }
 
 fn choose_kernel(nb: &Notebook, opts: &ExecOptions) -> Result<KernelSpec, ExecError> {
@@ -387,7 +405,7 @@ impl CellRunner {
                         let _ = kernel.interrupt().await;
                         deadline = Instant::now() + INTERRUPT_GRACE;
                     }
-                    checkpoint(saver.during_cell(nb).await, obs);
+                    checkpoint(saver.during_cell(nb, self.recorder.spill()).await, obs);
                 }
                 Ok(Some(Event::Shell(m)))
                     if m.parent_id == msg_id && m.msg_type == "execute_reply" =>
@@ -406,17 +424,12 @@ impl CellRunner {
                     idle_deadline = Instant::now() + IDLE_AFTER_REPLY;
                 }
                 Ok(Some(Event::IoPub(m))) if m.parent_id == msg_id => {
-                    if matches!(
-                        m.msg_type.as_str(),
-                        "stream" | "display_data" | "execute_result" | "error"
-                    ) {
-                        obs.output(idx, &output_from_msg(&m.msg_type, &m.content));
-                    }
-                    match self.recorder.handle(nb, idx, &m) {
+                    let mut show = |out: &Value| obs.output(idx, out);
+                    match self.recorder.handle(nb, idx, m, &mut show) {
                         Recorded::Idle => idle = true,
                         Recorded::Output(_) | Recorded::Changed => {
                             saver.mark_dirty();
-                            checkpoint(saver.during_cell(nb).await, obs);
+                            checkpoint(saver.during_cell(nb, self.recorder.spill()).await, obs);
                         }
                         Recorded::Nothing => {}
                     }

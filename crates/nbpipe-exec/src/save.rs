@@ -9,13 +9,16 @@
 //! output is saved every `autosave_every` (papermill's `--autosave-cell-every`), backing off
 //! when a save gets slow. The start and the end of a run are always saved.
 //!
+//! Every write streams the notebook to its location in small chunks, reading large outputs
+//! back from the run's [`Spill`]: a save never holds the serialized notebook in memory.
+//!
 //! When the final write to an object store fails (after the store's own retries), the
 //! notebook is written to a local file instead and the error names it: a run's record is
 //! never lost because the store is down.
 
 use std::time::{Duration, Instant};
 
-use nbpipe_notebook::Notebook;
+use nbpipe_notebook::{Notebook, Spill};
 use nbpipe_store::{Location, StoreError};
 
 /// Saving state for one output location.
@@ -60,28 +63,35 @@ impl Saver {
     }
 
     /// Write now, unconditionally (start of run); stdout is only written at the end.
-    pub async fn save(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    pub async fn save(&mut self, nb: &Notebook, spill: Option<&Spill>) -> Result<(), StoreError> {
         let Some(loc) = &self.location else {
             return Ok(());
         };
         if !loc.supports_incremental_writes() {
             return Ok(());
         }
-        self.write(nb).await
+        self.write(nb, spill).await
     }
 
     /// The final write; for stdout this is the only one. If it fails, the notebook is
     /// written to a local fallback file, whose path the error carries.
-    pub async fn save_final(&mut self, nb: &Notebook) -> Result<(), SaveError> {
+    pub async fn save_final(
+        &mut self,
+        nb: &Notebook,
+        spill: Option<&Spill>,
+    ) -> Result<(), SaveError> {
         let Some(loc) = self.location.clone() else {
             return Ok(());
         };
-        match self.write(nb).await {
+        match self.write(nb, spill).await {
             Ok(()) => Ok(()),
             Err(source) => {
                 let fallback = fallback_path(&loc);
                 let kept = std::fs::create_dir_all(fallback.parent().unwrap_or(&fallback))
-                    .and_then(|_| std::fs::write(&fallback, nbpipe_notebook::to_bytes(nb)));
+                    .and_then(|_| {
+                        let mut file = std::io::BufWriter::new(std::fs::File::create(&fallback)?);
+                        nbpipe_notebook::write_to(nb, spill, &mut file)
+                    });
                 Err(SaveError {
                     source,
                     fallback: kept.ok().map(|_| fallback),
@@ -90,13 +100,13 @@ impl Saver {
         }
     }
 
-    async fn write(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    async fn write(&mut self, nb: &Notebook, spill: Option<&Spill>) -> Result<(), StoreError> {
         let Some(loc) = &self.location else {
             return Ok(());
         };
         let started = Instant::now();
-        let bytes = nbpipe_notebook::to_bytes(nb);
-        loc.put(bytes).await?;
+        loc.put_streamed(|w| nbpipe_notebook::write_to(nb, spill, w))
+            .await?;
         self.last_cost = started.elapsed();
         self.last_save = Instant::now();
         self.dirty = false;
@@ -105,23 +115,31 @@ impl Saver {
     }
 
     /// At a cell boundary: save if the policy allows.
-    pub async fn at_cell_boundary(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    pub async fn at_cell_boundary(
+        &mut self,
+        nb: &Notebook,
+        spill: Option<&Spill>,
+    ) -> Result<(), StoreError> {
         if self.incremental
             && self.dirty
             && self.last_save.elapsed() >= self.last_cost * Self::RATIO
         {
-            self.write(nb).await?;
+            self.write(nb, spill).await?;
         }
         Ok(())
     }
 
     /// During a cell: save if output arrived and the autosave interval has passed.
-    pub async fn during_cell(&mut self, nb: &Notebook) -> Result<(), StoreError> {
+    pub async fn during_cell(
+        &mut self,
+        nb: &Notebook,
+        spill: Option<&Spill>,
+    ) -> Result<(), StoreError> {
         if self.autosave_every.is_zero() || !self.dirty {
             return Ok(());
         }
         if self.last_save.elapsed() >= self.autosave_every {
-            self.write(nb).await?;
+            self.write(nb, spill).await?;
             // papermill's rule: a save taking over 25% of the interval doubles the interval.
             if self.last_cost * 4 > self.autosave_every {
                 self.autosave_every *= 2;

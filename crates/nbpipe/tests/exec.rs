@@ -404,3 +404,102 @@ fn reads_stdin_and_writes_stdout() {
     let nb: Value = serde_json::from_slice(&out.stdout).expect("stdout is one notebook");
     assert_eq!(stream(&nb["cells"][0], "stdout"), "42\n");
 }
+
+/// Large outputs are kept in a temporary spill file during the run (not in memory) and
+/// streamed into the output notebook: what the kernel produced must arrive whole — long
+/// merged streams with every kind of line break, big images, display updates and
+/// `clear_output(wait=True)` animations — and the file must be what nbformat writes.
+#[test]
+fn large_outputs_are_recorded_whole() {
+    let sb = Sandbox::new();
+    let tmp = sb.path("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    sb.notebook(
+        "big.ipynb",
+        "python3",
+        vec![
+            code(concat!(
+                "import base64, os\n",
+                "from IPython.display import Image, display, clear_output, update_display\n",
+                "def png(n):\n",
+                "    return b'\\x89PNG\\r\\n\\x1a\\n' + os.urandom(n)\n",
+                "lines = []\n",
+                "for i in range(4000):\n",
+                "    line = f'line {i} \\u00e9 \\\"q\\\" \\\\ \\t' + ('\\r\\n' if i % 3 else '\\u2028')\n",
+                "    lines.append(line)\n",
+                "    print(line, end='', flush=(i % 100 == 0))\n",
+                "_ = open('stream.txt', 'w', newline='').write(''.join(lines))",
+            )),
+            code(concat!(
+                "a = png(600_000)\n",
+                "display(Image(data=a, format='png'), display_id='shown')\n",
+                "_ = open('a.b64', 'w').write(base64.b64encode(a).decode())",
+            )),
+            code(concat!(
+                "for k in range(5):\n",
+                "    frame = png(100_000 + k)\n",
+                "    clear_output(wait=True)\n",
+                "    display(Image(data=frame, format='png'))\n",
+                "_ = open('frame.b64', 'w').write(base64.b64encode(frame).decode())\n",
+                "b = png(700_000)\n",
+                "update_display(Image(data=b, format='png'), display_id='shown')\n",
+                "_ = open('b.b64', 'w').write(base64.b64encode(b).decode())",
+            )),
+        ],
+    );
+    let out = run(sb.nbpipe().env("TMPDIR", &tmp).args([
+        "exec",
+        "big.ipynb",
+        "out.ipynb",
+        "--no-progress-bar",
+    ]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    sb.assert_valid("out.ipynb");
+    let nb = sb.read("out.ipynb");
+    let cs = cells(&nb);
+    let read = |name: &str| std::fs::read_to_string(sb.path(name)).unwrap();
+
+    // 4,000 stream messages merged into one output, every byte kept.
+    let outs = cs[0]["outputs"].as_array().unwrap();
+    assert_eq!(outs.len(), 1, "one merged stream output");
+    assert!(
+        text(&outs[0]["text"]) == read("stream.txt"),
+        "stream text differs"
+    );
+
+    // The display was updated in place by a later cell (display id across cells).
+    let png = |o: &Value| text(&o["data"]["image/png"]).trim_end().to_string();
+    assert!(
+        png(&cs[1]["outputs"][0]) == read("b.b64"),
+        "display not updated"
+    );
+    // clear_output(wait=True) left only the last frame.
+    let frames = cs[2]["outputs"].as_array().unwrap();
+    assert_eq!(frames.len(), 1, "only the last frame is left");
+    assert!(png(&frames[0]) == read("frame.b64"), "last frame differs");
+    assert!(read("a.b64") != read("b.b64"));
+
+    // Byte for byte what nbformat writes for the same notebook.
+    let check = std::process::Command::new(sb.python())
+        .args([
+            "-c",
+            "import sys, nbformat; p = sys.argv[1]; raw = open(p, encoding='utf-8').read(); \
+             sys.exit(0 if nbformat.writes(nbformat.reads(raw, as_version=4)) + '\\n' == raw else 1)",
+        ])
+        .arg(sb.path("out.ipynb"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // The spill file was anonymous: nothing is left in TMPDIR.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+    sb.assert_no_processes_left();
+}

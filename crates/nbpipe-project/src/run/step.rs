@@ -125,7 +125,7 @@ async fn try_run_step(
         let mut obs = StepObserver;
         match nbpipe_exec::execute(&opts, &mut obs, step_stop).await {
             Ok((nb, Outcome::Completed)) => {
-                render_html(&nb, &html, &step.id).await?;
+                render_html(nb, &html, &step.id).await?;
                 let ended = Utc::now();
                 {
                     let mut m = state.manifest.lock().await;
@@ -155,7 +155,7 @@ async fn try_run_step(
             }
             Ok((nb, outcome)) => {
                 // The notebook is the record of the failure: keep its HTML too.
-                let _ = render_html(&nb, &html, &step.id).await;
+                let _ = render_html(nb, &html, &step.id).await;
                 state.manifest.lock().await.steps[i].html = Some(html.to_string());
                 let (msg, retry, cancelled) = describe(&outcome, step.timeout);
                 last_error = msg;
@@ -247,9 +247,17 @@ fn with_deadline(
     rx
 }
 
-async fn render_html(nb: &Notebook, html: &Location, title: &str) -> Result<(), String> {
+async fn render_html(
+    executed: nbpipe_exec::Executed,
+    html: &Location,
+    title: &str,
+) -> Result<(), String> {
+    // The report embeds every output, so the spilled ones come back into memory here.
+    let nb = executed
+        .into_notebook()
+        .map_err(|e| format!("could not read the run's large outputs back: {e}"))?;
     let page = nbpipe_render::render(
-        nb,
+        &nb,
         &nbpipe_render::RenderOptions {
             title: Some(title.to_string()),
             ..Default::default()

@@ -142,7 +142,7 @@ pub fn run(args: ExecArgs) -> u8 {
 fn report(
     printer: &Printer,
     opts: &ExecOptions,
-    result: Result<(nbpipe_notebook::Notebook, Outcome), ExecError>,
+    result: Result<(nbpipe_exec::Executed, Outcome), ExecError>,
 ) -> u8 {
     let out = opts.output.as_deref().unwrap_or("-");
     match result {
