@@ -52,4 +52,4 @@
 pub mod config;
 pub mod run;
 
-pub use config::{load, parse, ConfigError, EnvConfig, Project, Step, Trigger};
+pub use config::{load, parse, ConfigError, EnvConfig, Project, ServePolicy, Step, Trigger};

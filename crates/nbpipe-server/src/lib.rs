@@ -11,6 +11,8 @@
 //!   cron schedules — turned into [`event::ObjectEvent`]s routed to projects.
 //! - [`queue`]: the durable queue and run history (SQLite file or PostgreSQL): exactly-once
 //!   enqueue per event, leases that survive `kill -9`, limits, cancel, retry, re-run.
+//! - [`policy`]: a project's `serve:` run policy turned into attempts, the limits and backoff
+//!   the queue stores for every server, and which failures are worth a retry.
 //! - [`serve`]: the wiring: projects, queue recovery, inbox/poll/SQS/schedule triggers,
 //!   workers and graceful drain.
 //! - [`worker`]: claimed runs executed with `nbpipe-project`: leases renewed, cancels honoured,
@@ -23,6 +25,7 @@
 pub mod api;
 pub mod event;
 pub mod intake;
+pub mod policy;
 pub mod queue;
 pub mod serve;
 pub mod ui;

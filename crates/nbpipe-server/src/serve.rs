@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use nbpipe_exec::Stop;
-use nbpipe_project::{Project, Trigger};
+use nbpipe_project::Trigger;
 use tokio::sync::watch;
 
 use crate::event::{ObjectEvent, RunRequest};
@@ -110,11 +110,7 @@ pub fn default_database(first_project: &std::path::Path) -> String {
     Queue::default_path(first_project).display().to_string()
 }
 
-/// How many attempts a run of `project` gets (the project's largest step `retries` + 1), so
-/// a run interrupted by a server crash is retried as its steps would be.
-pub fn max_attempts(project: &Project) -> u32 {
-    1 + project.steps.iter().map(|s| s.retries).max().unwrap_or(0)
-}
+pub use crate::policy::max_attempts;
 
 /// Events → durable run requests for every matching project.
 pub struct QueueSink {
@@ -363,6 +359,13 @@ pub async fn serve(
         default_database(&std::fs::canonicalize(&first_dir).unwrap_or(first_dir))
     });
     let queue = Queue::open(&url).await?;
+    // Every server sharing the database claims, retries and recovers runs of these projects
+    // by the policies in their nbpipe.yaml as of the latest start.
+    for p in projects.values() {
+        queue
+            .set_project_policy(&p.name, &crate::policy::stored_policy(p))
+            .await?;
+    }
     let startup_worker = Queue::new_worker_id();
     let recovered = queue.recover(&startup_worker).await?;
     if recovered.total() > 0 {

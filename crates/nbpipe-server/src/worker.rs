@@ -3,8 +3,9 @@
 //! Owns the life of one claimed run: its lease (renewed by heartbeats; a worker that dies
 //! loses it and [`Queue::recover`] gives the run back), cancellation (a cancel request stops
 //! the running cell and saves its notebook), live progress (the runner's manifest is copied
-//! into the queue as it changes), and the final status. It does not decide what runs next:
-//! [`Queue::claim`] applies order and concurrency limits.
+//! into the queue as it changes), the project's time limit per run (`serve.timeout`), and the
+//! final status, retryable or not by the project's policy ([`crate::policy`]). It does not
+//! decide what runs next: [`Queue::claim`] applies order and concurrency limits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use nbpipe_project::Project;
 use tokio::sync::watch;
 
 use crate::event::{ObjectEvent, Source};
+use crate::policy::{self, Failure};
 use crate::queue::{Finish, Limits, Queue, RunRow};
 
 /// How workers behave.
@@ -113,12 +115,13 @@ async fn run_claimed(
                     error: format!("this server has no project named `{}`", run.project),
                     output: vec![],
                     manifest: serde_json::Value::Null,
-                    retry: false,
+                    retry: false, // policy::Failure::UnknownProject
                 },
             )
             .await;
         return;
     };
+    let policy_project = project.clone();
     let parameters = params_from_json(&run.parameters);
     let opts = RunOptions {
         parameters,
@@ -161,6 +164,16 @@ async fn run_claimed(
             }
         })
     };
+    // `serve.timeout`: stop the attempt like a cancel, and remember why.
+    let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let timer = project.serve.timeout.map(|limit| {
+        let (tx, flag) = (run_stop_tx.clone(), timed_out.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            let _ = tx.send(Some(Stop::Cancelled));
+        })
+    });
     let observer = Arc::new(LiveProgress {
         queue: queue.clone(),
         run_id: run.id.clone(),
@@ -168,32 +181,51 @@ async fn run_claimed(
     let result = nbpipe_project::run::run(project, opts, observer, run_stop_rx).await;
     heartbeat.abort();
     forward.abort();
-
-    let finish = match result {
-        Ok(m) => {
-            let manifest = serde_json::to_value(&m).unwrap_or_default();
-            let output = outputs(&m);
-            match m.status.as_str() {
-                status::SUCCEEDED => Finish::Succeeded { output, manifest },
-                status::CANCELLED => Finish::Cancelled { output, manifest },
-                _ => Finish::Failed {
-                    error: failure_summary(&m),
-                    output,
-                    manifest,
-                    // Steps already retried themselves; a failed run is final.
-                    retry: false,
-                },
-            }
-        }
-        Err(e) => Finish::Failed {
-            error: e.to_string(),
-            output: vec![],
-            manifest: serde_json::Value::Null,
-            retry: false,
-        },
-    };
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
+    let finish = finish_of(&policy_project, result, timed_out);
     if let Err(e) = queue.finish(&run.id, worker_id, finish).await {
         tracing_warn(&format!("run {}: could not record its end: {e}", run.id));
+    }
+}
+
+/// How an attempt ends, by the project's policy: a failure is retried (while attempts
+/// remain) only when [`policy::retry_failure`] says another attempt can fix it.
+fn finish_of(
+    project: &Project,
+    result: Result<RunManifest, nbpipe_project::run::RunError>,
+    timed_out: bool,
+) -> Finish {
+    let m = match result {
+        Ok(m) => m,
+        Err(e) => {
+            return Finish::Failed {
+                error: e.to_string(),
+                output: vec![],
+                manifest: serde_json::Value::Null,
+                retry: policy::retry_failure(project, Failure::Error(&e)),
+            }
+        }
+    };
+    let manifest = serde_json::to_value(&m).unwrap_or_default();
+    let output = outputs(&m);
+    match m.status.as_str() {
+        status::SUCCEEDED => Finish::Succeeded { output, manifest },
+        _ if timed_out => Finish::Failed {
+            error: policy::timeout_error(project.serve.timeout.unwrap_or_default()),
+            output,
+            manifest,
+            retry: policy::retry_failure(project, Failure::TimedOut),
+        },
+        status::CANCELLED => Finish::Cancelled { output, manifest },
+        _ => Finish::Failed {
+            error: failure_summary(&m),
+            retry: policy::retry_failure(project, Failure::Steps(&m)),
+            output,
+            manifest,
+        },
     }
 }
 

@@ -185,6 +185,10 @@ notebooks:
         .as_str()
         .unwrap()
         .contains("model diverged"));
+    assert!(
+        step(&m, "train").get("permanent").is_none(),
+        "a failed cell may pass on another attempt"
+    );
     assert_eq!(step(&m, "report")["status"], "succeeded");
     assert_eq!(step(&m, "publish")["status"], "skipped");
     assert!(!run.join("publish.ipynb").exists());
@@ -214,6 +218,30 @@ fn retries_then_succeeds_and_counts_attempts() {
     let m = manifest(&run_dir(&dir));
     assert_eq!(step(&m, "flaky")["attempts"], 2);
     assert_eq!(step(&m, "flaky")["status"], "succeeded");
+}
+
+/// A step whose kernel does not exist fails at once, without using its retries, and
+/// `run.json` marks it permanent (so the service does not retry the run either).
+#[test]
+fn a_step_that_cannot_start_fails_permanently_without_retries() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "nokernel",
+        "notebooks:\n  - path: a.ipynb\n    kernel: no-such-kernel\n    retries: 2\n",
+    );
+    write_nb(&dir, "a.ipynb", "n = 1", &["print(n)"]);
+    let out = run(&mut nbpipe_run(&sb, "nokernel"));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let m = manifest(&run_dir(&dir));
+    let a = step(&m, "a");
+    assert_eq!(a["status"], "failed");
+    assert_eq!(a["attempts"], 1, "{a:#}");
+    assert_eq!(a["permanent"], true, "{a:#}");
+    assert!(
+        a["error"].as_str().unwrap().contains("no-such-kernel"),
+        "{a:#}"
+    );
 }
 
 #[test]

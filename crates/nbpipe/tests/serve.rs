@@ -249,14 +249,13 @@ fn s3_webhook_queues_each_object_version_exactly_once_and_needs_the_token() {
     server.wait_runs("the submitted run", |r| done(r, 2));
 }
 
-/// kill -9 of the server while a run executes, then a restart: the run is not lost and not
-/// run twice — its lease runs out and it is retried once (its project allows a retry).
-#[test]
-fn kill_9_mid_run_then_restart_retries_the_run_once() {
+/// Starts a server on a project whose first attempt sleeps in a long cell, `kill -9`s it
+/// there, restarts it and returns the finished runs.
+fn kill_9_mid_run_then_restart(yaml: &str) -> (Sandbox, PathBuf, Vec<Value>) {
     let sb = Sandbox::new();
     let dir = project(
         &sb,
-        "notebooks:\n  - path: nb.ipynb\n    retries: 1\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\n",
+        yaml,
         &["import os, time\nn = len(os.listdir('attempts')) if os.path.exists('attempts') else 0\nos.makedirs('attempts', exist_ok=True)\nopen(f'attempts/{n}', 'w').write('x')\nif n == 0:\n    time.sleep(120)\nprint('attempt', n)"],
     );
     let server = Server::start(&sb, &dir, &[]);
@@ -275,11 +274,36 @@ fn kill_9_mid_run_then_restart_retries_the_run_once() {
     sb.assert_no_processes_left();
 
     let server = Server::start(&sb, &dir, &[]);
-    let runs = server.wait_runs("the retried run to finish", |r| done(r, 1));
+    let runs = server.wait_runs("the interrupted run to finish", |r| done(r, 1));
     assert_eq!(runs.len(), 1, "the event was not queued twice");
+    drop(server);
+    (sb, dir, runs)
+}
+
+/// kill -9 of the server while a run executes, then a restart: the run is not lost and not
+/// run twice — its lease runs out and it is retried once (its project allows a retry).
+#[test]
+fn kill_9_mid_run_then_restart_retries_the_run_once() {
+    let (_sb, dir, runs) = kill_9_mid_run_then_restart(
+        "notebooks:\n  - path: nb.ipynb\n    retries: 1\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\n",
+    );
     assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
     assert_eq!(runs[0]["attempts"], 2);
     assert!(!dir.join("attempts/2").exists(), "run more than twice");
+}
+
+/// The same with `serve.retries: 0`: the project's run policy, not its step `retries`,
+/// decides, and the interrupted run is marked failed instead of being run again.
+#[test]
+fn kill_9_mid_run_then_restart_fails_the_run_when_its_policy_allows_no_retry() {
+    let (_sb, dir, runs) = kill_9_mid_run_then_restart(
+        "notebooks:\n  - path: nb.ipynb\n    retries: 1\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\nserve: {retries: 0}\n",
+    );
+    assert_eq!(runs[0]["status"], "failed", "{:#?}", runs[0]);
+    assert_eq!(runs[0]["attempts"], 1);
+    let error = runs[0]["error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("interrupted"), "{error}");
+    assert!(!dir.join("attempts/1").exists(), "run again");
 }
 
 /// S3 → SQS notifications on a real SQS API (moto's server): a put object starts exactly one
@@ -516,4 +540,136 @@ fn schedules_start_runs_once_per_slot() {
     let n = slots.len();
     slots.dedup();
     assert_eq!(slots.len(), n);
+}
+
+/// `serve.retries`: a run whose notebook fails on its first attempt (it raises unless a marker
+/// left by an earlier attempt exists) is queued again after `serve.retry_backoff` and
+/// succeeds; the API shows both attempts, the first with its error.
+#[test]
+fn a_failed_run_is_retried_by_the_projects_policy_and_succeeds() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "notebooks:\n  - nb.ipynb\nserve:\n  retries: 2\n  retry_backoff: 1s\n",
+        &["import os\nfirst = not os.path.exists('marker')\nopen('marker', 'a').write('x')\nif first:\n    raise RuntimeError('no marker yet')\nprint('retried')"],
+    );
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    assert_eq!(
+        server.post("/api/runs", &json!({"project": "proj"}).to_string(), true),
+        201
+    );
+    let runs = server.wait_runs("the retried run", |r| done(r, 1));
+    let run = &runs[0];
+    assert_eq!(run["status"], "succeeded", "{run:#?}");
+    assert_eq!(
+        (run["attempts"].as_u64(), run["max_attempts"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let id = run["id"].as_str().unwrap();
+    let detail = server.get(&format!("/api/runs/{id}")).unwrap();
+    let history = detail["attempts_history"].as_array().unwrap();
+    assert_eq!(history.len(), 2, "{detail:#?}");
+    assert_eq!(history[0]["outcome"], "retry");
+    let first_error = history[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        first_error.contains("RuntimeError: no marker yet"),
+        "{first_error}"
+    );
+    assert_eq!(history[1]["outcome"], "succeeded");
+    assert!(history[1]["error"].is_null());
+    // The backoff was waited for: the second attempt started at least 1 s after the first.
+    let at = |i: usize| {
+        chrono::DateTime::parse_from_rfc3339(history[i]["started_at"].as_str().unwrap()).unwrap()
+    };
+    let first_end =
+        chrono::DateTime::parse_from_rfc3339(history[0]["finished_at"].as_str().unwrap()).unwrap();
+    assert!(
+        at(1) - first_end >= chrono::Duration::milliseconds(1000),
+        "{history:#?}"
+    );
+    assert!(at(1) > at(0));
+    assert_eq!(std::fs::read_to_string(dir.join("marker")).unwrap(), "xx");
+}
+
+/// `serve.timeout`: a run taking longer is stopped (its notebook saved up to the interrupted
+/// cell) and fails with an error naming the limit; without `serve.retries` it is not retried.
+#[test]
+fn a_run_exceeding_its_serve_timeout_is_stopped_and_failed() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "notebooks:\n  - nb.ipynb\nserve:\n  timeout: 4s\n",
+        &["print('started', flush=True)\nimport time\ntime.sleep(120)"],
+    );
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let started = Instant::now();
+    assert_eq!(
+        server.post("/api/runs", &json!({"project": "proj"}).to_string(), true),
+        201
+    );
+    let runs = server.wait_runs("the timed-out run", |r| done(r, 1));
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "{:?}",
+        started.elapsed()
+    );
+    let run = &runs[0];
+    assert_eq!(run["status"], "failed", "{run:#?}");
+    assert_eq!(run["attempts"], 1);
+    let error = run["error"].as_str().unwrap_or_default();
+    assert!(error.contains("`serve.timeout`: 4s"), "{error}");
+    let id = run["id"].as_str().unwrap();
+    let nb: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("runs").join(id).join("nb.ipynb")).unwrap(),
+    )
+    .unwrap();
+    let printed: String = nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| stream(c, "stdout"))
+        .collect();
+    assert_eq!(
+        printed, "started\n",
+        "the interrupted cell's output was saved"
+    );
+}
+
+/// `serve.concurrency` overrides `--per-project`: two runs of a project allowing 2 run at
+/// once (each waits until it sees the other started) although the server's default is 1.
+#[test]
+fn serve_concurrency_lets_a_project_run_several_runs_at_once() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "notebooks:\n  - nb.ipynb\nserve:\n  concurrency: 2\n",
+        &["import os, time, uuid\nos.makedirs('running', exist_ok=True)\nopen(f'running/{uuid.uuid4().hex}', 'w').close()\ndeadline = time.time() + 30\nwhile len(os.listdir('running')) < 2 and time.time() < deadline:\n    time.sleep(0.1)\nprint('together', len(os.listdir('running')))"],
+    );
+    let server = Server::start(
+        &sb,
+        &dir,
+        &["--no-inbox", "--workers", "3", "--per-project", "1"],
+    );
+    for _ in 0..2 {
+        assert_eq!(
+            server.post("/api/runs", &json!({"project": "proj"}).to_string(), true),
+            201
+        );
+    }
+    let runs = server.wait_runs("both runs", |r| done(r, 2));
+    for run in &runs {
+        assert_eq!(run["status"], "succeeded", "{run:#?}");
+        let id = run["id"].as_str().unwrap();
+        let nb: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("runs").join(id).join("nb.ipynb")).unwrap(),
+        )
+        .unwrap();
+        let printed: String = nb["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| stream(c, "stdout"))
+            .collect();
+        assert_eq!(printed, "together 2\n", "the runs did not overlap");
+    }
 }

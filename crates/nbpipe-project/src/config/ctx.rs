@@ -8,6 +8,7 @@ use std::time::Duration;
 use nbpipe_params::{Parameters, Value};
 
 use super::error::{ConfigError, ErrorKind, Invalid};
+use super::serve::SERVE_KEYS;
 use super::yaml::{Kind, Loc, Map, Node};
 
 /// Keys of a notebook item (also named in hints about misplaced keys).
@@ -163,10 +164,20 @@ impl<'a> Ctx<'a> {
             }
             let hint = match suggest(key, allowed.iter().copied()) {
                 Some(s) => format!(" (did you mean `{s}`?)"),
-                None if path.is_empty() && STEP_KEYS.contains(&key) => format!(
-                    "; `{key}` is set per notebook: move it into a `notebooks:` item \
-                     (`- path: x.ipynb` followed by `{key}: ...`)"
-                ),
+                None if path.is_empty() && STEP_KEYS.contains(&key) => {
+                    let whole_runs = if SERVE_KEYS.contains(&key) {
+                        ", or under `serve:` for whole runs in `nbpipe serve`".to_string()
+                    } else {
+                        String::new()
+                    };
+                    format!(
+                        "; `{key}` is set per notebook: move it into a `notebooks:` item \
+                         (`- path: x.ipynb` followed by `{key}: ...`){whole_runs}"
+                    )
+                }
+                None if path.is_empty() && SERVE_KEYS.contains(&key) => {
+                    format!("; `{key}` is part of the service's run policy: move it under `serve:`")
+                }
                 None => format!("; expected one of {}", backticked(allowed)),
             };
             return Err(self.error(

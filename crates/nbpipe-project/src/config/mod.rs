@@ -15,12 +15,15 @@ mod ctx;
 mod error;
 mod graph;
 mod schema;
+mod serve;
 mod steps;
 mod trigger;
 mod yaml;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_serve;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,6 +65,32 @@ pub struct Project {
     pub triggers: Vec<Trigger>,
     /// `jobs:`, how many steps may run at once (`None`: the runner decides).
     pub jobs: Option<usize>,
+    /// `serve:`, the run policy `nbpipe serve` applies (all `None` when absent).
+    pub serve: ServePolicy,
+}
+
+/// `serve:`, how `nbpipe serve` runs the project: concurrency, run-level retries and their
+/// backoff, and a time limit per run. `nbpipe run` ignores it. Every field is `None` when
+/// not written; the service then applies its defaults (see each field).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServePolicy {
+    /// `concurrency`, the most runs of this project running at once across every server
+    /// sharing the run database (at least 1). Default: `nbpipe serve --per-project`.
+    pub concurrency: Option<usize>,
+    /// `retries`, how many times a run that failed or was interrupted (its server died) is
+    /// run again, from the start. Default: a failed run is not retried (its steps already
+    /// had their own `retries`) and an interrupted one gets as many retries as the
+    /// project's largest step `retries`.
+    pub retries: Option<u32>,
+    /// `retry_backoff`, the delay before the first retry; each further retry waits twice
+    /// as long as the previous one. Default 10 s.
+    pub retry_backoff: Option<Duration>,
+    /// `retry_backoff_max`, the longest delay between two attempts (at least
+    /// `retry_backoff`). Default 10 min, or `retry_backoff` when that is longer.
+    pub retry_backoff_max: Option<Duration>,
+    /// `timeout`, the longest one attempt of a run may take; a run exceeding it is stopped
+    /// (running cells interrupted, notebooks saved) and the attempt fails. Default: none.
+    pub timeout: Option<Duration>,
 }
 
 /// `env:`, the project's managed kernel environment.

@@ -22,6 +22,7 @@ const TOP_KEYS: &[&str] = &[
     "notebooks",
     "trigger",
     "jobs",
+    "serve",
     "S3TriggerBucket",
     "S3TriggerKeyPrefix",
     "S3TriggerKeySuffix",
@@ -99,6 +100,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
     };
     let steps = super::steps::steps(&mut ctx, &root, top)?;
     let triggers = super::trigger::triggers(&ctx, top)?;
+    let serve = super::serve::policy(&ctx, top)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: ctx.file.clone(),
@@ -109,6 +111,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         steps,
         triggers,
         jobs,
+        serve,
     })
 }
 

@@ -661,4 +661,9 @@ fn readme_examples_are_valid() {
     assert_eq!(full.order(), vec![vec![0], vec![1, 2]]);
     assert_eq!(full.triggers.len(), 2);
     assert_eq!(full.steps[0].cell_timeout, secs(600));
+    assert_eq!(full.serve.concurrency, Some(2));
+    assert_eq!(full.serve.retries, Some(3));
+    assert_eq!(full.serve.retry_backoff, secs(30));
+    assert_eq!(full.serve.retry_backoff_max, secs(600));
+    assert_eq!(full.serve.timeout, secs(7200));
 }

@@ -94,6 +94,11 @@ pub struct StepRecord {
     pub cached_from: Option<CachedFrom>,
     /// Short description of the failure.
     pub error: Option<String>,
+    /// The step failed for a reason another attempt cannot fix (its notebook is missing or
+    /// not a notebook, its parameters or kernel are wrong): the service does not retry a
+    /// run whose failed steps all say so. Written only when true.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
 }
 
 /// A cache hit's origin.

@@ -164,6 +164,7 @@ pub async fn run(
             cache_key: None,
             cached_from: None,
             error: None,
+            permanent: false,
         })
         .collect();
     let manifest = RunManifest {

@@ -37,10 +37,21 @@ async fn try_run_step(
 ) -> Result<&'static str, String> {
     let step = &state.project.steps[i];
     let nb_path = state.project.dir.join(&step.path);
-    let bytes =
-        std::fs::read(&nb_path).map_err(|e| format!("cannot read `{}`: {e}", nb_path.display()))?;
-    let source_nb = nbpipe_notebook::read(&bytes)
-        .map_err(|e| format!("`{}` is not a valid notebook: {e}", step.path.display()))?;
+    // A missing or broken notebook stays so: such a failure is permanent.
+    let read = std::fs::read(&nb_path)
+        .map_err(|e| format!("cannot read `{}`: {e}", nb_path.display()))
+        .and_then(|bytes| {
+            let nb = nbpipe_notebook::read(&bytes)
+                .map_err(|e| format!("`{}` is not a valid notebook: {e}", step.path.display()))?;
+            Ok((bytes, nb))
+        });
+    let (bytes, source_nb) = match read {
+        Ok(read) => read,
+        Err(msg) => {
+            state.manifest.lock().await.steps[i].permanent = true;
+            return Err(msg);
+        }
+    };
 
     // Effective parameters: project defaults < step defaults < command line < run context.
     let mut params = state.project.parameters.clone();
@@ -172,7 +183,8 @@ async fn try_run_step(
             }
             Err(e) => {
                 last_error = e.to_string();
-                // Bad notebooks or parameters will not get better by retrying.
+                // Bad notebooks or parameters will not get better by retrying (the step's
+                // nor the service's retries: the manifest says so).
                 if matches!(
                     e,
                     nbpipe_exec::ExecError::Notebook { .. }
@@ -180,6 +192,7 @@ async fn try_run_step(
                         | nbpipe_exec::ExecError::Path(_)
                         | nbpipe_exec::ExecError::KernelSpec(_)
                 ) {
+                    state.manifest.lock().await.steps[i].permanent = true;
                     break;
                 }
             }

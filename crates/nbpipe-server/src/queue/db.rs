@@ -161,9 +161,10 @@ fn create_parent(path: &Path) -> std::io::Result<()> {
 
 /// Versioned schema changes, applied in order, each once. Never edit a released entry: add
 /// one. Statements are split on `;` (so none may contain one in a literal). `{SEQ}` is the backend's auto-incrementing primary key (FIFO order).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE runs (
     seq {SEQ},
     id TEXT NOT NULL UNIQUE,
@@ -211,7 +212,23 @@ CREATE TABLE cursors (
     updated_at BIGINT NOT NULL
 );
 "#,
-)];
+    ),
+    (2, PROJECT_POLICIES),
+];
+
+/// Migration 2: each project's run policy (`serve:` in its nbpipe.yaml), written by every
+/// server at start (`Queue::set_project_policy`) so that claims, retries and recovery on
+/// every server sharing the database read the same limits and backoff. NULL: the
+/// claimer's / queue's default. Self-contained: touches no other table.
+const PROJECT_POLICIES: &str = r#"
+CREATE TABLE project_policies (
+    project TEXT PRIMARY KEY,
+    concurrency BIGINT CHECK (concurrency IS NULL OR concurrency >= 0),
+    retry_backoff_ms BIGINT CHECK (retry_backoff_ms IS NULL OR retry_backoff_ms > 0),
+    retry_backoff_max_ms BIGINT CHECK (retry_backoff_max_ms IS NULL OR retry_backoff_max_ms > 0),
+    updated_at BIGINT NOT NULL
+);
+"#;
 
 /// The newest schema version this build knows.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

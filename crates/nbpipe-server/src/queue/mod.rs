@@ -1,8 +1,8 @@
 //! The durable run queue and run history of `nbpipe serve`.
 //!
-//! Owns the `runs`, `run_attempts` and `cursors` tables and every state change of a run:
-//! `queued → running → succeeded | failed | cancelled` (a retried attempt goes back to
-//! `queued` with a backoff). It does not run anything, watch triggers or speak HTTP: intake
+//! Owns the `runs`, `run_attempts`, `cursors` and `project_policies` tables and every state
+//! change of a run: `queued → running → succeeded | failed | cancelled` (a retried attempt
+//! goes back to `queued` with a backoff). It does not run anything, watch triggers or speak HTTP: intake
 //! calls [`Queue::enqueue`], workers call [`Queue::claim`] / [`Queue::heartbeat`] /
 //! [`Queue::finish`], the API calls the rest.
 //!
@@ -14,7 +14,9 @@
 //!   [`Queue::recover`] requeues it (attempts left) or fails it — each exactly once;
 //! - **limits**: claims are serialized (SQLite `BEGIN IMMEDIATE`, PostgreSQL an advisory
 //!   transaction lock plus `FOR UPDATE SKIP LOCKED`), so global and per-project concurrency
-//!   limits hold across every server sharing the database.
+//!   limits hold across every server sharing the database; a project's own limit and retry
+//!   backoff are stored in the database ([`Queue::set_project_policy`]), read by the claim,
+//!   the retry and the recovery inside their transactions.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), nbpipe_server::queue::QueueError> {
@@ -41,13 +43,14 @@
 mod db;
 mod history;
 mod ops;
+mod policy;
 mod types;
 
 use std::path::{Path, PathBuf};
 
 pub use types::{
-    AttemptRow, Backoff, CancelResult, Claimed, Counts, Enqueued, Finish, Limits, Recovered,
-    RunFilter, RunRow, Status,
+    AttemptRow, Backoff, CancelResult, Claimed, Counts, Enqueued, Finish, Limits, ProjectPolicy,
+    Recovered, RunFilter, RunRow, Status,
 };
 
 /// The error recorded on a run whose worker disappeared while it ran.

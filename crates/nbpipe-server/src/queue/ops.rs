@@ -120,7 +120,15 @@ impl Queue {
             if total >= limit_i64(limits.global) {
                 return Ok(None);
             }
-            let Some((clause, projects)) = project_clause(limits, &running) else {
+            // The projects' own limits, as stored by whichever server started last: read
+            // in this serialized transaction, so every claimer applies the same ones.
+            let stored: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT project, concurrency FROM project_policies WHERE concurrency IS NOT NULL",
+            )
+            .fetch_all(&mut *tx)
+            .await?;
+            let limits = with_stored_limits(limits, stored);
+            let Some((clause, projects)) = project_clause(&limits, &running) else {
                 return Ok(None);
             };
             let sql = format!(
@@ -214,16 +222,18 @@ impl Queue {
         let manifest = serde_json::to_string(manifest)?;
         let status = write_tx!(&self.db, |tx, pg| {
             let sql = format!(
-                "SELECT attempts, max_attempts, cancel_requested FROM runs \
+                "SELECT attempts, max_attempts, cancel_requested, {BACKOFF_COLUMNS} FROM runs \
                  WHERE id = $1 AND status = 'running' AND lease_owner = $2{}",
                 if pg { " FOR UPDATE" } else { "" }
             );
-            let row: Option<(i64, i64, bool)> = sqlx::query_as(&sql)
+            // attempts, max_attempts, cancel_requested, the project's backoff (ms)
+            type Running = (i64, i64, bool, Option<i64>, Option<i64>);
+            let row: Option<Running> = sqlx::query_as(&sql)
                 .bind(run_id)
                 .bind(worker)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some((attempts, max_attempts, cancel_requested)) = row else {
+            let Some((attempts, max_attempts, cancel_requested, base, max)) = row else {
                 return Ok(None);
             };
             let now = now_ms();
@@ -234,7 +244,7 @@ impl Queue {
             };
             let (finished_at, not_before) = if status == Status::Queued {
                 let delay = self
-                    .backoff
+                    .backoff_for(base, max)
                     .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
                 (None, Some(now.saturating_add(duration_ms(delay))))
             } else {
@@ -392,19 +402,20 @@ impl Queue {
         write_tx!(&self.db, |tx, pg| {
             let now = now_ms();
             let sql = format!(
-                "SELECT id, attempts, max_attempts, cancel_requested FROM runs \
-                 WHERE status = 'running' AND lease_until < $1 ORDER BY seq{}",
+                "SELECT id, attempts, max_attempts, cancel_requested, {BACKOFF_COLUMNS} \
+                 FROM runs WHERE status = 'running' AND lease_until < $1 ORDER BY seq{}",
                 if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
             );
-            let expired: Vec<(String, i64, i64, bool)> =
-                sqlx::query_as(&sql).bind(now).fetch_all(&mut *tx).await?;
+            type Expired = (String, i64, i64, bool, Option<i64>, Option<i64>);
+            let expired: Vec<Expired> = sqlx::query_as(&sql).bind(now).fetch_all(&mut *tx).await?;
             let mut done = Recovered::default();
-            for (id, attempts, max_attempts, cancel_requested) in expired {
+            for (id, attempts, max_attempts, cancel_requested, base, max) in expired {
+                // The same policy as a failed attempt: the run's attempts, its project's backoff.
                 let (status, finished_at, not_before) = if cancel_requested {
                     (Status::Cancelled, Some(now), None)
                 } else if attempts < max_attempts {
                     let delay = self
-                        .backoff
+                        .backoff_for(base, max)
                         .delay(u32::try_from(attempts).unwrap_or(u32::MAX));
                     (
                         Status::Queued,
@@ -451,6 +462,23 @@ impl Queue {
     }
 }
 
+/// The project's stored backoff (milliseconds; NULL when it has none), for `SELECT … FROM
+/// runs`: scalar subqueries, so `FOR UPDATE` still locks only the run.
+const BACKOFF_COLUMNS: &str = "\
+    (SELECT retry_backoff_ms FROM project_policies pp WHERE pp.project = runs.project), \
+    (SELECT retry_backoff_max_ms FROM project_policies pp WHERE pp.project = runs.project)";
+
+/// `limits` with the projects' stored limits filled in below the caller's own `per_project`
+/// entries (which win), above `default_per_project`.
+fn with_stored_limits(limits: &Limits, stored: Vec<(String, i64)>) -> Limits {
+    let mut merged = limits.clone();
+    for (project, n) in stored {
+        let n = usize::try_from(n).unwrap_or(0);
+        merged.per_project.entry(project).or_insert(n);
+    }
+    merged
+}
+
 fn limit_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -493,6 +521,20 @@ fn project_clause(limits: &Limits, running: &[(String, i64)]) -> Option<(String,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_limits_override_the_default_but_not_the_callers_own() {
+        let limits = Limits {
+            global: 10,
+            per_project: [("mine".to_string(), 5)].into(),
+            default_per_project: 1,
+        };
+        let stored = vec![("mine".to_string(), 2), ("wide".to_string(), 3)];
+        let merged = with_stored_limits(&limits, stored);
+        assert_eq!(merged.for_project("mine"), 5);
+        assert_eq!(merged.for_project("wide"), 3);
+        assert_eq!(merged.for_project("other"), 1);
+    }
 
     #[test]
     fn full_and_paused_projects_are_excluded_from_claims() {

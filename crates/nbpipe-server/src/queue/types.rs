@@ -178,7 +178,9 @@ impl Enqueued {
 
 /// Concurrency limits applied by [`Queue::claim`](super::Queue::claim).
 ///
-/// A limit of `0` pauses: nothing is claimed (globally, or for that project).
+/// A limit of `0` pauses: nothing is claimed (globally, or for that project). A project's
+/// stored policy ([`ProjectPolicy::concurrency`], shared by every server on the database)
+/// overrides `default_per_project`; an entry in `per_project` overrides both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Runs running at once across all projects.
@@ -207,6 +209,19 @@ impl Limits {
             .copied()
             .unwrap_or(self.default_per_project)
     }
+}
+
+/// A project's run policy as stored in the queue database by
+/// [`Queue::set_project_policy`](super::Queue::set_project_policy), so that every server
+/// sharing the database applies the same one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProjectPolicy {
+    /// Runs of the project running at once (`None`: the claimer's
+    /// [`Limits::default_per_project`]).
+    pub concurrency: Option<usize>,
+    /// Delay before each retry of a failed or interrupted run (`None`: the queue's
+    /// [`Backoff`], see [`Queue::with_backoff`](super::Queue::with_backoff)).
+    pub backoff: Option<Backoff>,
 }
 
 /// A run leased to a worker by [`Queue::claim`](super::Queue::claim).
