@@ -59,11 +59,14 @@ impl ObjectEvent {
 
     /// Identity of this object version: the same version seen twice has the same key.
     /// Uses the version id when present, else the ETag, else the sequencer, else the size and
-    /// event time.
+    /// event time. The version id `null` (what S3 reports for objects written while a bucket
+    /// was unversioned, and what moto sends for every object of an unversioned bucket) is
+    /// shared by every overwrite, so it does not identify a version: the ETag does.
     pub fn dedup_key(&self) -> String {
         let version = self
             .version_id
             .as_ref()
+            .filter(|v| v.as_str() != "null")
             .map(|v| format!("v:{v}"))
             .or_else(|| self.etag.as_ref().map(|e| format!("e:{e}")))
             .or_else(|| self.sequencer.as_ref().map(|s| format!("s:{s}")))
@@ -129,5 +132,17 @@ mod tests {
         let mut a = ev(None, Some("x"));
         a.source = Source::Webhook;
         assert_eq!(a.dedup_key(), ev(None, Some("x")).dedup_key());
+    }
+
+    #[test]
+    fn null_version_id_falls_back_to_the_etag() {
+        assert_ne!(
+            ev(Some("null"), Some("x")).dedup_key(),
+            ev(Some("null"), Some("y")).dedup_key()
+        );
+        assert_eq!(
+            ev(Some("null"), Some("x")).dedup_key(),
+            ev(None, Some("x")).dedup_key()
+        );
     }
 }
