@@ -161,9 +161,10 @@ fn create_parent(path: &Path) -> std::io::Result<()> {
 
 /// Versioned schema changes, applied in order, each once. Never edit a released entry: add
 /// one. Statements are split on `;` (so none may contain one in a literal). `{SEQ}` is the backend's auto-incrementing primary key (FIFO order).
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[(1, RUNS_AND_CURSORS), (2, OBJECT_SEQUENCERS)];
+
+/// Version 1: runs, their attempts, trigger cursors.
+const RUNS_AND_CURSORS: &str = r#"
 CREATE TABLE runs (
     seq {SEQ},
     id TEXT NOT NULL UNIQUE,
@@ -210,8 +211,22 @@ CREATE TABLE cursors (
     value TEXT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-"#,
-)];
+"#;
+
+/// Version 2: per-key ordering of object events (see `queue::ordering`). The newest S3
+/// `sequencer` admitted per (project, bucket, key), normalized (uppercase hex, no leading
+/// zeros), and the run that event started. Self-contained: touches no other table.
+const OBJECT_SEQUENCERS: &str = r#"
+CREATE TABLE object_sequencers (
+    project TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    sequencer TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (project, bucket, object_key)
+);
+"#;
 
 /// The newest schema version this build knows.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
