@@ -6,121 +6,27 @@
 //! `uv pip install --python $NBPIPE_TEST_ENV/bin/python 'moto[server]'`.
 #![cfg(feature = "sqs")]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "common/moto.rs"]
+mod moto;
+
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::Client;
+use moto::Moto;
 use nbpipe_server::event::{ObjectEvent, Source};
 use nbpipe_server::intake::sqs::{SqsIntake, SqsOptions};
 use nbpipe_server::intake::MemorySink;
 
-fn test_env_bin(name: &str) -> PathBuf {
-    let env = std::env::var("NBPIPE_TEST_ENV")
-        .expect("NBPIPE_TEST_ENV is not set (export NBPIPE_TEST_ENV=$HOME/.cache/nbpipe/test-env)");
-    let bin = PathBuf::from(env).join("bin").join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: uv pip install --python $NBPIPE_TEST_ENV/bin/python 'moto[server]'",
-        bin.display()
-    );
-    bin
-}
-
-/// A running `moto_server`, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new(test_env_bin("moto_server"));
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                        .map_err(std::io::Error::from)
-                });
-            }
-        }
-        let child = cmd.spawn().expect("start moto_server");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Run boto3 against the server: `setup` (queue `intake`, bucket `incoming`, notifications
-    /// of `s3:ObjectCreated:*` to the queue; prints the queue URL) or `put KEY BODY`.
-    fn boto(&self, args: &[&str]) -> String {
-        const SCRIPT: &str = r#"
-import sys, boto3
-ep, cmd = sys.argv[1], sys.argv[2]
-kw = dict(endpoint_url=ep, region_name="us-east-1", aws_access_key_id="test",
-          aws_secret_access_key="test")
-s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
-if cmd == "setup":
-    q = sqs.create_queue(QueueName="intake")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.create_bucket(Bucket="incoming")
-    s3.put_bucket_notification_configuration(Bucket="incoming", NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
-    print(q)
-elif cmd == "put":
-    s3.put_object(Bucket="incoming", Key=sys.argv[3], Body=sys.argv[4].encode())
-"#;
-        let out = Command::new(test_env_bin("python"))
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg(self.endpoint())
-            .args(args)
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .expect("run python");
-        assert!(
-            out.status.success(),
-            "boto3 {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn client(&self) -> Client {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .build();
-        Client::from_conf(config)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An SQS client of `moto`, configured explicitly (not from the environment).
+fn client(moto: &Moto) -> Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(moto::REGION))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .build();
+    Client::from_conf(config)
 }
 
 fn options(queue_url: &str) -> SqsOptions {
@@ -161,10 +67,10 @@ async fn queue_len(client: &Client, queue_url: &str) -> usize {
 #[tokio::test]
 async fn s3_notifications_are_decoded_queued_and_deleted() {
     let moto = Moto::start();
-    let queue = moto.boto(&["setup"]);
-    moto.boto(&["put", "in/a b.csv", "1"]);
-    moto.boto(&["put", "in/x+y:z.csv", "2"]);
-    let intake = SqsIntake::with_client(moto.client(), options(&queue));
+    let queue = moto.s3_to_sqs("incoming", "intake");
+    moto.put("incoming", "in/a b.csv", "1");
+    moto.put("incoming", "in/x+y:z.csv", "2");
+    let intake = SqsIntake::with_client(client(&moto), options(&queue));
     let sink = MemorySink::new();
     let events = receive_events(&intake, &sink, 2).await;
     let mut keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
@@ -175,18 +81,18 @@ async fn s3_notifications_are_decoded_queued_and_deleted() {
         && e.etag.as_deref().is_some_and(|t| !t.contains('"'))
         && e.event_name.starts_with("ObjectCreated:")));
     // Everything handled (the test event too) was deleted.
-    assert_eq!(queue_len(&moto.client(), &queue).await, 0);
+    assert_eq!(queue_len(&client(&moto), &queue).await, 0);
 }
 
 #[tokio::test]
 async fn refused_events_stay_on_the_queue_until_queued() {
     let moto = Moto::start();
-    let queue = moto.boto(&["setup"]);
+    let queue = moto.s3_to_sqs("incoming", "intake");
     // Drain the test event first.
-    let intake = SqsIntake::with_client(moto.client(), options(&queue));
+    let intake = SqsIntake::with_client(client(&moto), options(&queue));
     let sink = MemorySink::new();
     while intake.receive_once(&sink).await.unwrap().received > 0 {}
-    moto.boto(&["put", "in/a.csv", "1"]);
+    moto.put("incoming", "in/a.csv", "1");
 
     sink.fail_next(1);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -202,19 +108,19 @@ async fn refused_events_stay_on_the_queue_until_queued() {
         "{first:?}"
     );
     assert!(sink.take().is_empty());
-    assert_eq!(queue_len(&moto.client(), &queue).await, 1);
+    assert_eq!(queue_len(&client(&moto), &queue).await, 1);
 
     // After the visibility timeout it comes back and is queued, then deleted.
     let events = receive_events(&intake, &sink, 1).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].key, "in/a.csv");
-    assert_eq!(queue_len(&moto.client(), &queue).await, 0);
+    assert_eq!(queue_len(&client(&moto), &queue).await, 0);
 }
 
 #[tokio::test]
 async fn eventbridge_events_and_bad_bodies_on_the_queue() {
     let moto = Moto::start();
-    let client = moto.client();
+    let client = client(&moto);
     let queue = client
         .create_queue()
         .queue_name("bridge")
@@ -263,14 +169,12 @@ async fn eventbridge_events_and_bad_bodies_on_the_queue() {
 #[tokio::test]
 async fn from_env_honours_aws_endpoint_url() {
     let moto = Moto::start();
-    let queue = moto.boto(&["setup"]);
-    moto.boto(&["put", "in/env.csv", "1"]);
+    let queue = moto.s3_to_sqs("incoming", "intake");
+    moto.put("incoming", "in/env.csv", "1");
     // The only test in this binary that configures through the environment.
-    std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
-    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-    std::env::set_var("AWS_REGION", "us-east-1");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    for (name, value) in moto.aws_env() {
+        std::env::set_var(name, value);
+    }
     let intake = SqsIntake::from_env(options(&queue)).await;
     let sink = MemorySink::new();
     let events = receive_events(&intake, &sink, 1).await;

@@ -2,12 +2,15 @@
 //! through the local inbox and the S3 webhook, kill -9 and restart, graceful drain.
 
 mod common;
+#[path = "../../nbpipe-server/tests/common/moto.rs"]
+mod moto;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use moto::Moto;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-123";
@@ -282,78 +285,47 @@ fn kill_9_mid_run_then_restart_retries_the_run_once() {
     assert!(!dir.join("attempts/2").exists(), "run more than twice");
 }
 
+/// `nbpipe serve` on `dir`, long-polling `queue_url` on `moto` (configured through the
+/// standard AWS environment), with the inbox off.
+fn serve_sqs(sb: &Sandbox, dir: &Path, moto: &Moto, queue_url: &str) -> Server {
+    let port = free_port();
+    let mut cmd = sb.nbpipe();
+    cmd.env("NBPIPE_HOME", shared_home())
+        .env("NBPIPE_TOKEN", TOKEN)
+        .envs(moto.aws_env())
+        .arg("serve")
+        .arg(dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-inbox",
+            "--sqs-queue",
+            queue_url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let s = Server {
+        child: cmd.spawn().unwrap(),
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.get("/api/health").is_none() {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s
+}
+
 /// S3 → SQS notifications on a real SQS API (moto's server): a put object starts exactly one
 /// run with the (URL-decoded) key, and moto's leading `s3:TestEvent` starts none.
 #[test]
 fn sqs_notifications_start_runs() {
     let sb = Sandbox::new();
-    let venv_bin = |name: &str| sb.venv.join("bin").join(name);
-    let moto_port = free_port();
-    let mut moto = Command::new(venv_bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server (from scripts/test-env.sh)");
-    let endpoint = format!("http://127.0.0.1:{moto_port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let boto = |script: &str| {
-        let full = format!(
-            "import boto3\nkw = dict(endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\ns3, sqs = boto3.client('s3', **kw), boto3.client('sqs', **kw)\n{script}"
-        );
-        let out = Command::new(venv_bin("python"))
-            .arg("-c")
-            .arg(full)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let queue_url = boto(
-        "q = sqs.create_queue(QueueName='intake')['QueueUrl']\narn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\ns3.create_bucket(Bucket='incoming-bucket')\ns3.put_bucket_notification_configuration(Bucket='incoming-bucket', NotificationConfiguration={'QueueConfigurations': [{'QueueArn': arn, 'Events': ['s3:ObjectCreated:*']}]})\nprint(q)",
-    );
+    let moto = Moto::start();
+    let queue_url = moto.s3_to_sqs("incoming-bucket", "intake");
     let dir = project(&sb, SEED, &["print('from sqs', trigger_key)"]);
-    let server = {
-        let port = free_port();
-        let mut cmd = sb.nbpipe();
-        cmd.env("NBPIPE_HOME", shared_home())
-            .env("NBPIPE_TOKEN", TOKEN)
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .arg("serve")
-            .arg(&dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--no-inbox",
-                "--sqs-queue",
-                &queue_url,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let s = Server {
-            child: cmd.spawn().unwrap(),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.get("/api/health").is_none() {
-            assert!(Instant::now() < deadline, "server did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    };
-    boto("s3.put_object(Bucket='incoming-bucket', Key='data/q 1.csv', Body=b'x')");
+    let server = serve_sqs(&sb, &dir, &moto, &queue_url);
+    moto.put("incoming-bucket", "data/q 1.csv", "x");
     let runs = server.wait_runs("the SQS-triggered run", |r| done(r, 1));
     assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
     assert_eq!(runs[0]["trigger"]["key"], "data/q 1.csv");
@@ -363,9 +335,6 @@ fn sqs_notifications_start_runs() {
         1,
         "the test event and redeliveries start nothing"
     );
-    drop(server);
-    let _ = moto.kill();
-    let _ = moto.wait();
 }
 
 /// Load on loopback: 1,000 distinct objects delivered through the webhook (each delivered
