@@ -99,6 +99,46 @@ impl Server {
             .unwrap_or(0)
     }
 
+    /// POST with the token; returns the HTTP status and the JSON body.
+    fn post_json(&self, path: &str, body: &str) -> (u16, Value) {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "--max-time",
+                "10",
+                "-X",
+                "POST",
+            ])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ])
+            .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (json, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", &text));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(json).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The Prometheus text of `/metrics`.
+    fn metrics(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{}/metrics", self.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn runs(&self) -> Vec<Value> {
         self.get("/api/runs?limit=1000")
             .and_then(|v| v["runs"].as_array().cloned())
@@ -252,6 +292,47 @@ fn s3_webhook_queues_each_object_version_exactly_once_and_needs_the_token() {
     server.wait_runs("the submitted run", |r| done(r, 2));
 }
 
+/// Per-key order survives kill -9: a newer S3 event for a key runs; the server is killed and
+/// started again; an older event for the same key, arriving late, is answered `202` as
+/// superseded, counted in `/metrics`, and never run.
+#[test]
+fn an_older_event_after_kill_9_and_restart_is_superseded() {
+    let sb = Sandbox::new();
+    let dir = project(&sb, SEED, &["print('ok', trigger_key)"]);
+    let record = |etag: &str, seq: &str| {
+        json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "incoming-bucket"},
+                   "object": {"key": "data/k.csv", "size": 3, "eTag": etag, "sequencer": seq}}}]})
+        .to_string()
+    };
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let (code, v) = server.post_json("/hooks/s3", &record("new", "0055AED6DCD90281F0"));
+    assert_eq!((code, &v["queued"]), (202, &json!(1)), "{v}");
+    server.wait_runs("the newer event's run", |r| done(r, 1));
+    drop(server); // SIGKILL
+
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let (code, v) = server.post_json("/hooks/s3", &record("old", "0055AED6DCD90281E5"));
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(
+        (&v["queued"], &v["superseded"]),
+        (&json!(0), &json!(1)),
+        "{v}"
+    );
+    assert_eq!(v["superseded_by"][0]["newer_sequencer"], "55AED6DCD90281F0");
+    assert!(
+        server
+            .metrics()
+            .contains("nbpipe_events_superseded_total{project=\"proj\",source=\"webhook\"} 1"),
+        "{}",
+        server.metrics()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let runs = server.runs();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["trigger"]["etag"], "new");
+}
+
 /// kill -9 of the server while a run executes, then a restart: the run is not lost and not
 /// run twice — its lease runs out and it is retried once (its project allows a retry).
 #[test]
@@ -335,6 +416,42 @@ fn sqs_notifications_start_runs() {
         1,
         "the test event and redeliveries start nothing"
     );
+}
+
+/// S3 → EventBridge → SQS on moto: the bucket's `EventBridgeConfiguration`, a rule matching
+/// `Object Created` in the bucket with the queue as its target, and `nbpipe serve` reading the
+/// queue. The upload starts one run whose trigger is the object (key verbatim, as EventBridge
+/// sends it) and the notebook sees the key; nothing else is queued.
+#[test]
+fn s3_eventbridge_sqs_events_start_runs() {
+    let sb = Sandbox::new();
+    let moto = Moto::start();
+    let queue_url = moto.s3_to_eventbridge_to_sqs("incoming-bucket", "bridge");
+    let dir = project(&sb, SEED, &["print('from eventbridge', trigger_key)"]);
+    let server = serve_sqs(&sb, &dir, &moto, &queue_url);
+    moto.put("incoming-bucket", "data/q 1+x.csv", "x");
+    let runs = server.wait_runs("the EventBridge-triggered run", |r| done(r, 1));
+    let run = &runs[0];
+    assert_eq!(run["status"], "succeeded", "{run:#?}");
+    assert_eq!(run["trigger"]["bucket"], "incoming-bucket");
+    assert_eq!(run["trigger"]["key"], "data/q 1+x.csv");
+    assert_eq!(run["trigger"]["event_name"], "Object Created");
+    assert_eq!(run["trigger"]["source"], "sqs");
+    let out = dir
+        .join("runs")
+        .join(run["id"].as_str().unwrap())
+        .join("nb.ipynb");
+    let nb: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let printed: String = nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| stream(c, "stdout"))
+        .collect();
+    assert_eq!(printed, "from eventbridge data/q 1+x.csv\n");
+    assert_eq!(moto.queue_len(&queue_url), 0, "the message was deleted");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.runs().len(), 1);
 }
 
 /// Load on loopback: 1,000 distinct objects delivered through the webhook (each delivered
