@@ -3,9 +3,16 @@
 //!
 //! Owns the identity of an event ([`ObjectEvent::dedup_key`]): the same object version
 //! delivered twice (SQS at-least-once, a webhook retried, a poll overlapping a notification)
-//! must map to the same key, so the queue can run it exactly once.
+//! must map to the same key, so the queue can run it exactly once. Also owns what S3's
+//! `sequencer` means ([`ObjectEvent::sequence`], [`compare_sequencers`]): the order of events
+//! for one key, which the queue enforces durably.
+
+use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
+
+/// Longest `sequencer` taken as an ordering token (S3 sends 16–18 hex digits).
+pub const MAX_SEQUENCER_DIGITS: usize = 64;
 
 /// Where an event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +30,20 @@ pub enum Source {
     Schedule,
     /// `POST /api/runs` or the UI's "run now".
     Api,
+}
+
+impl Source {
+    /// Its name as serialized (`sqs`, `webhook`, `poll`, `local_dir`, `schedule`, `api`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Sqs => "sqs",
+            Source::Webhook => "webhook",
+            Source::Poll => "poll",
+            Source::LocalDir => "local_dir",
+            Source::Schedule => "schedule",
+            Source::Api => "api",
+        }
+    }
 }
 
 /// An object that was created (the only kind of event that starts runs).
@@ -59,11 +80,14 @@ impl ObjectEvent {
 
     /// Identity of this object version: the same version seen twice has the same key.
     /// Uses the version id when present, else the ETag, else the sequencer, else the size and
-    /// event time.
+    /// event time. The version id `null` (what S3 reports for objects written while a bucket
+    /// was unversioned, and what moto sends for every object of an unversioned bucket) is
+    /// shared by every overwrite, so it does not identify a version: the ETag does.
     pub fn dedup_key(&self) -> String {
         let version = self
             .version_id
             .as_ref()
+            .filter(|v| v.as_str() != "null")
             .map(|v| format!("v:{v}"))
             .or_else(|| self.etag.as_ref().map(|e| format!("e:{e}")))
             .or_else(|| self.sequencer.as_ref().map(|s| format!("s:{s}")))
@@ -76,6 +100,35 @@ impl ObjectEvent {
             });
         format!("{}\u{0}{}\u{0}{version}", self.bucket, self.key)
     }
+
+    /// This event's place in the order of its key's events: its `sequencer` as uppercase hex
+    /// without leading zeros (so `0055AE…` and `55ae…` are the same place). `None` when it has
+    /// no sequencer, or one that is not 1 to [`MAX_SEQUENCER_DIGITS`] hex digits — such an
+    /// event is not ordered (it is taken like an event from a folder or a poll).
+    pub fn sequence(&self) -> Option<String> {
+        let raw = self.sequencer.as_deref()?.trim();
+        if raw.is_empty()
+            || raw.len() > MAX_SEQUENCER_DIGITS
+            || !raw.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return None;
+        }
+        let digits = raw.trim_start_matches('0');
+        Some(if digits.is_empty() {
+            "0".to_string()
+        } else {
+            digits.to_ascii_uppercase()
+        })
+    }
+}
+
+/// Compare two S3 sequencers: hex strings of possibly different lengths, compared after
+/// left-padding the shorter with zeros (case-insensitively). S3 only promises this order
+/// between events for the same key.
+pub fn compare_sequencers(a: &str, b: &str) -> Ordering {
+    let width = a.len().max(b.len());
+    let pad = |s: &str| format!("{s:0>width$}").to_ascii_uppercase();
+    pad(a).cmp(&pad(b))
 }
 
 /// A request to run one project.
@@ -129,5 +182,69 @@ mod tests {
         let mut a = ev(None, Some("x"));
         a.source = Source::Webhook;
         assert_eq!(a.dedup_key(), ev(None, Some("x")).dedup_key());
+    }
+
+    #[test]
+    fn source_names_match_serde() {
+        for s in [
+            Source::Sqs,
+            Source::Webhook,
+            Source::Poll,
+            Source::LocalDir,
+            Source::Schedule,
+            Source::Api,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    #[test]
+    fn null_version_id_falls_back_to_the_etag() {
+        assert_ne!(
+            ev(Some("null"), Some("x")).dedup_key(),
+            ev(Some("null"), Some("y")).dedup_key()
+        );
+        assert_eq!(
+            ev(Some("null"), Some("x")).dedup_key(),
+            ev(None, Some("x")).dedup_key()
+        );
+    }
+
+    #[test]
+    fn sequencers_compare_after_zero_padding() {
+        assert_eq!(compare_sequencers("0A", "9"), Ordering::Greater);
+        assert_eq!(
+            compare_sequencers("0055AED6DCD90281E5", "55AED6DCD90281E5"),
+            Ordering::Equal
+        );
+        assert_eq!(
+            compare_sequencers("0055AED6DCD90281E6", "55AED6DCD90281E5"),
+            Ordering::Greater
+        );
+        assert_eq!(compare_sequencers("ff", "FE"), Ordering::Greater);
+        assert_eq!(compare_sequencers("100", "FF"), Ordering::Greater);
+    }
+
+    #[test]
+    fn sequence_is_normalized_hex_or_nothing() {
+        let with = |s: &str| ObjectEvent {
+            sequencer: Some(s.into()),
+            ..ev(None, Some("x"))
+        };
+        assert_eq!(
+            with("0055aed6dcd90281e5").sequence().as_deref(),
+            Some("55AED6DCD90281E5")
+        );
+        assert_eq!(with("000").sequence().as_deref(), Some("0"));
+        assert_eq!(with("not-hex").sequence(), None);
+        assert_eq!(with("").sequence(), None);
+        assert_eq!(with(&"1".repeat(65)).sequence(), None);
+        assert_eq!(ev(None, Some("x")).sequence(), None);
+        // Normalized forms compare like the raw ones.
+        let (a, b) = (
+            with("00FF").sequence().unwrap(),
+            with("100").sequence().unwrap(),
+        );
+        assert_eq!(compare_sequencers(&a, &b), Ordering::Less);
     }
 }

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::event::{ObjectEvent, RunRequest};
 use crate::intake::durable::{CursorError, CursorStore, EventSink, SinkError};
 use crate::intake::local::{LocalDir, LocalDirOptions};
+use crate::intake::outcome::{IntakeCounters, Submitted, Superseded};
 use crate::intake::routing::{self, Route};
 use crate::intake::schedule::Schedule;
 use crate::queue::{Enqueued, Limits, Queue};
@@ -113,15 +114,21 @@ pub fn default_database(first_project: &std::path::Path) -> String {
 pub use crate::policy::max_attempts;
 
 /// Events → durable run requests for every matching project.
+///
+/// Events older (by S3's `sequencer`) than one already taken for their key are not queued
+/// (the queue decides, see [`Enqueued::Superseded`]): they count as handled — so their SQS
+/// message is deleted and the webhook answers `2xx` — and are logged on stderr and counted in
+/// [`QueueSink::counters`].
 pub struct QueueSink {
     queue: Queue,
     routes: Vec<Route>,
     projects: Projects,
     wake: Arc<tokio::sync::Notify>,
+    counters: Arc<IntakeCounters>,
 }
 
 impl QueueSink {
-    /// A sink routing events by `routes`.
+    /// A sink routing events by `routes`, with counters of its own.
     pub fn new(
         queue: Queue,
         routes: Vec<Route>,
@@ -133,35 +140,76 @@ impl QueueSink {
             queue,
             routes,
             projects,
+            counters: Arc::new(IntakeCounters::new()),
         }
     }
 
-    /// Queue the runs `events` ask for; returns how many new runs were queued.
-    pub async fn submit_events(&self, events: &[ObjectEvent]) -> Result<usize, SinkError> {
-        let mut new = 0;
+    /// Counts into `counters` (shared with other sinks and with `/metrics`).
+    pub fn with_counters(mut self, counters: Arc<IntakeCounters>) -> QueueSink {
+        self.counters = counters;
+        self
+    }
+
+    /// The counters this sink updates.
+    pub fn counters(&self) -> Arc<IntakeCounters> {
+        self.counters.clone()
+    }
+
+    /// Queue the runs `events` ask for, in order; says what became of each request.
+    pub async fn submit_events(&self, events: &[ObjectEvent]) -> Result<Submitted, SinkError> {
+        let mut done = Submitted::default();
         for ev in events {
             for req in routing::requests(&self.routes, ev) {
-                new += self.submit_request(&req).await?;
+                match self.submit_request(&req).await? {
+                    Enqueued::New(_) => done.queued += 1,
+                    Enqueued::Duplicate(_) => done.duplicates += 1,
+                    Enqueued::Superseded {
+                        newer_run,
+                        newer_sequencer,
+                    } => {
+                        let s = Superseded {
+                            project: req.project.clone(),
+                            bucket: ev.bucket.clone(),
+                            key: ev.key.clone(),
+                            sequencer: ev.sequencer.clone().unwrap_or_default(),
+                            newer_sequencer,
+                            newer_run,
+                        };
+                        eprintln!(
+                            "superseded: {} (sequencer {}, via {}) not run for project `{}`: \
+                             run {} is for a newer event (sequencer {})",
+                            ev.uri(),
+                            s.sequencer,
+                            ev.source.as_str(),
+                            s.project,
+                            s.newer_run,
+                            s.newer_sequencer
+                        );
+                        self.counters.count_superseded(&s.project, ev.source);
+                        done.superseded.push(s);
+                    }
+                }
             }
         }
-        Ok(new)
+        Ok(done)
     }
 
-    /// Queue one request (1 if new, 0 if a duplicate).
-    pub async fn submit_request(&self, req: &RunRequest) -> Result<usize, SinkError> {
+    /// Queue one request.
+    pub async fn submit_request(&self, req: &RunRequest) -> Result<Enqueued, SinkError> {
         let attempts = self
             .projects
             .get(&req.project)
             .map(max_attempts)
             .unwrap_or(1);
-        match self.queue.enqueue(req, attempts).await {
-            Ok(Enqueued::New(_)) => {
-                self.wake.notify_waiters();
-                Ok(1)
-            }
-            Ok(_) => Ok(0),
-            Err(e) => Err(SinkError::new(e)),
+        let outcome = self
+            .queue
+            .enqueue(req, attempts)
+            .await
+            .map_err(SinkError::new)?;
+        if matches!(outcome, Enqueued::New(_)) {
+            self.wake.notify_waiters();
         }
+        Ok(outcome)
     }
 }
 
@@ -392,12 +440,10 @@ pub async fn serve(
             .into_iter()
             .map(|(_, r)| r)
             .collect();
-        let inbox_sink = Arc::new(QueueSink::new(
-            queue.clone(),
-            inbox_routes,
-            projects.clone(),
-            wake.clone(),
-        ));
+        let inbox_sink = Arc::new(
+            QueueSink::new(queue.clone(), inbox_routes, projects.clone(), wake.clone())
+                .with_counters(sink.counters()),
+        );
         tasks.extend(spawn_inbox(
             inbox,
             &projects,
@@ -482,6 +528,7 @@ pub async fn serve(
         let sink = hook_sink.clone();
         Box::pin(async move { sink.submit_events(&events).await.map_err(|e| e.to_string()) })
     });
+    let counters = sink.counters();
     let state = crate::api::AppState {
         queue: queue.clone(),
         projects: projects
@@ -490,6 +537,7 @@ pub async fn serve(
             .collect(),
         token: opts.token.clone(),
         hooks,
+        intake: counters,
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

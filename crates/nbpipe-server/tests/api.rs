@@ -11,6 +11,7 @@ use axum::Router;
 use futures::StreamExt;
 use nbpipe_server::api::{self, AppState, HookSink, ProjectInfo};
 use nbpipe_server::event::{ObjectEvent, RunRequest};
+use nbpipe_server::intake::Submitted;
 use nbpipe_server::queue::{Finish, Limits, Queue};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -37,7 +38,7 @@ async fn fixture(token: Option<&str>) -> Fixture {
         let sink = sink.clone();
         let q = q.clone();
         Box::pin(async move {
-            let mut queued = 0;
+            let mut done = Submitted::default();
             for ev in events {
                 let req = RunRequest {
                     project: "churn".into(),
@@ -49,11 +50,13 @@ async fn fixture(token: Option<&str>) -> Fixture {
                 if let nbpipe_server::queue::Enqueued::New(_) =
                     q.enqueue(&req, 1).await.map_err(|e| e.to_string())?
                 {
-                    queued += 1;
+                    done.queued += 1;
+                } else {
+                    done.duplicates += 1;
                 }
                 sink.lock().unwrap().push(ev);
             }
-            Ok(queued)
+            Ok(done)
         })
     });
     let projects = vec![
@@ -75,6 +78,7 @@ async fn fixture(token: Option<&str>) -> Fixture {
         projects,
         token: token.map(str::to_string),
         hooks,
+        intake: Default::default(),
     });
     Fixture {
         app,
@@ -431,7 +435,10 @@ async fn every_state_change_needs_the_token() {
         .unwrap();
     let (s, v) = json_of(&f.app, r).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    assert_eq!(v, json!({"events": 1, "queued": 1}));
+    assert_eq!(
+        v,
+        json!({"events": 1, "queued": 1, "duplicates": 0, "superseded": 0, "superseded_by": []})
+    );
 }
 
 #[tokio::test]
@@ -565,7 +572,10 @@ async fn hooks_refuse_keys_that_could_leave_the_workspace() {
     .await;
     assert_eq!(
         (s, v),
-        (StatusCode::ACCEPTED, json!({"events": 0, "queued": 0}))
+        (
+            StatusCode::ACCEPTED,
+            json!({"events": 0, "queued": 0, "duplicates": 0, "superseded": 0, "superseded_by": []})
+        )
     );
 }
 
@@ -581,6 +591,7 @@ async fn a_failing_sink_answers_503_so_the_sender_retries() {
         projects: vec![],
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Err("database is locked".to_string()) })),
+        intake: Default::default(),
     });
     let (s, v) = json_of(
         &f.app,

@@ -1,126 +1,38 @@
 //! SQS intake against a real SQS API (moto's server, one per test): S3 → SQS notifications
-//! with URL-encoded keys and the leading `s3:TestEvent`, EventBridge events on the queue,
-//! "delete only after queued", and `AWS_ENDPOINT_URL`.
+//! with URL-encoded keys and the leading `s3:TestEvent`, S3 → EventBridge → SQS events,
+//! "delete only after queued", events superseded by a newer one for their key (deleted, never
+//! run), and `AWS_ENDPOINT_URL`.
 //!
 //! Needs the `sqs` feature and `moto_server` in the test environment:
 //! `uv pip install --python $NBPIPE_TEST_ENV/bin/python 'moto[server]'`.
 #![cfg(feature = "sqs")]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "common/moto.rs"]
+mod moto;
+
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::Client;
+use moto::Moto;
 use nbpipe_server::event::{ObjectEvent, Source};
+use nbpipe_server::intake::routing::Route;
 use nbpipe_server::intake::sqs::{SqsIntake, SqsOptions};
 use nbpipe_server::intake::MemorySink;
+use nbpipe_server::queue::{Queue, RunFilter};
+use nbpipe_server::serve::QueueSink;
 
-fn test_env_bin(name: &str) -> PathBuf {
-    let env = std::env::var("NBPIPE_TEST_ENV")
-        .expect("NBPIPE_TEST_ENV is not set (export NBPIPE_TEST_ENV=$HOME/.cache/nbpipe/test-env)");
-    let bin = PathBuf::from(env).join("bin").join(name);
-    assert!(
-        bin.is_file(),
-        "{} is missing: uv pip install --python $NBPIPE_TEST_ENV/bin/python 'moto[server]'",
-        bin.display()
-    );
-    bin
-}
-
-/// A running `moto_server`, killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut cmd = Command::new(test_env_bin("moto_server"));
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                        .map_err(std::io::Error::from)
-                });
-            }
-        }
-        let child = cmd.spawn().expect("start moto_server");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Run boto3 against the server: `setup` (queue `intake`, bucket `incoming`, notifications
-    /// of `s3:ObjectCreated:*` to the queue; prints the queue URL) or `put KEY BODY`.
-    fn boto(&self, args: &[&str]) -> String {
-        const SCRIPT: &str = r#"
-import sys, boto3
-ep, cmd = sys.argv[1], sys.argv[2]
-kw = dict(endpoint_url=ep, region_name="us-east-1", aws_access_key_id="test",
-          aws_secret_access_key="test")
-s3, sqs = boto3.client("s3", **kw), boto3.client("sqs", **kw)
-if cmd == "setup":
-    q = sqs.create_queue(QueueName="intake")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.create_bucket(Bucket="incoming")
-    s3.put_bucket_notification_configuration(Bucket="incoming", NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
-    print(q)
-elif cmd == "put":
-    s3.put_object(Bucket="incoming", Key=sys.argv[3], Body=sys.argv[4].encode())
-"#;
-        let out = Command::new(test_env_bin("python"))
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg(self.endpoint())
-            .args(args)
-            .env("NO_PROXY", "127.0.0.1")
-            .output()
-            .expect("run python");
-        assert!(
-            out.status.success(),
-            "boto3 {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    }
-
-    fn client(&self) -> Client {
-        let config = aws_sdk_sqs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-            .build();
-        Client::from_conf(config)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An SQS client of `moto`, configured explicitly (not from the environment).
+fn client(moto: &Moto) -> Client {
+    let config = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(moto::REGION))
+        .endpoint_url(moto.endpoint())
+        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
+        .build();
+    Client::from_conf(config)
 }
 
 fn options(queue_url: &str) -> SqsOptions {
@@ -161,10 +73,10 @@ async fn queue_len(client: &Client, queue_url: &str) -> usize {
 #[tokio::test]
 async fn s3_notifications_are_decoded_queued_and_deleted() {
     let moto = Moto::start();
-    let queue = moto.boto(&["setup"]);
-    moto.boto(&["put", "in/a b.csv", "1"]);
-    moto.boto(&["put", "in/x+y:z.csv", "2"]);
-    let intake = SqsIntake::with_client(moto.client(), options(&queue));
+    let queue = moto.s3_to_sqs("incoming", "intake");
+    moto.put("incoming", "in/a b.csv", "1");
+    moto.put("incoming", "in/x+y:z.csv", "2");
+    let intake = SqsIntake::with_client(client(&moto), options(&queue));
     let sink = MemorySink::new();
     let events = receive_events(&intake, &sink, 2).await;
     let mut keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
@@ -175,18 +87,18 @@ async fn s3_notifications_are_decoded_queued_and_deleted() {
         && e.etag.as_deref().is_some_and(|t| !t.contains('"'))
         && e.event_name.starts_with("ObjectCreated:")));
     // Everything handled (the test event too) was deleted.
-    assert_eq!(queue_len(&moto.client(), &queue).await, 0);
+    assert_eq!(queue_len(&client(&moto), &queue).await, 0);
 }
 
 #[tokio::test]
 async fn refused_events_stay_on_the_queue_until_queued() {
     let moto = Moto::start();
-    let queue = moto.boto(&["setup"]);
+    let queue = moto.s3_to_sqs("incoming", "intake");
     // Drain the test event first.
-    let intake = SqsIntake::with_client(moto.client(), options(&queue));
+    let intake = SqsIntake::with_client(client(&moto), options(&queue));
     let sink = MemorySink::new();
     while intake.receive_once(&sink).await.unwrap().received > 0 {}
-    moto.boto(&["put", "in/a.csv", "1"]);
+    moto.put("incoming", "in/a.csv", "1");
 
     sink.fail_next(1);
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -202,19 +114,19 @@ async fn refused_events_stay_on_the_queue_until_queued() {
         "{first:?}"
     );
     assert!(sink.take().is_empty());
-    assert_eq!(queue_len(&moto.client(), &queue).await, 1);
+    assert_eq!(queue_len(&client(&moto), &queue).await, 1);
 
     // After the visibility timeout it comes back and is queued, then deleted.
     let events = receive_events(&intake, &sink, 1).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].key, "in/a.csv");
-    assert_eq!(queue_len(&moto.client(), &queue).await, 0);
+    assert_eq!(queue_len(&client(&moto), &queue).await, 0);
 }
 
 #[tokio::test]
 async fn eventbridge_events_and_bad_bodies_on_the_queue() {
     let moto = Moto::start();
-    let client = moto.client();
+    let client = client(&moto);
     let queue = client
         .create_queue()
         .queue_name("bridge")
@@ -263,17 +175,126 @@ async fn eventbridge_events_and_bad_bodies_on_the_queue() {
 #[tokio::test]
 async fn from_env_honours_aws_endpoint_url() {
     let moto = Moto::start();
-    let queue = moto.boto(&["setup"]);
-    moto.boto(&["put", "in/env.csv", "1"]);
+    let queue = moto.s3_to_sqs("incoming", "intake");
+    moto.put("incoming", "in/env.csv", "1");
     // The only test in this binary that configures through the environment.
-    std::env::set_var("AWS_ENDPOINT_URL", moto.endpoint());
-    std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-    std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-    std::env::set_var("AWS_REGION", "us-east-1");
-    std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+    for (name, value) in moto.aws_env() {
+        std::env::set_var(name, value);
+    }
     let intake = SqsIntake::from_env(options(&queue)).await;
     let sink = MemorySink::new();
     let events = receive_events(&intake, &sink, 1).await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].key, "in/env.csv");
+}
+
+/// S3 → EventBridge → SQS, all in moto: the bucket's `EventBridgeConfiguration`, a rule on
+/// `Object Created` for the bucket with the queue as target. Keys arrive verbatim, and two
+/// uploads of one key are two versions (moto gives both the same sequencer and version `null`:
+/// the ETag tells them apart).
+#[tokio::test]
+async fn s3_eventbridge_sqs_events_reach_the_intake() {
+    let moto = Moto::start();
+    let queue = moto.s3_to_eventbridge_to_sqs("incoming", "bridge");
+    moto.put("incoming", "in/a b+c%2F.csv", "1");
+    moto.put("incoming", "in/a b+c%2F.csv", "22");
+    // Another bucket sending to EventBridge: the rule (bucket `incoming`) does not match it.
+    moto.boto(
+        "s3.create_bucket(Bucket='elsewhere')\n\
+         s3.put_bucket_notification_configuration(Bucket='elsewhere',\n\
+             NotificationConfiguration={'EventBridgeConfiguration': {}})\n\
+         s3.put_object(Bucket='elsewhere', Key='in/x.csv', Body=b'1')",
+        &[],
+    );
+    let intake = SqsIntake::with_client(client(&moto), options(&queue));
+    let sink = MemorySink::new();
+    let events = receive_events(&intake, &sink, 2).await;
+    assert_eq!(events.len(), 2, "{events:#?}");
+    for e in &events {
+        assert_eq!(e.bucket, "incoming");
+        assert_eq!(e.key, "in/a b+c%2F.csv", "EventBridge keys are verbatim");
+        assert_eq!(e.event_name, "Object Created");
+        assert!(e.etag.is_some() && e.sequencer.is_some(), "{e:?}");
+    }
+    let mut sizes: Vec<Option<u64>> = events.iter().map(|e| e.size).collect();
+    sizes.sort();
+    assert_eq!(sizes, [Some(1), Some(2)]);
+    assert_ne!(events[0].dedup_key(), events[1].dedup_key());
+    assert_eq!(queue_len(&client(&moto), &queue).await, 0);
+}
+
+/// Receive until the queue is empty (or 30 s passed).
+async fn drain(intake: &SqsIntake, sink: &QueueSink, moto: &Moto, queue: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while moto.queue_len(queue) > 0 {
+        assert!(Instant::now() < deadline, "the queue was not drained");
+        let batch = intake.receive_once(sink).await.unwrap();
+        assert!(batch.errors.is_empty(), "{batch:?}");
+    }
+}
+
+/// An event older (by sequencer) than one already queued for its key is deleted from SQS and
+/// never run; in order, both run. The order is kept in the run database, so it also holds
+/// for a new intake on a reopened database.
+#[tokio::test]
+async fn superseded_messages_are_deleted_and_never_run() {
+    let moto = Moto::start();
+    let queue = moto.boto(
+        "print(sqs.create_queue(QueueName='ordered')['QueueUrl'])",
+        &[],
+    );
+    let record = |key: &str, etag: &str, seq: &str| {
+        serde_json::json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "incoming"},
+                   "object": {"key": key, "eTag": etag, "size": 1, "sequencer": seq}}}]})
+        .to_string()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("queue.sqlite").display().to_string();
+    let open_sink = |q: Queue| {
+        QueueSink::new(
+            q,
+            vec![Route::new("churn", "incoming", "in/", None)],
+            Arc::new(HashMap::new()),
+            Arc::new(tokio::sync::Notify::new()),
+        )
+    };
+    let q = Queue::open(&db).await.unwrap();
+    let sink = open_sink(q.clone());
+    let intake = SqsIntake::with_client(client(&moto), options(&queue));
+    // One message at a time: SQS does not promise delivery order.
+    for (key, etag, seq) in [
+        ("in/new-then-old.csv", "b", "0055AED6DCD90281F0"),
+        ("in/new-then-old.csv", "a", "0055AED6DCD90281E5"),
+        ("in/old-then-new.csv", "a", "01"),
+        ("in/old-then-new.csv", "b", "02"),
+    ] {
+        moto.send(&queue, &record(key, etag, seq));
+        drain(&intake, &sink, &moto, &queue).await;
+    }
+    let runs_of = |runs: &[nbpipe_server::queue::RunRow], key: &str| {
+        runs.iter()
+            .filter(|r| r.trigger.as_ref().is_some_and(|t| t.key == key))
+            .count()
+    };
+    let runs = q.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs_of(&runs, "in/new-then-old.csv"), 1);
+    assert_eq!(runs_of(&runs, "in/old-then-new.csv"), 2);
+    assert_eq!(
+        sink.counters().superseded(),
+        [("churn".to_string(), "sqs", 1)]
+    );
+    q.close().await;
+
+    // Restarted: an older event for a key is still refused, and still deleted.
+    let q = Queue::open(&db).await.unwrap();
+    let sink = open_sink(q.clone());
+    moto.send(&queue, &record("in/old-then-new.csv", "c", "01"));
+    drain(&intake, &sink, &moto, &queue).await;
+    let runs = q.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(sink.counters().superseded()[0].2, 1);
+    assert!(runs
+        .iter()
+        .all(|r| r.trigger.as_ref().unwrap().source == Source::Sqs));
 }

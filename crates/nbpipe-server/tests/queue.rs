@@ -509,7 +509,122 @@ async fn manifest_counts_and_cursors_persist_across_reopen(url: String) {
     assert_eq!(c.get(Status::Running), 1);
 }
 
+async fn sequencers_order_enqueues_per_key_and_survive_reopen(url: String) {
+    let q = open(&url).await;
+    let newer = new_id(&q, &seq_req("a", "in/k.csv", "b", Some("0A"))).await;
+    let superseded_by = |run: &str, seq: &str| Enqueued::Superseded {
+        newer_run: run.to_string(),
+        newer_sequencer: seq.to_string(),
+    };
+    // An older event for the same key, arriving late: not queued.
+    assert_eq!(
+        q.enqueue(&seq_req("a", "in/k.csv", "a", Some("09")), 3)
+            .await
+            .unwrap(),
+        superseded_by(&newer, "A")
+    );
+    // The newest delivered again is a duplicate (also when written with leading zeros).
+    assert_eq!(
+        q.enqueue(&seq_req("a", "in/k.csv", "b", Some("000a")), 3)
+            .await
+            .unwrap(),
+        Enqueued::Duplicate(newer.clone())
+    );
+    // An equal sequencer on another version is left to the dedup key: a new run.
+    let equal = new_id(&q, &seq_req("a", "in/k.csv", "c", Some("0A"))).await;
+    // Keys, buckets' keys and projects are ordered independently.
+    new_id(&q, &seq_req("a", "in/other.csv", "a", Some("01"))).await;
+    new_id(&q, &seq_req("b", "in/k.csv", "a", Some("01"))).await;
+    // No sequencer, or one that is not hex: not ordered.
+    new_id(&q, &seq_req("a", "in/k.csv", "d", None)).await;
+    new_id(&q, &seq_req("a", "in/k.csv", "e", Some("not-hex"))).await;
+    // An event admitted before a newer one, delivered again, is a duplicate, not superseded.
+    let first = new_id(&q, &seq_req("a", "in/late.csv", "x", Some("01"))).await;
+    new_id(&q, &seq_req("a", "in/late.csv", "y", Some("02"))).await;
+    assert_eq!(
+        q.enqueue(&seq_req("a", "in/late.csv", "x", Some("01")), 3)
+            .await
+            .unwrap(),
+        Enqueued::Duplicate(first)
+    );
+    q.close().await;
+
+    // The newest sequencer per key is durable.
+    let q = open(&url).await;
+    assert_eq!(
+        q.enqueue(&seq_req("a", "in/k.csv", "f", Some("05")), 3)
+            .await
+            .unwrap(),
+        superseded_by(&newer, "A")
+    );
+    let newest = new_id(&q, &seq_req("a", "in/k.csv", "g", Some("10"))).await;
+    assert_eq!(
+        q.enqueue(&seq_req("a", "in/k.csv", "h", Some("0F")), 3)
+            .await
+            .unwrap(),
+        superseded_by(&newest, "10")
+    );
+    let runs = q.list(&RunFilter::default()).await.unwrap();
+    assert_eq!(runs.len(), 9, "{runs:#?}");
+    assert!(runs.iter().any(|r| r.id == equal));
+    let etags: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.trigger.as_ref().is_some_and(|t| t.key == "in/k.csv") && r.project == "a")
+        .filter_map(|r| r.trigger.as_ref()?.etag.as_deref())
+        .collect();
+    // Newest first: `a`, `f` and `h` never ran.
+    assert_eq!(etags, ["g", "e", "d", "c", "b"]);
+}
+
+async fn concurrent_servers_admit_only_increasing_sequencers(url: String) {
+    // Eight "servers" (each its own pool) take 48 events for one key, in scrambled orders.
+    let q = open(&url).await; // migrate once before the race
+    let mut tasks = Vec::new();
+    for t in 0..8u32 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(async move {
+            let q = Queue::open(&url).await.unwrap();
+            let mut outcomes = Vec::new();
+            for i in 0..6u32 {
+                let n = (i * 8 + t) * 29 % 48 + 1; // a permutation of 1..=48
+                let req = seq_req("a", "in/k.csv", &format!("e{n}"), Some(&format!("{n:x}")));
+                outcomes.push(q.enqueue(&req, 3).await.unwrap());
+            }
+            q.close().await;
+            outcomes
+        }));
+    }
+    let mut new = 0;
+    let mut superseded = 0;
+    for t in tasks {
+        for o in t.await.unwrap() {
+            match o {
+                Enqueued::New(_) => new += 1,
+                Enqueued::Superseded { .. } => superseded += 1,
+                Enqueued::Duplicate(_) => panic!("no event was delivered twice"),
+            }
+        }
+    }
+    assert_eq!(new + superseded, 48);
+    // In the order they were queued, the admitted events' sequencers strictly increase, and
+    // the newest event always runs.
+    let mut runs = q.list(&RunFilter::default()).await.unwrap();
+    runs.reverse();
+    let seqs: Vec<u32> = runs
+        .iter()
+        .map(|r| {
+            let s = r.trigger.as_ref().unwrap().sequencer.as_deref().unwrap();
+            u32::from_str_radix(s, 16).unwrap()
+        })
+        .collect();
+    assert_eq!(seqs.len(), new);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(seqs.last(), Some(&48));
+}
+
 backend_cases!(
+    sequencers_order_enqueues_per_key_and_survive_reopen,
+    concurrent_servers_admit_only_increasing_sequencers,
     enqueue_dedups_by_project_and_key,
     concurrent_enqueues_of_one_event_make_one_run,
     claim_is_fifo_and_honours_not_before,

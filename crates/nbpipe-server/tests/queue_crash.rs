@@ -100,6 +100,20 @@ fn child_process_entry() {
                     out.flush().unwrap();
                 }
             }
+            "ordered" => {
+                // Ever newer versions of one key, each with a higher sequencer.
+                for i in 0..1_000_000u64 {
+                    let req = seq_req(
+                        "a",
+                        "in/k.csv",
+                        &format!("v{i}"),
+                        Some(&format!("{:x}", i + 1)),
+                    );
+                    let e = q.enqueue(&req, 3).await.unwrap();
+                    writeln!(out, "ACK {i} {}", e.run_id()).unwrap();
+                    out.flush().unwrap();
+                }
+            }
             "work" => {
                 // A whole worker cycle per run, as fast as it goes.
                 let lease = Duration::from_millis(500);
@@ -220,6 +234,79 @@ async fn killed_enqueue_loop_loses_no_acknowledged_run(url: String) {
     assert_eq!(q.counts().await.unwrap().queued as usize, rows.len() + 1);
 }
 
+async fn killed_ordered_enqueues_keep_runs_and_newest_sequencer_together(url: String) {
+    let (acks_first, extra_ms) = random_moment();
+    let mut child = spawn_child("ordered", &url);
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
+    let mut acks = read_lines(&mut out, "ACK ", acks_first);
+    std::thread::sleep(Duration::from_millis(extra_ms));
+    child.kill9();
+    acks.extend(read_lines(&mut out, "ACK ", usize::MAX));
+
+    let q = open(&url).await;
+    let all = RunFilter {
+        limit: Some(1_000_000),
+        ..Default::default()
+    };
+    let rows = q.list(&all).await.unwrap();
+    assert!(
+        rows.len() == acks.len() || rows.len() == acks.len() + 1,
+        "{} rows, {} acks",
+        rows.len(),
+        acks.len()
+    );
+    for ack in &acks {
+        let id = ack.split_once(' ').unwrap().1;
+        assert!(
+            rows.iter().any(|r| r.id == id),
+            "acknowledged run {id} lost"
+        );
+    }
+    let n = rows.len() as u64;
+    // Every version delivered again (at-least-once intake) is a duplicate, oldest first or not.
+    for i in (0..n).rev() {
+        let req = seq_req(
+            "a",
+            "in/k.csv",
+            &format!("v{i}"),
+            Some(&format!("{:x}", i + 1)),
+        );
+        let e = q.enqueue(&req, 3).await.unwrap();
+        assert!(matches!(e, Enqueued::Duplicate(_)), "v{i}: {e:?}");
+    }
+    // The newest sequencer committed with the newest run, not before and not after it: a new
+    // version just below it is superseded by exactly that run.
+    let late = q
+        .enqueue(
+            &seq_req("a", "in/k.csv", "late", Some(&format!("{:x}", n - 1))),
+            3,
+        )
+        .await
+        .unwrap();
+    let newest_run = &rows[0].id;
+    assert_eq!(
+        late,
+        Enqueued::Superseded {
+            newer_run: newest_run.clone(),
+            newer_sequencer: format!("{n:X}"),
+        }
+    );
+    let next = q
+        .enqueue(
+            &seq_req(
+                "a",
+                "in/k.csv",
+                &format!("v{n}"),
+                Some(&format!("{:x}", n + 1)),
+            ),
+            3,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(next, Enqueued::New(_)), "{next:?}");
+    assert_eq!(q.counts().await.unwrap().queued, n + 1);
+}
+
 async fn killed_worker_loop_leaves_every_run_consistent(url: String) {
     let (acks_first, extra_ms) = random_moment();
     let mut child = spawn_child("work", &url);
@@ -280,5 +367,6 @@ fn random_moment() -> (usize, u64) {
 backend_cases!(
     killed_worker_runs_are_recovered_exactly_once,
     killed_enqueue_loop_loses_no_acknowledged_run,
+    killed_ordered_enqueues_keep_runs_and_newest_sequencer_together,
     killed_worker_loop_leaves_every_run_consistent,
 );

@@ -303,7 +303,8 @@ async fn server() -> Server {
         queue: queue.clone(),
         projects,
         token: None,
-        hooks: Arc::new(|_| Box::pin(async { Ok(0) })),
+        hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
+        intake: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -471,7 +472,8 @@ async fn an_open_run_page_follows_the_run_to_its_end() {
         queue: s.queue.clone(),
         projects: vec![],
         token: None,
-        hooks: Arc::new(|_| Box::pin(async { Ok(0) })),
+        hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
+        intake: Default::default(),
     };
     // Headless Chromium dumps the DOM once the page has loaded, and its virtual time stands
     // still while the event stream is open: the report frame is answered late so that the

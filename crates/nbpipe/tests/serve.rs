@@ -2,12 +2,15 @@
 //! through the local inbox and the S3 webhook, kill -9 and restart, graceful drain.
 
 mod common;
+#[path = "../../nbpipe-server/tests/common/moto.rs"]
+mod moto;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use moto::Moto;
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-123";
@@ -94,6 +97,46 @@ impl Server {
             .trim()
             .parse()
             .unwrap_or(0)
+    }
+
+    /// POST with the token; returns the HTTP status and the JSON body.
+    fn post_json(&self, path: &str, body: &str) -> (u16, Value) {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-w",
+                "\n%{http_code}",
+                "--max-time",
+                "10",
+                "-X",
+                "POST",
+            ])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ])
+            .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+            .arg(format!("http://127.0.0.1:{}{path}", self.port))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let (json, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", &text));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(json).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The Prometheus text of `/metrics`.
+    fn metrics(&self) -> String {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "5"])
+            .arg(format!("http://127.0.0.1:{}/metrics", self.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     fn runs(&self) -> Vec<Value> {
@@ -249,6 +292,47 @@ fn s3_webhook_queues_each_object_version_exactly_once_and_needs_the_token() {
     server.wait_runs("the submitted run", |r| done(r, 2));
 }
 
+/// Per-key order survives kill -9: a newer S3 event for a key runs; the server is killed and
+/// started again; an older event for the same key, arriving late, is answered `202` as
+/// superseded, counted in `/metrics`, and never run.
+#[test]
+fn an_older_event_after_kill_9_and_restart_is_superseded() {
+    let sb = Sandbox::new();
+    let dir = project(&sb, SEED, &["print('ok', trigger_key)"]);
+    let record = |etag: &str, seq: &str| {
+        json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "incoming-bucket"},
+                   "object": {"key": "data/k.csv", "size": 3, "eTag": etag, "sequencer": seq}}}]})
+        .to_string()
+    };
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let (code, v) = server.post_json("/hooks/s3", &record("new", "0055AED6DCD90281F0"));
+    assert_eq!((code, &v["queued"]), (202, &json!(1)), "{v}");
+    server.wait_runs("the newer event's run", |r| done(r, 1));
+    drop(server); // SIGKILL
+
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let (code, v) = server.post_json("/hooks/s3", &record("old", "0055AED6DCD90281E5"));
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(
+        (&v["queued"], &v["superseded"]),
+        (&json!(0), &json!(1)),
+        "{v}"
+    );
+    assert_eq!(v["superseded_by"][0]["newer_sequencer"], "55AED6DCD90281F0");
+    assert!(
+        server
+            .metrics()
+            .contains("nbpipe_events_superseded_total{project=\"proj\",source=\"webhook\"} 1"),
+        "{}",
+        server.metrics()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let runs = server.runs();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["trigger"]["etag"], "new");
+}
+
 /// Starts a server on a project whose first attempt sleeps in a long cell, `kill -9`s it
 /// there, restarts it and returns the finished runs.
 fn kill_9_mid_run_then_restart(yaml: &str) -> (Sandbox, PathBuf, Vec<Value>) {
@@ -306,78 +390,47 @@ fn kill_9_mid_run_then_restart_fails_the_run_when_its_policy_allows_no_retry() {
     assert!(!dir.join("attempts/1").exists(), "run again");
 }
 
+/// `nbpipe serve` on `dir`, long-polling `queue_url` on `moto` (configured through the
+/// standard AWS environment), with the inbox off.
+fn serve_sqs(sb: &Sandbox, dir: &Path, moto: &Moto, queue_url: &str) -> Server {
+    let port = free_port();
+    let mut cmd = sb.nbpipe();
+    cmd.env("NBPIPE_HOME", shared_home())
+        .env("NBPIPE_TOKEN", TOKEN)
+        .envs(moto.aws_env())
+        .arg("serve")
+        .arg(dir)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--no-inbox",
+            "--sqs-queue",
+            queue_url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let s = Server {
+        child: cmd.spawn().unwrap(),
+        port,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s.get("/api/health").is_none() {
+        assert!(Instant::now() < deadline, "server did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s
+}
+
 /// S3 → SQS notifications on a real SQS API (moto's server): a put object starts exactly one
 /// run with the (URL-decoded) key, and moto's leading `s3:TestEvent` starts none.
 #[test]
 fn sqs_notifications_start_runs() {
     let sb = Sandbox::new();
-    let venv_bin = |name: &str| sb.venv.join("bin").join(name);
-    let moto_port = free_port();
-    let mut moto = Command::new(venv_bin("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server (from scripts/test-env.sh)");
-    let endpoint = format!("http://127.0.0.1:{moto_port}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let boto = |script: &str| {
-        let full = format!(
-            "import boto3\nkw = dict(endpoint_url='{endpoint}', region_name='us-east-1', aws_access_key_id='test', aws_secret_access_key='test')\ns3, sqs = boto3.client('s3', **kw), boto3.client('sqs', **kw)\n{script}"
-        );
-        let out = Command::new(venv_bin("python"))
-            .arg("-c")
-            .arg(full)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
-    let queue_url = boto(
-        "q = sqs.create_queue(QueueName='intake')['QueueUrl']\narn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\ns3.create_bucket(Bucket='incoming-bucket')\ns3.put_bucket_notification_configuration(Bucket='incoming-bucket', NotificationConfiguration={'QueueConfigurations': [{'QueueArn': arn, 'Events': ['s3:ObjectCreated:*']}]})\nprint(q)",
-    );
+    let moto = Moto::start();
+    let queue_url = moto.s3_to_sqs("incoming-bucket", "intake");
     let dir = project(&sb, SEED, &["print('from sqs', trigger_key)"]);
-    let server = {
-        let port = free_port();
-        let mut cmd = sb.nbpipe();
-        cmd.env("NBPIPE_HOME", shared_home())
-            .env("NBPIPE_TOKEN", TOKEN)
-            .env("AWS_ENDPOINT_URL", &endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .arg("serve")
-            .arg(&dir)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--no-inbox",
-                "--sqs-queue",
-                &queue_url,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let s = Server {
-            child: cmd.spawn().unwrap(),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.get("/api/health").is_none() {
-            assert!(Instant::now() < deadline, "server did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    };
-    boto("s3.put_object(Bucket='incoming-bucket', Key='data/q 1.csv', Body=b'x')");
+    let server = serve_sqs(&sb, &dir, &moto, &queue_url);
+    moto.put("incoming-bucket", "data/q 1.csv", "x");
     let runs = server.wait_runs("the SQS-triggered run", |r| done(r, 1));
     assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
     assert_eq!(runs[0]["trigger"]["key"], "data/q 1.csv");
@@ -387,9 +440,42 @@ fn sqs_notifications_start_runs() {
         1,
         "the test event and redeliveries start nothing"
     );
-    drop(server);
-    let _ = moto.kill();
-    let _ = moto.wait();
+}
+
+/// S3 → EventBridge → SQS on moto: the bucket's `EventBridgeConfiguration`, a rule matching
+/// `Object Created` in the bucket with the queue as its target, and `nbpipe serve` reading the
+/// queue. The upload starts one run whose trigger is the object (key verbatim, as EventBridge
+/// sends it) and the notebook sees the key; nothing else is queued.
+#[test]
+fn s3_eventbridge_sqs_events_start_runs() {
+    let sb = Sandbox::new();
+    let moto = Moto::start();
+    let queue_url = moto.s3_to_eventbridge_to_sqs("incoming-bucket", "bridge");
+    let dir = project(&sb, SEED, &["print('from eventbridge', trigger_key)"]);
+    let server = serve_sqs(&sb, &dir, &moto, &queue_url);
+    moto.put("incoming-bucket", "data/q 1+x.csv", "x");
+    let runs = server.wait_runs("the EventBridge-triggered run", |r| done(r, 1));
+    let run = &runs[0];
+    assert_eq!(run["status"], "succeeded", "{run:#?}");
+    assert_eq!(run["trigger"]["bucket"], "incoming-bucket");
+    assert_eq!(run["trigger"]["key"], "data/q 1+x.csv");
+    assert_eq!(run["trigger"]["event_name"], "Object Created");
+    assert_eq!(run["trigger"]["source"], "sqs");
+    let out = dir
+        .join("runs")
+        .join(run["id"].as_str().unwrap())
+        .join("nb.ipynb");
+    let nb: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let printed: String = nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| stream(c, "stdout"))
+        .collect();
+    assert_eq!(printed, "from eventbridge data/q 1+x.csv\n");
+    assert_eq!(moto.queue_len(&queue_url), 0, "the message was deleted");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(server.runs().len(), 1);
 }
 
 /// Load on loopback: 1,000 distinct objects delivered through the webhook (each delivered

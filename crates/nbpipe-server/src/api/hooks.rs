@@ -5,7 +5,11 @@
 //! [`crate::intake::routing::check_key`] before anything is handed on, so a key that could name
 //! a path outside a workspace (`..`, absolute, NUL, over 1024 bytes) is refused with `400` and
 //! nothing of that body is queued. Accepted events go to the server's [`super::HookSink`]
-//! (routing and enqueue); the answer is `202 {"events": n, "queued": m}`. A sink failure answers
+//! (routing and enqueue); the answer is `202 {"events": n, "queued": m, "duplicates": d,
+//! "superseded": k, "superseded_by": […]}` — `superseded` counts run requests not queued
+//! because an event with a higher S3 `sequencer` for the same key was taken first, and
+//! `superseded_by` names each one's key, sequencer and the newer event's sequencer and run.
+//! Those were handled (the sender must not retry them), hence `2xx`. A sink failure answers
 //! `503` so the sender retries (the queue's dedup keys make a retry harmless). SNS control
 //! messages (`SubscriptionConfirmation`) are answered `400`: confirm subscriptions by hand.
 
@@ -17,7 +21,7 @@ use serde_json::{json, Value};
 
 use super::{ApiError, Shared};
 use crate::event::Source;
-use crate::intake::{notify, routing, IntakeError};
+use crate::intake::{notify, routing, IntakeError, Submitted};
 
 pub(crate) async fn s3(
     State(state): State<Shared>,
@@ -42,17 +46,21 @@ pub(crate) async fn s3(
         }
     }
     let n = events.len();
-    if n == 0 {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"events": 0, "queued": 0})),
-        ));
-    }
-    let queued = (state.hooks)(events)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_queued", e))?;
+    let done = if n == 0 {
+        Submitted::default()
+    } else {
+        (state.hooks)(events)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_queued", e))?
+    };
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"events": n, "queued": queued})),
+        Json(json!({
+            "events": n,
+            "queued": done.queued,
+            "duplicates": done.duplicates,
+            "superseded": done.superseded.len(),
+            "superseded_by": done.superseded,
+        })),
     ))
 }

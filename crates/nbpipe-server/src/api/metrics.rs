@@ -1,5 +1,5 @@
 //! `GET /api/health` and `GET /metrics` (Prometheus text exposition format 0.0.4, written by
-//! hand: a few gauges do not need a metrics library).
+//! hand: a few gauges and counters do not need a metrics library).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -49,6 +49,15 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         }
         Err(_) => 0,
     };
+    out += "# HELP nbpipe_events_superseded_total Object events not run because a newer event \
+            (higher S3 sequencer) for the same key had been taken, since this server started.\n";
+    out += "# TYPE nbpipe_events_superseded_total counter\n";
+    for (project, source, n) in state.intake.superseded() {
+        out += &format!(
+            "nbpipe_events_superseded_total{{project=\"{}\",source=\"{source}\"}} {n}\n",
+            label(&project)
+        );
+    }
     out += "# HELP nbpipe_queue_up Whether the queue database answered.\n";
     out += "# TYPE nbpipe_queue_up gauge\n";
     out += &format!("nbpipe_queue_up {up}\n");

@@ -9,14 +9,14 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/health` | liveness plus a queue round trip |
-//! | `GET /metrics` | Prometheus text: `nbpipe_runs{status}`, `nbpipe_build_info` |
+//! | `GET /metrics` | Prometheus text: `nbpipe_runs{status}`, `nbpipe_events_superseded_total{project,source}`, `nbpipe_build_info` |
 //! | `GET /api/openapi.json` | this API, as OpenAPI 3.1 |
 //! | `GET /api/runs?project=&status=&q=&limit=&offset=` | runs, newest first |
 //! | `POST /api/runs` | submit `{project, parameters?, dedup_key?}` → `201 {id}` |
 //! | `GET /api/runs/{id}` | a run with its steps and attempts |
 //! | `POST /api/runs/{id}/cancel`, `POST /api/runs/{id}/rerun` | state changes |
 //! | `GET /api/runs/{id}/events` | server-sent events: the run's status and steps on change |
-//! | `POST /hooks/s3` | S3/MinIO/EventBridge notification bodies → `202 {events, queued}` |
+//! | `POST /hooks/s3` | S3/MinIO/EventBridge notification bodies → `202 {events, queued, duplicates, superseded}` |
 //! | `GET /api/projects` | configured projects and their triggers |
 //! | `GET /runs/{id}/steps/{step}.html` | a step's HTML report, sandboxed by its CSP |
 //!
@@ -60,6 +60,7 @@ use axum::Router;
 use futures::future::BoxFuture;
 
 use crate::event::ObjectEvent;
+use crate::intake::{IntakeCounters, Submitted};
 use crate::queue::Queue;
 
 pub use error::ApiError;
@@ -75,11 +76,11 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// How often the live-progress stream polls the queue.
 pub const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// Hands webhook events to intake (routing + enqueue). `Ok(n)`: `n` runs were queued
-/// (duplicates of earlier deliveries count 0); `Err`: nothing durable happened, the sender
-/// should retry (the hook answers `503`).
+/// Hands webhook events to intake (routing + enqueue). `Ok`: what became of them (runs
+/// queued, duplicates of earlier deliveries, events superseded by a newer one for the same
+/// key); `Err`: nothing durable happened, the sender should retry (the hook answers `503`).
 pub type HookSink =
-    Arc<dyn Fn(Vec<ObjectEvent>) -> BoxFuture<'static, Result<usize, String>> + Send + Sync>;
+    Arc<dyn Fn(Vec<ObjectEvent>) -> BoxFuture<'static, Result<Submitted, String>> + Send + Sync>;
 
 /// One configured project, as the API and the UI show it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -135,6 +136,8 @@ pub struct AppState {
     pub token: Option<String>,
     /// Where `POST /hooks/s3` hands parsed events.
     pub hooks: HookSink,
+    /// Intake's counters, exported by `GET /metrics`.
+    pub intake: Arc<IntakeCounters>,
 }
 
 impl AppState {

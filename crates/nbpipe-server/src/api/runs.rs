@@ -314,6 +314,8 @@ pub(crate) async fn submit(
     let (status, id, duplicate) = match state.queue.enqueue(&req, project.max_attempts).await? {
         Enqueued::New(id) => (StatusCode::CREATED, id, false),
         Enqueued::Duplicate(id) => (StatusCode::OK, id, true),
+        // Only object events are ordered; an API request has no trigger event.
+        Enqueued::Superseded { newer_run, .. } => (StatusCode::OK, newer_run, true),
     };
     let location = format!("/api/runs/{id}");
     Ok((

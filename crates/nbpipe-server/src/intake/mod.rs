@@ -3,13 +3,14 @@
 //!
 //! - [`notify`]: parse S3 notifications (AWS and MinIO `Records[]`, SNS-wrapped) and EventBridge
 //!   `Object Created` events, from an SQS message body or a `POST /hooks/s3` body.
-//! - [`routing`]: which projects an event starts ([`routing::Route`]), key safety checks, and
-//!   per-key ordering by S3's `sequencer` ([`routing::Sequencer`]).
+//! - [`routing`]: which projects an event starts ([`routing::Route`]) and key safety checks.
 //! - [`local`]: a watched local folder (the embedded default), polled, with a durable seen-set.
 //! - [`poll`]: a polled prefix on any object store `nbpipe-store` reaches, with a durable cursor.
 //! - [`schedule`]: cron expressions with an IANA time zone and a per-slot identity.
 //! - `sqs` (feature `sqs`): long-polls an SQS queue of notifications with the AWS SDK and deletes
 //!   a message only once its events are queued.
+//! - [`outcome`]: what became of delivered events (queued, duplicate, superseded by a newer
+//!   event for the same key) and the counters `/metrics` shows.
 //! - [`durable`]: the two small traits this module needs from the rest of the server — a
 //!   [`CursorStore`] (where pollers keep their state) and an [`EventSink`] (the queue: `Ok` means
 //!   the events are durably queued) — plus in-memory and file-backed implementations.
@@ -18,6 +19,10 @@
 //! only once it returns `Ok` is progress recorded (a cursor saved, a message deleted). A crash in
 //! between delivers the same events again, and the queue's [`ObjectEvent::dedup_key`] makes that
 //! harmless. At-least-once in, exactly-once out.
+//!
+//! Events that carry S3's `sequencer` (SQS, webhook) are also ordered per key by the queue: one
+//! older than the newest already taken for its (project, bucket, key) is not run, and the sink
+//! still answers `Ok` — it was handled, so its message is deleted like a duplicate's.
 //!
 //! Not owned here: HTTP (the web layer calls [`notify::parse`] with the request body), the queue
 //! itself, and running projects.
@@ -43,6 +48,7 @@
 pub mod durable;
 pub mod local;
 pub mod notify;
+pub mod outcome;
 pub mod poll;
 pub mod routing;
 pub mod schedule;
@@ -52,6 +58,7 @@ pub mod sqs;
 pub use durable::{
     CursorError, CursorStore, EventSink, FileCursorStore, MemoryCursorStore, MemorySink, SinkError,
 };
+pub use outcome::{IntakeCounters, Submitted, Superseded};
 
 use std::time::Duration;
 

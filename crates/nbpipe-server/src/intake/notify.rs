@@ -7,7 +7,8 @@
 //!   space, then `%XX` is decoded (so `%2B` stays a `+`).
 //! - The same wrapped by SNS: `{"Type":"Notification","Message":"<JSON string>"}`.
 //! - EventBridge events, `{"source":"aws.s3","detail-type":"Object Created","detail":{…}}`.
-//!   Their keys are *not* URL-encoded (`a b:c.csv` arrives as is) and are taken verbatim.
+//!   Their keys are *not* URL-encoded (`a b:c.csv` arrives as is) and are taken verbatim; the
+//!   sequencer is `detail.object.sequencer`, as in `Records[]` it is `s3.object.sequencer`.
 //! - A JSON array of any of these (batches).
 //!
 //! Only object creation starts runs: other S3 records (`ObjectRemoved:*`, …) and other
@@ -165,7 +166,8 @@ fn eventbridge(
         bucket: bucket.to_string(),
         // Not URL-encoded in EventBridge events.
         key: key.to_string(),
-        etag: string(object.get("etag")).map(|e| clean_etag(&e)),
+        // AWS says `etag`; moto's EventBridge events say `eTag`, as S3's `Records[]` do.
+        etag: string(object.get("etag").or_else(|| object.get("eTag"))).map(|e| clean_etag(&e)),
         version_id: string(object.get("version-id")),
         size: size(object.get("size")).map_err(|e| shape(format!("EventBridge event: {e}")))?,
         sequencer: string(object.get("sequencer")),

@@ -1,5 +1,4 @@
-//! Which projects an object event starts, whether its key is safe to take in, and per-key
-//! ordering.
+//! Which projects an object event starts, and whether its key is safe to take in.
 //!
 //! A [`Route`] is one project's S3 trigger (`trigger: s3:` or the short form's
 //! `S3TriggerBucket`/`S3TriggerKeyPrefix`/`S3TriggerKeySuffix`, which `nbpipe-project` already
@@ -10,15 +9,11 @@
 //! (1024 bytes), never matches. Keys ending in `/` are "folder" markers (what consoles create)
 //! and never match either.
 //!
-//! [`Sequencer`] drops events older than the newest one already seen for the same
-//! (bucket, key), using S3's `sequencer` (hex strings of varying length: compare after
-//! left-padding with zeros). It is memory only and bounded; the queue's dedup keys cover
-//! restarts.
+//! Per-key ordering by S3's `sequencer` is not decided here but by the queue, in the same
+//! transaction as the enqueue (see [`crate::queue::Enqueued::Superseded`]), so it survives
+//! restarts and holds across servers sharing a database.
 //!
 //! Must not: parse notification bodies or talk to stores.
-
-use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use nbpipe_project::config::{Project, Trigger};
 use percent_encoding::percent_decode_str;
@@ -184,83 +179,6 @@ pub fn decode_key(raw: &str) -> Result<String, KeyError> {
         .map_err(|_| KeyError::InvalidUtf8)
 }
 
-/// Compare two S3 sequencers: hex strings of possibly different lengths, compared after
-/// left-padding the shorter with zeros (case-insensitively).
-pub fn compare_sequencers(a: &str, b: &str) -> Ordering {
-    let width = a.len().max(b.len());
-    let pad = |s: &str| format!("{s:0>width$}").to_ascii_uppercase();
-    pad(a).cmp(&pad(b))
-}
-
-/// Per-(bucket, key) ordering by sequencer: [`Sequencer::admit`] says whether an event is newer
-/// than every event already admitted for its key.
-#[derive(Debug)]
-pub struct Sequencer {
-    newest: HashMap<(String, String), (String, u64)>,
-    capacity: usize,
-    tick: u64,
-}
-
-impl Default for Sequencer {
-    fn default() -> Sequencer {
-        Sequencer::with_capacity(100_000)
-    }
-}
-
-impl Sequencer {
-    /// A sequencer remembering up to 100 000 keys.
-    pub fn new() -> Sequencer {
-        Sequencer::default()
-    }
-
-    /// A sequencer remembering up to `capacity` keys; beyond that the least recently updated
-    /// half is forgotten (their next event is admitted).
-    pub fn with_capacity(capacity: usize) -> Sequencer {
-        Sequencer {
-            newest: HashMap::new(),
-            capacity: capacity.max(1),
-            tick: 0,
-        }
-    }
-
-    /// `true` if `event` should be taken: it has no sequencer (nothing to order by), or its
-    /// sequencer is greater than the newest admitted for its (bucket, key). An equal sequencer
-    /// is the same event delivered again and is dropped.
-    pub fn admit(&mut self, event: &ObjectEvent) -> bool {
-        let Some(seq) = event.sequencer.as_deref() else {
-            return true;
-        };
-        self.tick += 1;
-        let id = (event.bucket.clone(), event.key.clone());
-        if let Some((newest, at)) = self.newest.get_mut(&id) {
-            if compare_sequencers(seq, newest) != Ordering::Greater {
-                return false;
-            }
-            *newest = seq.to_string();
-            *at = self.tick;
-            return true;
-        }
-        if self.newest.len() >= self.capacity {
-            self.forget_oldest_half();
-        }
-        self.newest.insert(id, (seq.to_string(), self.tick));
-        true
-    }
-
-    /// Keep only the events `admit` takes, in order.
-    pub fn filter(&mut self, events: Vec<ObjectEvent>) -> Vec<ObjectEvent> {
-        events.into_iter().filter(|e| self.admit(e)).collect()
-    }
-
-    fn forget_oldest_half(&mut self) {
-        let mut ticks: Vec<u64> = self.newest.values().map(|(_, t)| *t).collect();
-        let mid = ticks.len() / 2;
-        let (_, cut, _) = ticks.select_nth_unstable(mid);
-        let cut = *cut;
-        self.newest.retain(|_, (_, t)| *t > cut);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,13 +195,6 @@ mod tests {
             event_time: None,
             event_name: "ObjectCreated:Put".into(),
             source: Source::Sqs,
-        }
-    }
-
-    fn seq(key: &str, s: &str) -> ObjectEvent {
-        ObjectEvent {
-            sequencer: Some(s.into()),
-            ..ev("b", key)
         }
     }
 
@@ -380,53 +291,5 @@ mod tests {
         };
         assert_ne!(q1.dedup_key, r1.request(&newer).dedup_key);
         assert_eq!(requests(&[r1, r2], &e).len(), 2);
-    }
-
-    #[test]
-    fn sequencers_compare_after_zero_padding() {
-        assert_eq!(compare_sequencers("0A", "9"), Ordering::Greater);
-        assert_eq!(
-            compare_sequencers("0055AED6DCD90281E5", "55AED6DCD90281E5"),
-            Ordering::Equal
-        );
-        assert_eq!(
-            compare_sequencers("0055AED6DCD90281E6", "55AED6DCD90281E5"),
-            Ordering::Greater
-        );
-        assert_eq!(compare_sequencers("ff", "FE"), Ordering::Greater);
-        assert_eq!(compare_sequencers("100", "FF"), Ordering::Greater);
-    }
-
-    #[test]
-    fn sequencer_drops_older_and_repeated_events_per_key() {
-        let mut s = Sequencer::new();
-        assert!(s.admit(&seq("a", "0055AED6DCD90281E5")));
-        assert!(!s.admit(&seq("a", "0055AED6DCD90281E4")), "older");
-        assert!(!s.admit(&seq("a", "55AED6DCD90281E5")), "same, unpadded");
-        assert!(s.admit(&seq("a", "0055AED6DCD90281F0")));
-        // Other keys and buckets are independent.
-        assert!(s.admit(&seq("b", "01")));
-        let other_bucket = ObjectEvent {
-            bucket: "c".into(),
-            ..seq("a", "01")
-        };
-        assert!(s.admit(&other_bucket));
-        // No sequencer: always admitted.
-        assert!(s.admit(&ev("b", "a")));
-        assert!(s.admit(&ev("b", "a")));
-        let kept = s.filter(vec![seq("z", "02"), seq("z", "01"), seq("z", "03")]);
-        let seqs: Vec<_> = kept.iter().map(|e| e.sequencer.clone().unwrap()).collect();
-        assert_eq!(seqs, ["02", "03"]);
-    }
-
-    #[test]
-    fn sequencer_memory_is_bounded() {
-        let mut s = Sequencer::with_capacity(10);
-        for i in 0..100 {
-            assert!(s.admit(&seq(&format!("k{i}"), "05")));
-        }
-        assert!(s.newest.len() <= 10);
-        // The most recent key is remembered.
-        assert!(!s.admit(&seq("k99", "04")));
     }
 }

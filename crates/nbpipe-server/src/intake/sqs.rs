@@ -3,11 +3,12 @@
 //! Behind the `sqs` feature (the AWS SDK adds minutes to a cold build).
 //!
 //! The contract, per message: receive (long poll, up to [`SqsOptions::wait`]) → parse the body
-//! with [`super::notify::parse`] → drop events older than one already taken for their key
-//! ([`super::routing::Sequencer`]) → [`EventSink::submit`] → delete the message. A message is
-//! deleted only after the sink returned `Ok` (the runs are durably queued); on a sink error it
-//! is left alone and comes back after the queue's visibility timeout. Messages with nothing to
-//! run (`s3:TestEvent`, deletions) are deleted at once. A body that does not parse is left on
+//! with [`super::notify::parse`] → [`EventSink::submit`] → delete the message. A message is
+//! deleted only after the sink returned `Ok` (the runs are durably queued, or were found to be
+//! duplicates, or older than an event already taken for their key — the queue decides that
+//! from S3's `sequencer`, durably); on a sink error it is left alone and comes back after the
+//! queue's visibility timeout. Messages with nothing to run (`s3:TestEvent`, deletions) are
+//! deleted at once. A body that does not parse is left on
 //! the queue and reported: after the queue's `maxReceiveCount` SQS moves it to the dead-letter
 //! queue, where it can be inspected.
 //!
@@ -17,12 +18,10 @@
 //!
 //! Must not: create queues or configure bucket notifications.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_sdk_sqs::Client;
 
-use super::routing::Sequencer;
 use super::{notify, EventSink, IntakeError};
 use crate::event::Source;
 
@@ -71,7 +70,6 @@ pub struct Batch {
 pub struct SqsIntake {
     client: Client,
     options: SqsOptions,
-    sequencer: Mutex<Sequencer>,
 }
 
 impl SqsIntake {
@@ -83,11 +81,7 @@ impl SqsIntake {
 
     /// A reader using `client`.
     pub fn with_client(client: Client, options: SqsOptions) -> SqsIntake {
-        SqsIntake {
-            client,
-            options,
-            sequencer: Mutex::new(Sequencer::new()),
-        }
+        SqsIntake { client, options }
     }
 
     /// Receive once (long poll) and handle what came. An `Err` means the receive itself
@@ -121,10 +115,6 @@ impl SqsIntake {
                     ));
                     continue;
                 }
-            };
-            let events = {
-                let mut seq = self.sequencer.lock().unwrap_or_else(|e| e.into_inner());
-                seq.filter(events)
             };
             if !events.is_empty() {
                 let n = events.len();

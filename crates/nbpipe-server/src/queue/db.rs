@@ -162,9 +162,13 @@ fn create_parent(path: &Path) -> std::io::Result<()> {
 /// Versioned schema changes, applied in order, each once. Never edit a released entry: add
 /// one. Statements are split on `;` (so none may contain one in a literal). `{SEQ}` is the backend's auto-incrementing primary key (FIFO order).
 const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        r#"
+    (1, RUNS_AND_CURSORS),
+    (2, PROJECT_POLICIES),
+    (3, OBJECT_SEQUENCERS),
+];
+
+/// Version 1: runs, their attempts, trigger cursors.
+const RUNS_AND_CURSORS: &str = r#"
 CREATE TABLE runs (
     seq {SEQ},
     id TEXT NOT NULL UNIQUE,
@@ -211,12 +215,9 @@ CREATE TABLE cursors (
     value TEXT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-"#,
-    ),
-    (2, PROJECT_POLICIES),
-];
+"#;
 
-/// Migration 2: each project's run policy (`serve:` in its nbpipe.yaml), written by every
+/// Version 2: each project's run policy (`serve:` in its nbpipe.yaml), written by every
 /// server at start (`Queue::set_project_policy`) so that claims, retries and recovery on
 /// every server sharing the database read the same limits and backoff. NULL: the
 /// claimer's / queue's default. Self-contained: touches no other table.
@@ -227,6 +228,21 @@ CREATE TABLE project_policies (
     retry_backoff_ms BIGINT CHECK (retry_backoff_ms IS NULL OR retry_backoff_ms > 0),
     retry_backoff_max_ms BIGINT CHECK (retry_backoff_max_ms IS NULL OR retry_backoff_max_ms > 0),
     updated_at BIGINT NOT NULL
+);
+"#;
+
+/// Version 3: per-key ordering of object events (see `queue::ordering`). The newest S3
+/// `sequencer` admitted per (project, bucket, key), normalized (uppercase hex, no leading
+/// zeros), and the run that event started. Self-contained: touches no other table.
+const OBJECT_SEQUENCERS: &str = r#"
+CREATE TABLE object_sequencers (
+    project TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    object_key TEXT NOT NULL,
+    sequencer TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (project, bucket, object_key)
 );
 "#;
 

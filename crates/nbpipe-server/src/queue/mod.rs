@@ -1,6 +1,7 @@
 //! The durable run queue and run history of `nbpipe serve`.
 //!
-//! Owns the `runs`, `run_attempts`, `cursors` and `project_policies` tables and every state
+//! Owns the `runs`, `run_attempts`, `cursors`, `project_policies` and `object_sequencers`
+//! tables and every state
 //! change of a run: `queued → running → succeeded | failed | cancelled` (a retried attempt
 //! goes back to `queued` with a backoff). It does not run anything, watch triggers or speak HTTP: intake
 //! calls [`Queue::enqueue`], workers call [`Queue::claim`] / [`Queue::heartbeat`] /
@@ -9,6 +10,10 @@
 //! Guarantees, all enforced by the database rather than by this process:
 //! - **exactly one run per event**: `(project, dedup_key)` is `UNIQUE` and enqueue is a single
 //!   `INSERT … ON CONFLICT DO NOTHING`, so redelivered or concurrent intake cannot double-queue;
+//! - **per-key order**: an object event older (by S3's `sequencer`) than one already admitted
+//!   for its (project, bucket, key) is not queued ([`Enqueued::Superseded`]); the newest
+//!   sequencer is checked and stored in the enqueue's serialized transaction, so the order
+//!   holds across restarts and across servers sharing the database;
 //! - **nothing lost on `kill -9`**: every acknowledged write is committed (SQLite in WAL mode
 //!   with `synchronous=FULL`); a run whose worker died keeps its lease until it expires, then
 //!   [`Queue::recover`] requeues it (attempts left) or fails it — each exactly once;
@@ -43,6 +48,7 @@
 mod db;
 mod history;
 mod ops;
+mod ordering;
 mod policy;
 mod types;
 

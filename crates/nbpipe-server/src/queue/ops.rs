@@ -11,16 +11,43 @@ use super::{Queue, QueueError, INTERRUPTED};
 use crate::event::RunRequest;
 
 /// Everything inserted for a new run (owned: see `insert_run`).
-struct NewRun {
-    project: String,
-    trigger_json: Option<String>,
-    trigger_uri: Option<String>,
-    parameters: String,
-    dedup_key: Option<String>,
-    reason: String,
-    rerun_of: Option<String>,
-    max_attempts: i64,
+pub(super) struct NewRun {
+    pub(super) project: String,
+    pub(super) trigger_json: Option<String>,
+    pub(super) trigger_uri: Option<String>,
+    pub(super) parameters: String,
+    pub(super) dedup_key: Option<String>,
+    pub(super) reason: String,
+    pub(super) rerun_of: Option<String>,
+    pub(super) max_attempts: i64,
 }
+
+/// Inserts a queued run unless `(project, dedup_key)` exists; returns the new id or nothing.
+pub(super) const INSERT_RUN: &str =
+    "INSERT INTO runs (id, project, status, attempts, max_attempts, reason, \
+     trigger_json, trigger_uri, parameters, dedup_key, rerun_of, created_at, not_before, \
+     updated_at) \
+     VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10) \
+     ON CONFLICT (project, dedup_key) DO NOTHING RETURNING id";
+
+/// The `INSERT_RUN` query for run `$id` from `$new` (a `NewRun`) at `$now`, ready to run on a
+/// pool or inside a transaction.
+macro_rules! insert_run_query {
+    ($id:expr, $new:expr, $now:expr) => {
+        sqlx::query_scalar::<_, String>(INSERT_RUN)
+            .bind($id)
+            .bind(&$new.project)
+            .bind($new.max_attempts)
+            .bind(&$new.reason)
+            .bind(&$new.trigger_json)
+            .bind(&$new.trigger_uri)
+            .bind(&$new.parameters)
+            .bind(&$new.dedup_key)
+            .bind(&$new.rerun_of)
+            .bind($now)
+    };
+}
+pub(super) use insert_run_query;
 
 impl NewRun {
     fn new(req: &RunRequest, max_attempts: u32) -> Result<NewRun, QueueError> {
@@ -45,12 +72,26 @@ impl Queue {
     /// Queues a run for `req`, unless the project already has one with the same
     /// `dedup_key` (then nothing changes and the existing run's id is returned, whatever
     /// its status). `max_attempts` is the project's retry policy (at least 1).
+    ///
+    /// A request whose trigger event carries an S3 `sequencer` is also ordered per
+    /// (project, bucket, key): if an event with a higher sequencer was already admitted for
+    /// that key, nothing is queued and [`Enqueued::Superseded`] is returned. The check and the
+    /// update of the newest sequencer happen in the enqueue's transaction (see
+    /// `queue::ordering`).
     pub async fn enqueue(
         &self,
         req: &RunRequest,
         max_attempts: u32,
     ) -> Result<Enqueued, QueueError> {
-        if let Some(id) = self.insert_run(NewRun::new(req, max_attempts)?).await? {
+        let new = NewRun::new(req, max_attempts)?;
+        if let Some(trigger) = &req.trigger {
+            if let Some(seq) = trigger.sequence() {
+                return self
+                    .enqueue_ordered(new, trigger.bucket.clone(), trigger.key.clone(), seq)
+                    .await;
+            }
+        }
+        if let Some(id) = self.insert_run(new).await? {
             return Ok(Enqueued::New(id));
         }
         let key = esc(req.dedup_key.as_deref().unwrap_or_default());
@@ -72,26 +113,9 @@ impl Queue {
     /// (`new` is owned: borrowed fields nested in a borrowed struct make rustc unable to
     /// prove the future `Send` for `tokio::spawn`.)
     async fn insert_run(&self, new: NewRun) -> Result<Option<String>, QueueError> {
-        const SQL: &str = "INSERT INTO runs (id, project, status, attempts, max_attempts, reason, \
-             trigger_json, trigger_uri, parameters, dedup_key, rerun_of, created_at, not_before, \
-             updated_at) \
-             VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10) \
-             ON CONFLICT (project, dedup_key) DO NOTHING RETURNING id";
         let id = super::new_run_id();
         let inserted: Option<String> = with_pool!(&self.db, p => {
-            sqlx::query_scalar(SQL)
-                .bind(&id)
-                .bind(&new.project)
-                .bind(new.max_attempts)
-                .bind(&new.reason)
-                .bind(&new.trigger_json)
-                .bind(&new.trigger_uri)
-                .bind(&new.parameters)
-                .bind(&new.dedup_key)
-                .bind(&new.rerun_of)
-                .bind(now_ms())
-                .fetch_optional(p)
-                .await?
+            insert_run_query!(&id, new, now_ms()).fetch_optional(p).await?
         });
         Ok(inserted)
     }

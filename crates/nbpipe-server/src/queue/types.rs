@@ -165,13 +165,24 @@ pub enum Enqueued {
     New(String),
     /// The project already has a run for this dedup key: nothing was queued.
     Duplicate(String),
+    /// The trigger event's S3 `sequencer` is lower than the newest one already admitted for
+    /// its (project, bucket, key): it describes an older state of the object and nothing was
+    /// queued.
+    Superseded {
+        /// The run the newest admitted event for this key started.
+        newer_run: String,
+        /// That event's sequencer (uppercase hex, no leading zeros).
+        newer_sequencer: String,
+    },
 }
 
 impl Enqueued {
-    /// The run id, new or existing.
+    /// The run that stands for this request: the new one, the existing duplicate, or the run
+    /// of the newer event that superseded it.
     pub fn run_id(&self) -> &str {
         match self {
             Enqueued::New(id) | Enqueued::Duplicate(id) => id,
+            Enqueued::Superseded { newer_run, .. } => newer_run,
         }
     }
 }

@@ -40,6 +40,22 @@ pub fn object_req(project: &str, key: &str) -> RunRequest {
     }
 }
 
+/// A request for object `key` version `etag` whose event carries S3 sequencer `seq`, routed
+/// like the server routes it (dedup key = project + the event's identity).
+pub fn seq_req(project: &str, key: &str, etag: &str, seq: Option<&str>) -> RunRequest {
+    let ev = ObjectEvent {
+        sequencer: seq.map(Into::into),
+        ..event(key, etag)
+    };
+    RunRequest {
+        project: project.into(),
+        dedup_key: Some(format!("{project}\0{}", ev.dedup_key())),
+        reason: format!("s3 {key}"),
+        parameters: json!({}),
+        trigger: Some(ev),
+    }
+}
+
 pub fn plain_req(project: &str, dedup: Option<&str>) -> RunRequest {
     RunRequest {
         project: project.into(),

@@ -144,6 +144,33 @@ fn eventbridge_key_is_taken_verbatim() {
     assert_eq!(e.event_name, "Object Created");
 }
 
+/// What moto 5 puts on an SQS queue for S3 → EventBridge → SQS (unversioned bucket): `eTag`
+/// spelled as in `Records[]`, `version-id` the string `null`, one fixed sequencer.
+const MOTO_EVENTBRIDGE: &str = r#"{"version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103",
+  "detail-type": "Object Created", "source": "aws.s3", "account": "123456789012",
+  "time": "2026-11-26T07:17:18Z", "region": "us-east-1", "resources": ["arn:aws:s3:::incoming"],
+  "detail": {"version": "0", "bucket": {"name": "incoming"}, "object": {"key": "in/a b+c.csv",
+    "size": 1, "eTag": "c4ca4238a0b923820dcc509a6f75849b", "version-id": "null",
+    "sequencer": "617f08299329d189"}, "request-id": "N4N7GDK58NMKJ12R",
+    "requester": "123456789012", "source-ip-address": "1.2.3.4", "reason": "ObjectCreated"}}"#;
+
+#[test]
+fn moto_eventbridge_overwrites_are_told_apart_by_etag() {
+    let first = one(MOTO_EVENTBRIDGE);
+    assert_eq!(first.key, "in/a b+c.csv");
+    assert_eq!(
+        first.etag.as_deref(),
+        Some("c4ca4238a0b923820dcc509a6f75849b")
+    );
+    assert_eq!(first.sequencer.as_deref(), Some("617f08299329d189"));
+    let second = one(&MOTO_EVENTBRIDGE.replace(
+        "c4ca4238a0b923820dcc509a6f75849b",
+        "b6d767d2f8ed5d21a44b0e5886680cb9",
+    ));
+    // Same key, same `null` version, same sequencer: only the ETag says it is a new version.
+    assert_ne!(first.dedup_key(), second.dedup_key());
+}
+
 #[test]
 fn other_eventbridge_events_are_skipped() {
     let deleted = EVENTBRIDGE.replace("Object Created", "Object Deleted");
