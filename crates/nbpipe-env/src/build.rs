@@ -183,7 +183,7 @@ impl Installer for Uv {
         run_step("creating the virtualenv", venv, quiet)?;
         let mut install = uv_command(&self.uv);
         install
-            .args(["pip", "install", "--python"])
+            .args(["pip", "install", "--compile-bytecode", "--python"])
             .arg(env_python(target))
             .args(requirement_args(requirements))
             .current_dir(cwd);
@@ -215,7 +215,13 @@ impl Installer for VenvPip {
         run_step("creating the virtualenv", venv, quiet)?;
         let mut install = Command::new(env_python(target));
         install
-            .args(["-m", "pip", "install", "--disable-pip-version-check"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--compile",
+                "--disable-pip-version-check",
+            ])
             .args(requirement_args(requirements))
             .current_dir(cwd);
         run_step("installing packages", install, quiet)

@@ -13,8 +13,11 @@ use sha2::{Digest, Sha256};
 use crate::error::EnvError;
 
 /// Version of the managed-environment layout; part of every hash, so bumping it
-/// makes every folder build a fresh environment.
-pub const ENV_FORMAT_VERSION: u32 = 1;
+/// makes every folder build a fresh environment. 2: packages are installed with their
+/// bytecode compiled (uv does not by default), so a kernel does not recompile every module
+/// it imports at each start when `.pyc` files cannot be written (read-only environment,
+/// `PYTHONDONTWRITEBYTECODE`): ~0.4 s of every kernel start.
+pub const ENV_FORMAT_VERSION: u32 = 2;
 
 /// How deep `-r` / `-c` includes are followed.
 const MAX_INCLUDE_DEPTH: usize = 16;
