@@ -4,10 +4,12 @@
 //! environment and cwd are fixed when it starts, so only an identical launch may be served
 //! from the pool. Each pooled kernel serves exactly one run and is then shut down like any
 //! other — no state leaks from one run into the next. Taking a kernel starts a replacement
-//! in the background; a pooled kernel that died while idle is discarded, never handed out.
+//! in the background (unless the pool is [`KernelPool::on_demand`], whose owner says what
+//! to start); a pooled kernel that died while idle is discarded, never handed out.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::client::{Kernel, KernelError, LaunchOptions};
@@ -42,13 +44,44 @@ impl Key {
 struct Slot {
     ready: Vec<Kernel>,
     starting: usize,
+    /// Callers of [`KernelPool::take_or_launch`] waiting for a starting kernel.
+    waiting: usize,
+}
+
+/// The first ready kernel that is still alive (dead ones are dropped: killed).
+fn pop_alive(slot: &mut Slot) -> Option<Kernel> {
+    while let Some(k) = slot.ready.pop() {
+        if k.exited().is_none() {
+            return Some(k);
+        }
+    }
+    None
+}
+
+/// A registered wait for a starting kernel; unregisters when dropped (also on cancellation).
+struct Waiter<'a> {
+    pool: &'a KernelPool,
+    key: &'a Key,
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut slots) = self.pool.slots.lock() {
+            if let Some(slot) = slots.get_mut(self.key) {
+                slot.waiting = slot.waiting.saturating_sub(1);
+            }
+        }
+    }
 }
 
 /// Pre-started kernels, `size` per launch identity that has been warmed or used.
 #[derive(Clone)]
 pub struct KernelPool {
     size: usize,
+    refill: bool,
     slots: Arc<Mutex<HashMap<Key, Slot>>>,
+    /// Set by [`KernelPool::discard`]: kernels that finish starting afterwards are killed.
+    closed: Arc<AtomicBool>,
 }
 
 /// Environment variable set in pooled kernels (`1`), so a run can tell it got one.
@@ -59,12 +92,27 @@ impl KernelPool {
     pub fn new(size: usize) -> KernelPool {
         KernelPool {
             size,
+            refill: true,
             slots: Arc::new(Mutex::new(HashMap::new())),
+            closed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// A pool that starts kernels only when [`KernelPool::warm`] is called, never as a
+    /// replacement for one taken: for a pipeline that knows which kernel its next step needs
+    /// and must not start one nobody will use.
+    pub fn on_demand(size: usize) -> KernelPool {
+        KernelPool {
+            refill: false,
+            ..KernelPool::new(size)
         }
     }
 
     /// Start kernels for this launch in the background until `size` are ready.
     pub fn warm(&self, spec: &KernelSpec, opts: &LaunchOptions) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
         let key = Key::of(spec, opts);
         let missing = {
             let Ok(mut slots) = self.slots.lock() else {
@@ -85,6 +133,9 @@ impl KernelPool {
             opts.echo_stderr = false;
             tokio::spawn(async move {
                 let launched = Kernel::launch(&spec, &opts).await;
+                if pool.closed.load(Ordering::SeqCst) {
+                    return; // discarded meanwhile: the kernel is dropped (killed) here
+                }
                 if let Ok(mut slots) = pool.slots.lock() {
                     let slot = slots.entry(key).or_default();
                     slot.starting = slot.starting.saturating_sub(1);
@@ -105,29 +156,56 @@ impl KernelPool {
         let key = Key::of(spec, opts);
         let kernel = {
             let mut slots = self.slots.lock().ok()?;
-            let slot = slots.entry(key).or_default();
-            let mut found = None;
-            while let Some(k) = slot.ready.pop() {
-                if k.exited().is_none() {
-                    found = Some(k);
-                    break;
-                }
-                // Died while idle: dropped here (its group is killed on drop).
-            }
-            found
+            pop_alive(slots.entry(key).or_default())
         };
-        self.warm(spec, opts);
+        if self.refill {
+            self.warm(spec, opts);
+        }
         kernel
     }
 
-    /// A warm kernel if there is one, else a cold start (which also warms the pool for the
-    /// next run of the same launch).
+    /// A warm kernel if there is one; else, if one for this launch is already starting and no
+    /// other caller is waiting for it, that one when it is ready (it is part-way there, so
+    /// never slower than starting afresh); else a cold start. A refilling pool also warms a
+    /// replacement.
     pub async fn take_or_launch(
         &self,
         spec: &KernelSpec,
         opts: &LaunchOptions,
     ) -> Result<Kernel, KernelError> {
-        match self.take(spec, opts) {
+        if self.size == 0 {
+            return Kernel::launch(spec, opts).await;
+        }
+        let key = Key::of(spec, opts);
+        let mut waiter: Option<Waiter<'_>> = None;
+        let found = loop {
+            let wait = {
+                let Ok(mut slots) = self.slots.lock() else {
+                    break None;
+                };
+                let slot = slots.entry(key.clone()).or_default();
+                if let Some(k) = pop_alive(slot) {
+                    break Some(k);
+                }
+                if waiter.is_none() && slot.starting > slot.waiting {
+                    slot.waiting += 1;
+                    waiter = Some(Waiter {
+                        pool: self,
+                        key: &key,
+                    });
+                }
+                slot.starting > 0 && waiter.is_some()
+            };
+            if !wait {
+                break None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        };
+        drop(waiter);
+        if self.refill {
+            self.warm(spec, opts);
+        }
+        match found {
             Some(k) => Ok(k),
             None => Kernel::launch(spec, opts).await,
         }
@@ -139,6 +217,15 @@ impl KernelPool {
             .lock()
             .map(|s| s.values().map(|slot| slot.ready.len()).sum())
             .unwrap_or(0)
+    }
+
+    /// Kill every pooled kernel at once (they never ran anything, so there is nothing to
+    /// shut down gracefully) and forget kernels still starting.
+    pub fn discard(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.clear(); // drops (kills) the ready kernels
+        }
     }
 
     /// Shut every pooled kernel down.
