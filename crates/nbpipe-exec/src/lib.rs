@@ -92,6 +92,8 @@ pub trait Observer: Send {
     fn info(&mut self, _msg: &str) {}
     /// Execution begins; `total` cells.
     fn notebook_start(&mut self, _total: usize) {}
+    /// The kernel is started (or taken from the pool) and answered; cells run next.
+    fn kernel_ready(&mut self) {}
     /// A cell starts; `description` from `papermill_description=`.
     fn cell_start(&mut self, _index: usize, _total: usize, _description: Option<&str>) {}
     /// A cell produced (or extended) an output.

@@ -133,6 +133,7 @@ pub async fn execute(
     if let Some(li) = kernel.kernel_info().get("language_info") {
         nb.metadata.insert("language_info".into(), li.clone());
     }
+    obs.kernel_ready();
 
     // Large outputs live in a temporary file, not in memory (see nbpipe_notebook::spill).
     let spill = match nbpipe_notebook::Spill::new(SPILL_THRESHOLD) {

@@ -510,3 +510,62 @@ fn cache_invalidates_when_the_environment_changes() {
     assert_ne!(env1, env3, "new requirements, new environment");
     assert!(!cached3, "a new environment invalidates the cache");
 }
+
+/// A pipeline starts each step's kernel while the step before it runs: every step after the
+/// first gets a pre-started kernel (it says so in `NBPIPE_POOLED_KERNEL`), each kernel serves
+/// one step only, and a kernel started for a step that then does not run (its dependency
+/// failed) is killed when the run ends — no process is left.
+#[test]
+fn pipeline_steps_get_kernels_started_during_the_step_before() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "pipe",
+        "notebooks:\n  - a.ipynb\n  - b.ipynb\n  - c.ipynb\n",
+    );
+    let probe = "import os, time\ntime.sleep(1.5)\nprint(os.environ.get('NBPIPE_POOLED_KERNEL', 'cold'), os.getpid())";
+    for name in ["a.ipynb", "b.ipynb", "c.ipynb"] {
+        write_nb(&dir, name, "x = 1", &[probe]);
+    }
+    let out = nbpipe_run(&sb, dir.to_str().unwrap()).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_dir(&dir);
+    let seen: Vec<(String, String)> = ["a", "b", "c"]
+        .iter()
+        .map(|s| {
+            let line = last_stdout(&run.join(format!("{s}.ipynb")));
+            let (how, pid) = line.trim().split_once(' ').unwrap();
+            (how.to_string(), pid.to_string())
+        })
+        .collect();
+    assert_eq!(seen[0].0, "cold", "{seen:?}");
+    assert_eq!(
+        (seen[1].0.as_str(), seen[2].0.as_str()),
+        ("1", "1"),
+        "{seen:?}"
+    );
+    let pids: std::collections::HashSet<_> = seen.iter().map(|s| &s.1).collect();
+    assert_eq!(pids.len(), 3, "one kernel per step: {seen:?}");
+    sb.assert_no_processes_left();
+
+    // b fails, so c (which needs b) never runs: its pre-started kernel must not outlive the run.
+    let dir = project(
+        &sb,
+        "broken",
+        "notebooks:\n  - path: a.ipynb\n  - path: b.ipynb\n    needs: [a]\n  - path: c.ipynb\n    needs: [b]\n",
+    );
+    write_nb(&dir, "a.ipynb", "x = 1", &[probe]);
+    write_nb(
+        &dir,
+        "b.ipynb",
+        "x = 1",
+        &["import time\ntime.sleep(1.5)\nraise SystemError('b broke')"],
+    );
+    write_nb(&dir, "c.ipynb", "x = 1", &[probe]);
+    let out = nbpipe_run(&sb, dir.to_str().unwrap()).output().unwrap();
+    assert!(!out.status.success());
+    let m = manifest(&run_dir(&dir));
+    assert_eq!(step(&m, "b")["status"], "failed");
+    assert_eq!(step(&m, "c")["status"], "skipped");
+    sb.assert_no_processes_left();
+}

@@ -46,7 +46,8 @@ pub struct RunOptions {
     pub trigger: Option<TriggerObject>,
     /// Do not echo environment-building output.
     pub quiet: bool,
-    /// Warm kernels to take instead of cold starts (the service's pool).
+    /// Warm kernels to take instead of cold starts (the service's pool). Without one, a run
+    /// of several steps makes its own, to start each step's kernel during the step before.
     pub pool: Option<nbpipe_kernel::pool::KernelPool>,
     /// The project's environment when the caller already ensured it (the service keeps it
     /// between runs); `None` ensures it now.
@@ -96,6 +97,26 @@ pub(crate) struct RunState {
 
 /// Run `project`; returns the final manifest (also written to `{output}/run.json`).
 pub async fn run(
+    project: Project,
+    mut opts: RunOptions,
+    observer: Arc<dyn RunObserver>,
+    stop: watch::Receiver<Option<Stop>>,
+) -> Result<RunManifest, RunError> {
+    // Without a caller's pool, a pipeline of several steps gets its own: each step's kernel
+    // starts while the step before it runs (see `step::prewarm_next`).
+    let own_pool = (opts.pool.is_none() && project.steps.len() > 1)
+        .then(|| nbpipe_kernel::pool::KernelPool::on_demand(1));
+    if let Some(pool) = &own_pool {
+        opts.pool = Some(pool.clone());
+    }
+    let result = run_with(project, opts, observer, stop).await;
+    if let Some(pool) = own_pool {
+        pool.discard();
+    }
+    result
+}
+
+async fn run_with(
     project: Project,
     opts: RunOptions,
     observer: Arc<dyn RunObserver>,

@@ -100,6 +100,7 @@ async fn try_run_step(
     }
     state.observer.step(&step.id, status::RUNNING, "");
     let _ = state.write_manifest().await;
+    let mut prewarm = next_kernel(state, i).await;
 
     let kernel_spec = match (&step.kernel, &state.env) {
         (None, Some(env)) => Some(env.kernelspec()),
@@ -133,7 +134,9 @@ async fn try_run_step(
             ..ExecOptions::default()
         };
         let step_stop = with_deadline(stop.clone(), step.timeout);
-        let mut obs = StepObserver;
+        let mut obs = StepObserver {
+            prewarm: prewarm.take(),
+        };
         match nbpipe_exec::execute(&opts, &mut obs, step_stop).await {
             Ok((nb, Outcome::Completed)) => {
                 render_html(nb, &html, &step.id).await?;
@@ -368,6 +371,46 @@ async fn try_cache(
     Some(status::SUCCEEDED)
 }
 
+/// What to pre-start while step `i` executes: the kernel the next pending step will want, if
+/// the run has a pool and that step uses the project environment's kernel. Started once step
+/// `i` has its own kernel (not before, or step `i` would take it), so a pipeline waits for a
+/// kernel start once instead of once per step. A wrong guess (the next step is cached,
+/// skipped, or not Python) costs one idle kernel, killed when the run ends.
+async fn next_kernel(state: &RunState, i: usize) -> Option<Prewarm> {
+    let (Some(pool), Some(env)) = (&state.opts.pool, &state.env) else {
+        return None;
+    };
+    let next = {
+        let m = state.manifest.lock().await;
+        let n = m.steps.len();
+        (1..n).map(|d| (i + d) % n).find(|&j| {
+            m.steps[j].status == status::PENDING
+                && state.project.dependencies(j).iter().all(|&d| {
+                    matches!(
+                        m.steps[d].status.as_str(),
+                        status::PENDING | status::RUNNING | status::SUCCEEDED
+                    )
+                })
+        })
+    };
+    let j = next.filter(|&j| state.project.steps[j].kernel.is_none())?;
+    Some(Prewarm {
+        pool: pool.clone(),
+        spec: env.kernelspec(),
+        launch: nbpipe_kernel::LaunchOptions {
+            cwd: Some(launch_cwd(&state.project, j)),
+            ..Default::default()
+        },
+    })
+}
+
+/// A kernel to start in the background once the current step's kernel is ready.
+struct Prewarm {
+    pool: nbpipe_kernel::pool::KernelPool,
+    spec: nbpipe_kernel::spec::KernelSpec,
+    launch: nbpipe_kernel::LaunchOptions,
+}
+
 /// The working directory a step's kernel starts in: its notebook's folder (so relative paths
 /// in the notebook work, and so a warm pool can pre-start kernels in the right place).
 pub fn launch_cwd(project: &crate::config::Project, step: usize) -> std::path::PathBuf {
@@ -378,6 +421,16 @@ pub fn launch_cwd(project: &crate::config::Project, step: usize) -> std::path::P
         .unwrap_or_else(|| project.dir.clone())
 }
 
-/// Steps run quietly; the run observer reports their status.
-struct StepObserver;
-impl Observer for StepObserver {}
+/// Steps run quietly (the run observer reports their status); once a step's kernel is
+/// ready, the next step's kernel starts.
+struct StepObserver {
+    prewarm: Option<Prewarm>,
+}
+
+impl Observer for StepObserver {
+    fn kernel_ready(&mut self) {
+        if let Some(p) = self.prewarm.take() {
+            p.pool.warm(&p.spec, &p.launch);
+        }
+    }
+}
