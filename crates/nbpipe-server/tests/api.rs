@@ -12,6 +12,7 @@ use futures::StreamExt;
 use nbpipe_server::api::{self, AppState, HookSink, ProjectInfo};
 use nbpipe_server::event::{ObjectEvent, RunRequest};
 use nbpipe_server::intake::Submitted;
+use nbpipe_server::policy::EffectivePolicy;
 use nbpipe_server::queue::{Finish, Limits, Queue};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -65,12 +66,16 @@ async fn fixture(token: Option<&str>) -> Fixture {
             dir: dir.path().join("daily"),
             triggers: vec!["schedule 0 6 * * * (UTC)".into()],
             max_attempts: 2,
+            policy: policy_of(
+                "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 1, retry_backoff: 30s, timeout: 1h}\n",
+            ),
         },
         ProjectInfo {
             name: "churn".into(),
             dir: dir.path().join("churn"),
             triggers: vec!["s3 incoming/sales/*.csv".into()],
             max_attempts: 1,
+            policy: policy_of("notebooks: [a.ipynb]\n"),
         },
     ];
     let app = api::router(AppState {
@@ -86,6 +91,15 @@ async fn fixture(token: Option<&str>) -> Fixture {
         hooked,
         _dir: dir,
     }
+}
+
+/// The effective run policy of a project whose nbpipe.yaml is `yaml` (one notebook,
+/// `a.ipynb`), on a server whose `--per-project` is 1.
+fn policy_of(yaml: &str) -> EffectivePolicy {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.ipynb"), "{}").unwrap();
+    let project = nbpipe_project::parse(dir.path(), "nbpipe.yaml", yaml).unwrap();
+    nbpipe_server::policy::effective(&project, 1)
 }
 
 fn req(method: Method, uri: &str, token: Option<&str>, body: Option<Value>) -> Request<Body> {
@@ -162,6 +176,40 @@ async fn health_metrics_and_projects_answer_without_a_token() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["projects"][1]["name"], "churn");
     assert_eq!(v["projects"][1]["triggers"][0], "s3 incoming/sales/*.csv");
+    // Each project's run policy: the values it sets, and the effective ones it leaves unset
+    // with where they come from.
+    let daily = &v["projects"][0]["policy"];
+    assert_eq!(
+        daily["concurrency"],
+        json!({"value": 2, "source": "project"})
+    );
+    assert_eq!(daily["retries"], json!({"value": 1, "source": "project"}));
+    assert_eq!(
+        daily["retry_backoff_seconds"],
+        json!({"value": 30.0, "source": "project"})
+    );
+    assert_eq!(
+        daily["retry_backoff_max_seconds"],
+        json!({"value": 600.0, "source": "default"})
+    );
+    assert_eq!(
+        daily["timeout_seconds"],
+        json!({"value": 3600.0, "source": "project"})
+    );
+    let churn = &v["projects"][1]["policy"];
+    assert_eq!(
+        churn["concurrency"],
+        json!({"value": 1, "source": "server"})
+    );
+    assert_eq!(churn["retries"], json!({"value": 0, "source": "steps"}));
+    assert_eq!(
+        churn["retry_backoff_seconds"],
+        json!({"value": 10.0, "source": "default"})
+    );
+    assert_eq!(
+        churn["timeout_seconds"],
+        json!({"value": null, "source": "default"})
+    );
 }
 
 #[tokio::test]
