@@ -470,6 +470,16 @@ fn a_run_exceeding_its_serve_timeout_is_stopped_and_failed() {
     let error = run["error"].as_str().unwrap_or_default();
     assert!(error.contains("`serve.timeout`: 4s"), "{error}");
     let id = run["id"].as_str().unwrap();
+    // The step says why it stopped: the run's time limit, not a cancellation.
+    let detail = server.get(&format!("/api/runs/{id}")).unwrap();
+    let step = &detail["steps"][0];
+    assert_eq!(step["status"], "cancelled", "{detail:#?}");
+    let step_error = step["error"].as_str().unwrap_or_default();
+    assert!(
+        step_error.starts_with("the run reached its time limit"),
+        "{step_error}"
+    );
+    assert!(!step_error.contains("cancelled"), "{step_error}");
     assert_eq!(
         printed(&dir, id),
         "started\n",
