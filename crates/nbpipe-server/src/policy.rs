@@ -1,6 +1,7 @@
 //! A project's run policy (`serve:` in its nbpipe.yaml) turned into what the service
 //! applies: the attempts a run gets, the limits and backoff stored in the queue for every
-//! server, and whether a failed attempt is worth another one.
+//! server, whether a failed attempt is worth another one, and the effective policy with
+//! where each value comes from, as the API and the UI show it ([`effective`]).
 //!
 //! Pure decisions on loaded projects and run results: no I/O here (the queue stores and
 //! applies them, the worker reports outcomes through them).
@@ -45,6 +46,91 @@ pub fn stored_policy(project: &Project) -> ProjectPolicy {
     ProjectPolicy {
         concurrency: s.concurrency,
         backoff,
+    }
+}
+
+/// Where a value of the [`EffectivePolicy`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Set in the project's `serve:` section.
+    Project,
+    /// The server's option (`--per-project` for the concurrency).
+    Server,
+    /// Inherited from the project's steps (their largest `retries`).
+    Steps,
+    /// nbpipe's default.
+    Default,
+}
+
+/// One effective value and where it comes from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Setting<T> {
+    /// The value applied.
+    pub value: T,
+    /// Where it comes from.
+    pub source: Source,
+}
+
+/// The run policy applied to a project's runs, every value filled in (`GET /api/projects`,
+/// the projects page).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EffectivePolicy {
+    /// Runs of the project running at once: `serve.concurrency`, else `--per-project`.
+    pub concurrency: Setting<usize>,
+    /// Extra attempts a run gets: `serve.retries`, else the steps' largest `retries` (then
+    /// only an interrupted run is retried, not a failed one).
+    pub retries: Setting<u32>,
+    /// First delay before a retry, in seconds (doubling after each attempt).
+    pub retry_backoff_seconds: Setting<f64>,
+    /// Longest delay before a retry, in seconds.
+    pub retry_backoff_max_seconds: Setting<f64>,
+    /// Time limit of one attempt, in seconds (`None`: no limit).
+    pub timeout_seconds: Setting<Option<f64>>,
+}
+
+/// The policy `project`'s runs get on a server whose `--per-project` is `per_project`.
+pub fn effective(project: &Project, per_project: usize) -> EffectivePolicy {
+    let s = &project.serve;
+    let from = |set: bool| {
+        if set {
+            Source::Project
+        } else {
+            Source::Default
+        }
+    };
+    let backoff = stored_policy(project).backoff.unwrap_or_default();
+    EffectivePolicy {
+        concurrency: match s.concurrency {
+            Some(n) => Setting {
+                value: n,
+                source: Source::Project,
+            },
+            None => Setting {
+                value: per_project.max(1),
+                source: Source::Server,
+            },
+        },
+        retries: Setting {
+            value: max_attempts(project) - 1,
+            source: if s.retries.is_some() {
+                Source::Project
+            } else {
+                Source::Steps
+            },
+        },
+        retry_backoff_seconds: Setting {
+            value: backoff.base.as_secs_f64(),
+            source: from(s.retry_backoff.is_some()),
+        },
+        retry_backoff_max_seconds: Setting {
+            value: backoff.max.as_secs_f64(),
+            source: from(s.retry_backoff_max.is_some()),
+        },
+        timeout_seconds: Setting {
+            value: s.timeout.map(|t| t.as_secs_f64()),
+            source: from(s.timeout.is_some()),
+        },
     }
 }
 
@@ -148,6 +234,77 @@ mod tests {
                 base: s(2),
                 max: s(2)
             })
+        );
+    }
+
+    #[test]
+    fn effective_policy_fills_unset_values_and_says_where_they_come_from() {
+        let unset = effective(
+            &project("notebooks:\n  - path: a.ipynb\n    retries: 2\n"),
+            3,
+        );
+        let default = Backoff::default();
+        assert_eq!(
+            unset,
+            EffectivePolicy {
+                concurrency: Setting {
+                    value: 3,
+                    source: Source::Server
+                },
+                retries: Setting {
+                    value: 2,
+                    source: Source::Steps
+                },
+                retry_backoff_seconds: Setting {
+                    value: default.base.as_secs_f64(),
+                    source: Source::Default
+                },
+                retry_backoff_max_seconds: Setting {
+                    value: default.max.as_secs_f64(),
+                    source: Source::Default
+                },
+                timeout_seconds: Setting {
+                    value: None,
+                    source: Source::Default
+                },
+            }
+        );
+        let set = effective(
+            &project(
+                "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 4, retry_backoff: 1s, \
+                 timeout: 90s}\n",
+            ),
+            1,
+        );
+        assert_eq!(
+            (set.concurrency.value, set.concurrency.source),
+            (2, Source::Project)
+        );
+        assert_eq!(
+            (set.retries.value, set.retries.source),
+            (4, Source::Project)
+        );
+        assert_eq!(
+            (
+                set.retry_backoff_seconds.value,
+                set.retry_backoff_seconds.source
+            ),
+            (1.0, Source::Project)
+        );
+        // The cap is unset: the default cap applies.
+        assert_eq!(
+            set.retry_backoff_max_seconds,
+            Setting {
+                value: default.max.as_secs_f64(),
+                source: Source::Default
+            }
+        );
+        assert_eq!(
+            set.timeout_seconds,
+            Setting {
+                value: Some(90.0),
+                source: Source::Project
+            }
         );
     }
 

@@ -533,7 +533,7 @@ pub async fn serve(
         queue: queue.clone(),
         projects: projects
             .values()
-            .map(|p| crate::api::ProjectInfo::from_project(p, max_attempts(p)))
+            .map(|p| crate::api::ProjectInfo::from_project(p, opts.per_project))
             .collect(),
         token: opts.token.clone(),
         hooks,

@@ -164,14 +164,15 @@ async fn run_claimed(
             }
         })
     };
-    // `serve.timeout`: stop the attempt like a cancel, and remember why.
+    // `serve.timeout`: stop the attempt with `Stop::Deadline` (its steps then say the run's
+    // time limit was reached, not that it was cancelled), and remember why.
     let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let timer = project.serve.timeout.map(|limit| {
         let (tx, flag) = (run_stop_tx.clone(), timed_out.clone());
         tokio::spawn(async move {
             tokio::time::sleep(limit).await;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            let _ = tx.send(Some(Stop::Cancelled));
+            let _ = tx.send(Some(Stop::Deadline));
         })
     });
     let observer = Arc::new(LiveProgress {

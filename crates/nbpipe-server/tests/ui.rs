@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use nbpipe_server::api::{self, AppState, ProjectInfo};
 use nbpipe_server::event::{ObjectEvent, RunRequest, Source};
+use nbpipe_server::policy::EffectivePolicy;
 use nbpipe_server::queue::{Finish, Limits, Queue};
 use serde_json::{json, Value};
 
@@ -291,12 +292,16 @@ async fn server() -> Server {
             dir: dir.path().join("sales"),
             triggers: vec!["s3 incoming/*.csv".into()],
             max_attempts: 1,
+            policy: policy_of("notebooks: [a.ipynb]\n"),
         },
         ProjectInfo {
             name: "models".into(),
             dir: dir.path().join("models"),
             triggers: vec!["schedule 0 6 * * * (Europe/Paris)".into()],
             max_attempts: 2,
+            policy: policy_of(
+                "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 1, retry_backoff: 90s, timeout: 2h}\n",
+            ),
         },
     ];
     let state = AppState {
@@ -370,6 +375,33 @@ async fn runs_list_shows_status_project_trigger_and_duration() {
     let dom = dump_dom(&format!("{}/projects", s.base)).await;
     assert!(dom.contains("schedule 0 6 * * * (Europe/Paris)"));
     assert!(dom.contains(">Run now</button>"));
+    // Each project's run policy: set values as written, unset ones with their origin.
+    let row = |project: &str| {
+        let start = dom
+            .find(&format!("<tr data-project=\"{project}\""))
+            .unwrap_or_else(|| panic!("no row for {project}: {dom}"));
+        let end = dom[start..].find("</tr>").unwrap() + start;
+        dom[start..end].to_string()
+    };
+    let models = row("models");
+    for shown in [
+        "<dd data-policy=\"concurrency\">2</dd>",
+        "<dd data-policy=\"retries\">1</dd>",
+        "<dd data-policy=\"retry_backoff\">1m 30s</dd>",
+        "<dd data-policy=\"timeout\">2h</dd>",
+        "<dd data-policy=\"retry_backoff_max\">10m <span class=\"muted\">(default)</span></dd>",
+    ] {
+        assert!(models.contains(shown), "{shown} not in {models}");
+    }
+    let sales = row("sales");
+    for shown in [
+        "<dd data-policy=\"concurrency\">1 <span class=\"muted\">(server default, <code>--per-project</code>)</span></dd>",
+        "<dd data-policy=\"retries\">0 <span class=\"muted\">(inherited from the steps' <code>retries</code>",
+        "<dd data-policy=\"retry_backoff\">10s <span class=\"muted\">(default)</span></dd>",
+        "<dd data-policy=\"timeout\">none <span class=\"muted\">(default)</span></dd>",
+    ] {
+        assert!(sales.contains(shown), "{shown} not in {sales}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -542,4 +574,13 @@ async fn an_open_run_page_follows_the_run_to_its_end() {
         "final durations after the reload: {dom}"
     );
     assert!(!dom.contains(">Cancel</button>"));
+}
+
+/// The effective run policy of a project whose nbpipe.yaml is `yaml` (one notebook,
+/// `a.ipynb`), on a server whose `--per-project` is 1.
+fn policy_of(yaml: &str) -> EffectivePolicy {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.ipynb"), "{}").unwrap();
+    let project = nbpipe_project::parse(dir.path(), "nbpipe.yaml", yaml).unwrap();
+    nbpipe_server::policy::effective(&project, 1)
 }

@@ -1,207 +1,20 @@
 //! `nbpipe serve` end to end: the real binary, real kernels, a SQLite queue on disk, triggers
-//! through the local inbox and the S3 webhook, kill -9 and restart, graceful drain.
+//! through the local inbox and the S3 webhook, kill -9 and restart, graceful drain. The same on
+//! a shared PostgreSQL queue with two servers: `serve_postgres.rs`.
 
 mod common;
 #[path = "../../nbpipe-server/tests/common/moto.rs"]
 mod moto;
+mod serve_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use moto::Moto;
 use serde_json::{json, Value};
-
-const TOKEN: &str = "test-token-123";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn start(sb: &Sandbox, project: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let mut cmd = sb.nbpipe();
-        cmd.env("NBPIPE_HOME", shared_home())
-            .env("NBPIPE_TOKEN", TOKEN)
-            .arg("serve")
-            .arg(project)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--lease", "3"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().unwrap();
-        let s = Server { child, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.get("/api/health").is_none() {
-            assert!(Instant::now() < deadline, "server did not come up");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        s
-    }
-
-    fn get(&self, path: &str) -> Option<Value> {
-        let out = Command::new("curl")
-            .args([
-                "-sf",
-                "--max-time",
-                "5",
-                &format!("http://127.0.0.1:{}{path}", self.port),
-            ])
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| serde_json::from_slice(&out.stdout).ok())
-            .flatten()
-    }
-
-    /// POST with or without the token; returns the HTTP status.
-    fn post(&self, path: &str, body: &str, token: bool) -> u16 {
-        let mut c = Command::new("curl");
-        c.args([
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code}",
-            "--max-time",
-            "10",
-            "-X",
-            "POST",
-        ])
-        .args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            body,
-        ]);
-        if token {
-            c.args(["-H", &format!("Authorization: Bearer {TOKEN}")]);
-        }
-        let out = c
-            .arg(format!("http://127.0.0.1:{}{path}", self.port))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0)
-    }
-
-    /// POST with the token; returns the HTTP status and the JSON body.
-    fn post_json(&self, path: &str, body: &str) -> (u16, Value) {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-w",
-                "\n%{http_code}",
-                "--max-time",
-                "10",
-                "-X",
-                "POST",
-            ])
-            .args([
-                "-H",
-                "Content-Type: application/json",
-                "--data-binary",
-                body,
-            ])
-            .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
-            .arg(format!("http://127.0.0.1:{}{path}", self.port))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        let (json, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", &text));
-        (
-            code.trim().parse().unwrap_or(0),
-            serde_json::from_str(json).unwrap_or(Value::Null),
-        )
-    }
-
-    /// The Prometheus text of `/metrics`.
-    fn metrics(&self) -> String {
-        let out = Command::new("curl")
-            .args(["-sf", "--max-time", "5"])
-            .arg(format!("http://127.0.0.1:{}/metrics", self.port))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn runs(&self) -> Vec<Value> {
-        self.get("/api/runs?limit=1000")
-            .and_then(|v| v["runs"].as_array().cloned())
-            .unwrap_or_default()
-    }
-
-    /// Wait until `pred` holds for the run list.
-    fn wait_runs(&self, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let runs = self.runs();
-            if pred(&runs) {
-                return runs;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {runs:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn project(sb: &Sandbox, yaml: &str, cells: &[&str]) -> PathBuf {
-    let dir = sb.path("proj");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("nbpipe.yaml"), yaml).unwrap();
-    let mut all = vec![tagged(
-        "trigger_key = None\ntrigger_uri = None",
-        "parameters",
-    )];
-    all.extend(cells.iter().map(|s| code(s)));
-    let nb = json!({
-        "cells": all,
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-        "nbformat": 4, "nbformat_minor": 5
-    });
-    std::fs::write(dir.join("nb.ipynb"), nb.to_string()).unwrap();
-    dir
-}
-
-const SEED: &str =
-    "notebooks:\n  - nb.ipynb\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\n";
-
-fn done(runs: &[Value], n: usize) -> bool {
-    runs.len() == n
-        && runs
-            .iter()
-            .all(|r| r["status"] == "succeeded" || r["status"] == "failed")
-}
+use serve_support::*;
 
 #[test]
 fn inbox_file_triggers_one_run_with_the_object_as_parameter() {
@@ -222,15 +35,7 @@ fn inbox_file_triggers_one_run_with_the_object_as_parameter() {
     assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
     assert_eq!(runs[0]["trigger"]["key"], "data/a b.csv");
     let id = runs[0]["id"].as_str().unwrap();
-    let out = dir.join("runs").join(id).join("nb.ipynb");
-    let nb: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
-    let printed: String = nb["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| stream(c, "stdout"))
-        .collect();
-    assert_eq!(printed, "got data/a b.csv 1,2\n");
+    assert_eq!(printed(&dir, id), "got data/a b.csv 1,2\n");
     // Rewriting the same content is the same object version: no second run.
     std::fs::write(inbox.join("a b.csv"), "1,2\n").unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -393,32 +198,12 @@ fn kill_9_mid_run_then_restart_fails_the_run_when_its_policy_allows_no_retry() {
 /// `nbpipe serve` on `dir`, long-polling `queue_url` on `moto` (configured through the
 /// standard AWS environment), with the inbox off.
 fn serve_sqs(sb: &Sandbox, dir: &Path, moto: &Moto, queue_url: &str) -> Server {
-    let port = free_port();
-    let mut cmd = sb.nbpipe();
-    cmd.env("NBPIPE_HOME", shared_home())
-        .env("NBPIPE_TOKEN", TOKEN)
-        .envs(moto.aws_env())
-        .arg("serve")
-        .arg(dir)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--no-inbox",
-            "--sqs-queue",
-            queue_url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let s = Server {
-        child: cmd.spawn().unwrap(),
-        port,
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while s.get("/api/health").is_none() {
-        assert!(Instant::now() < deadline, "server did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    s
+    Server::start_with(
+        sb,
+        dir,
+        &["--no-inbox", "--sqs-queue", queue_url],
+        moto.aws_env(),
+    )
 }
 
 /// S3 → SQS notifications on a real SQS API (moto's server): a put object starts exactly one
@@ -461,18 +246,10 @@ fn s3_eventbridge_sqs_events_start_runs() {
     assert_eq!(run["trigger"]["key"], "data/q 1+x.csv");
     assert_eq!(run["trigger"]["event_name"], "Object Created");
     assert_eq!(run["trigger"]["source"], "sqs");
-    let out = dir
-        .join("runs")
-        .join(run["id"].as_str().unwrap())
-        .join("nb.ipynb");
-    let nb: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
-    let printed: String = nb["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| stream(c, "stdout"))
-        .collect();
-    assert_eq!(printed, "from eventbridge data/q 1+x.csv\n");
+    assert_eq!(
+        printed(&dir, run["id"].as_str().unwrap()),
+        "from eventbridge data/q 1+x.csv\n"
+    );
     assert_eq!(moto.queue_len(&queue_url), 0, "the message was deleted");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(server.runs().len(), 1);
@@ -550,19 +327,7 @@ fn triggered_runs_take_prestarted_kernels_from_the_warm_pool() {
     let printed = |server: &Server, n: usize| -> Vec<String> {
         let runs = server.wait_runs("runs", |r| done(r, n));
         runs.iter()
-            .map(|r| {
-                let id = r["id"].as_str().unwrap();
-                let nb: Value = serde_json::from_str(
-                    &std::fs::read_to_string(dir.join("runs").join(id).join("nb.ipynb")).unwrap(),
-                )
-                .unwrap();
-                nb["cells"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| stream(c, "stdout"))
-                    .collect()
-            })
+            .map(|r| printed(&dir, r["id"].as_str().unwrap()))
             .collect()
     };
     std::fs::write(inbox.join("1.csv"), "1").unwrap();
@@ -705,18 +470,19 @@ fn a_run_exceeding_its_serve_timeout_is_stopped_and_failed() {
     let error = run["error"].as_str().unwrap_or_default();
     assert!(error.contains("`serve.timeout`: 4s"), "{error}");
     let id = run["id"].as_str().unwrap();
-    let nb: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("runs").join(id).join("nb.ipynb")).unwrap(),
-    )
-    .unwrap();
-    let printed: String = nb["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| stream(c, "stdout"))
-        .collect();
+    // The step says why it stopped: the run's time limit, not a cancellation.
+    let detail = server.get(&format!("/api/runs/{id}")).unwrap();
+    let step = &detail["steps"][0];
+    assert_eq!(step["status"], "cancelled", "{detail:#?}");
+    let step_error = step["error"].as_str().unwrap_or_default();
+    assert!(
+        step_error.starts_with("the run reached its time limit"),
+        "{step_error}"
+    );
+    assert!(!step_error.contains("cancelled"), "{step_error}");
     assert_eq!(
-        printed, "started\n",
+        printed(&dir, id),
+        "started\n",
         "the interrupted cell's output was saved"
     );
 }
@@ -746,16 +512,10 @@ fn serve_concurrency_lets_a_project_run_several_runs_at_once() {
     for run in &runs {
         assert_eq!(run["status"], "succeeded", "{run:#?}");
         let id = run["id"].as_str().unwrap();
-        let nb: Value = serde_json::from_str(
-            &std::fs::read_to_string(dir.join("runs").join(id).join("nb.ipynb")).unwrap(),
-        )
-        .unwrap();
-        let printed: String = nb["cells"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| stream(c, "stdout"))
-            .collect();
-        assert_eq!(printed, "together 2\n", "the runs did not overlap");
+        assert_eq!(
+            printed(&dir, id),
+            "together 2\n",
+            "the runs did not overlap"
+        );
     }
 }

@@ -265,7 +265,8 @@ async fn schedule(state: &Arc<RunState>, stop: watch::Receiver<Option<Stop>>) {
     let mut started = vec![false; n];
     let mut running = JoinSet::new();
     loop {
-        let stopping = stop.borrow().is_some();
+        let stopped_by = *stop.borrow();
+        let stopping = stopped_by.is_some();
         // Skip whatever can no longer run.
         let mut changed = true;
         while changed {
@@ -284,7 +285,9 @@ async fn schedule(state: &Arc<RunState>, stop: watch::Receiver<Option<Stop>>) {
                         status::SKIPPED
                     };
                     done[i] = Some(why);
-                    let detail = if stopping {
+                    let detail = if stopped_by == Some(Stop::Deadline) {
+                        "the run reached its time limit before this step started".to_string()
+                    } else if stopping {
                         "the run was stopped before this step started".to_string()
                     } else {
                         "a step it needs did not succeed".to_string()

@@ -171,7 +171,8 @@ async fn try_run_step(
                 // The notebook is the record of the failure: keep its HTML too.
                 let _ = render_html(nb, &html, &step.id).await;
                 state.manifest.lock().await.steps[i].html = Some(html.to_string());
-                let (msg, retry, cancelled) = describe(&outcome, step.timeout);
+                let run_stop = *stop.borrow();
+                let (msg, retry, cancelled) = describe(&outcome, step.timeout, run_stop);
                 last_error = msg;
                 if cancelled {
                     end_times(state, i, started).await;
@@ -217,8 +218,20 @@ async fn end_times(state: &RunState, i: usize, started: chrono::DateTime<Utc>) {
 }
 
 /// Failure summary, whether another attempt makes sense, whether it was a cancellation.
-fn describe(outcome: &Outcome, timeout: Option<Duration>) -> (String, bool, bool) {
+/// `run_stop` is what the run's own stop channel carries: a [`Stop::Deadline`] there is the
+/// caller's time limit for the whole run (e.g. `serve.timeout`), not this step's `timeout`.
+fn describe(
+    outcome: &Outcome,
+    timeout: Option<Duration>,
+    run_stop: Option<Stop>,
+) -> (String, bool, bool) {
     match outcome {
+        Outcome::Stopped(Stop::Deadline) if run_stop == Some(Stop::Deadline) => (
+            "the run reached its time limit and was stopped; the running cell was interrupted"
+                .to_string(),
+            false,
+            true,
+        ),
         Outcome::CellFailed(f) => (
             format!("cell {} raised {}: {}", f.cell_index, f.ename, f.evalue),
             true,

@@ -17,7 +17,7 @@
 //! | `POST /api/runs/{id}/cancel`, `POST /api/runs/{id}/rerun` | state changes |
 //! | `GET /api/runs/{id}/events` | server-sent events: the run's status and steps on change |
 //! | `POST /hooks/s3` | S3/MinIO/EventBridge notification bodies → `202 {events, queued, duplicates, superseded}` |
-//! | `GET /api/projects` | configured projects and their triggers |
+//! | `GET /api/projects` | configured projects, their triggers and run policies |
 //! | `GET /runs/{id}/steps/{step}.html` | a step's HTML report, sandboxed by its CSP |
 //!
 //! # Authentication
@@ -93,13 +93,15 @@ pub struct ProjectInfo {
     pub triggers: Vec<String>,
     /// Attempts a submitted run gets (its retry policy).
     pub max_attempts: u32,
+    /// Its run policy (`serve:` in nbpipe.yaml) with every unset value filled in.
+    pub policy: crate::policy::EffectivePolicy,
 }
 
 impl ProjectInfo {
-    /// The info of a loaded project; submitted runs get `max_attempts` attempts.
+    /// The info of a loaded project on a server whose `--per-project` is `per_project`.
     pub fn from_project(
         project: &nbpipe_project::config::Project,
-        max_attempts: u32,
+        per_project: usize,
     ) -> ProjectInfo {
         use nbpipe_project::config::Trigger;
         let triggers = project
@@ -120,7 +122,8 @@ impl ProjectInfo {
             name: project.name.clone(),
             dir: project.dir.clone(),
             triggers,
-            max_attempts: max_attempts.max(1),
+            max_attempts: crate::policy::max_attempts(project),
+            policy: crate::policy::effective(project, per_project),
         }
     }
 }

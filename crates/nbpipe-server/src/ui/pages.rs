@@ -1,8 +1,9 @@
-//! The three pages: runs list, run detail, projects. Plain `format!` with [`esc`] on every
+//! The three pages: runs list, run detail, projects (with each project's run policy). Plain `format!` with [`esc`] on every
 //! value; the markup carries `data-*` attributes that `app.js` reads (run id, status, the
 //! selected step) and that tests assert on.
 
 use std::fmt::Write;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use super::{esc, fmt_duration, page_response, url_part};
 use crate::api::runs::{ListQuery, RunDetail, RunView, StepView};
 use crate::api::Shared;
+use crate::policy::{EffectivePolicy, Source};
 use crate::queue::Status;
 
 /// The page skeleton: header with navigation and the token form, then `body`.
@@ -359,7 +361,7 @@ pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
         b += "<p class=\"empty\">No projects configured.</p>";
     } else {
         b += "<table class=\"projects\" id=\"projects\"><thead><tr><th>Project</th><th>Directory</th>\
-              <th>Triggers</th><th></th></tr></thead><tbody>";
+              <th>Triggers</th><th>Run policy</th><th></th></tr></thead><tbody>";
         for p in &state.projects {
             let triggers = if p.triggers.is_empty() {
                 "<span class=\"muted\">none (API and UI only)</span>".to_string()
@@ -375,15 +377,82 @@ pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
             let _ = write!(
                 b,
                 "<tr data-project=\"{n}\"><td><a href=\"/?project={nu}\">{n}</a></td><td><code>{dir}</code></td>\
-                 <td>{triggers}</td><td><button type=\"button\" class=\"run-now\" data-action=\"/api/runs\" \
-                 data-body=\"{body}\" data-then=\"open-run\">Run now</button></td></tr>",
+                 <td>{triggers}</td><td>{policy}</td><td><button type=\"button\" class=\"run-now\" \
+                 data-action=\"/api/runs\" data-body=\"{body}\" data-then=\"open-run\">Run now</button></td></tr>",
                 n = esc(&p.name),
                 nu = url_part(&p.name),
                 dir = esc(&p.dir.display().to_string()),
                 body = esc(&body),
+                policy = policy_list(&p.policy),
             );
         }
         b += "</tbody></table>";
     }
     page_response(layout("Projects", "projects", state.token.is_some(), &b))
+}
+
+/// A project's effective run policy as a definition list: each value, then where it comes
+/// from when the project does not set it (`serve:` keys are named as written in nbpipe.yaml).
+fn policy_list(p: &EffectivePolicy) -> String {
+    let secs = |v: f64| {
+        Duration::try_from_secs_f64(v)
+            .map(|d| humantime::format_duration(d).to_string())
+            .unwrap_or_else(|_| format!("{v} s"))
+    };
+    let note = |source: Source| match source {
+        Source::Project => String::new(),
+        Source::Server => {
+            " <span class=\"muted\">(server default, <code>--per-project</code>)</span>".into()
+        }
+        Source::Steps => " <span class=\"muted\">(inherited from the steps' <code>retries</code>; \
+                           only interrupted runs are retried)</span>"
+            .into(),
+        Source::Default => " <span class=\"muted\">(default)</span>".into(),
+    };
+    let timeout = match p.timeout_seconds.value {
+        Some(t) => secs(t),
+        None => "none".into(),
+    };
+    let rows = [
+        (
+            "concurrency",
+            "Concurrency",
+            format!("{}{}", p.concurrency.value, note(p.concurrency.source)),
+        ),
+        (
+            "retries",
+            "Retries",
+            format!("{}{}", p.retries.value, note(p.retries.source)),
+        ),
+        (
+            "retry_backoff",
+            "Retry backoff",
+            format!(
+                "{}{}",
+                secs(p.retry_backoff_seconds.value),
+                note(p.retry_backoff_seconds.source)
+            ),
+        ),
+        (
+            "retry_backoff_max",
+            "Backoff cap",
+            format!(
+                "{}{}",
+                secs(p.retry_backoff_max_seconds.value),
+                note(p.retry_backoff_max_seconds.source)
+            ),
+        ),
+        (
+            "timeout",
+            "Timeout",
+            format!("{timeout}{}", note(p.timeout_seconds.source)),
+        ),
+    ];
+    let items: String = rows
+        .iter()
+        .map(|(key, label, value)| {
+            format!("<dt>{label}</dt><dd data-policy=\"{key}\">{value}</dd>")
+        })
+        .collect();
+    format!("<dl class=\"policy\">{items}</dl>")
 }

@@ -1,16 +1,19 @@
 //! Shared by the queue test binaries (`queue.rs`, `queue_crash.rs`): request builders, a
-//! throwaway PostgreSQL cluster, and `backend_cases!`, which runs each behaviour case (an
+//! throwaway PostgreSQL cluster (`common/postgres.rs`), and `backend_cases!`, which runs each behaviour case (an
 //! `async fn(url: String)` given a fresh, empty database) as its own SQLite test and all of
 //! them again on PostgreSQL, one database each.
 #![allow(dead_code)] // each test binary uses a part
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nbpipe_server::event::{ObjectEvent, RunRequest, Source};
 use nbpipe_server::queue::{Backoff, Enqueued, Finish, Limits, Queue};
 use serde_json::json;
+
+#[path = "../common/postgres.rs"]
+mod postgres;
+use postgres::Postgres;
 
 // ---------------------------------------------------------------------------------------
 // helpers
@@ -159,20 +162,9 @@ macro_rules! backend_cases {
 /// Runs `cases` on a throwaway cluster, each in a new database. Without PostgreSQL installed
 /// this prints why and passes, unless `NBPIPE_TEST_POSTGRES=1` makes it fail.
 pub async fn run_on_postgres(cases: &[(&str, Case)]) {
-    let required = std::env::var("NBPIPE_TEST_POSTGRES").is_ok_and(|v| v == "1");
-    let started = Instant::now();
-    let pg = match Postgres::start() {
-        Ok(pg) => pg,
-        Err(e) if required => panic!("NBPIPE_TEST_POSTGRES=1 but PostgreSQL could not start: {e}"),
-        Err(e) => {
-            eprintln!(
-                "PostgreSQL queue tests not run: {e} (install `postgresql`; \
-                 NBPIPE_TEST_POSTGRES=1 makes this an error)"
-            );
-            return;
-        }
+    let Some(pg) = Postgres::start_or_skip("PostgreSQL queue tests") else {
+        return;
     };
-    eprintln!("postgres: started in {:?}", started.elapsed());
     let admin = sqlx::PgPool::connect(&pg.url("postgres")).await.unwrap();
     for (i, (name, case)) in cases.iter().enumerate() {
         let db = format!("case{i}");
@@ -186,125 +178,4 @@ pub async fn run_on_postgres(cases: &[(&str, Case)]) {
         eprintln!("postgres: {name} ok in {:?}", t.elapsed());
     }
     admin.close().await;
-}
-
-// ---------------------------------------------------------------------------------------
-// PostgreSQL: a throwaway cluster, one fresh database per case
-
-/// A PostgreSQL cluster in a temp dir on a free port, stopped on drop.
-struct Postgres {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-    as_postgres: bool,
-}
-
-impl Postgres {
-    fn find_bin() -> Option<PathBuf> {
-        if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
-            let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-            if dir.join("initdb").exists() {
-                return Some(dir);
-            }
-        }
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .flatten()
-            .map(|e| e.path().join("bin"))
-            .filter(|b| b.join("initdb").exists())
-            .collect();
-        found.sort();
-        found.pop()
-    }
-
-    fn cmd(&self, tool: &str) -> Command {
-        let exe = self.bin.join(tool);
-        if self.as_postgres {
-            // The server refuses to run as root.
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe);
-            c
-        } else {
-            Command::new(exe)
-        }
-    }
-
-    fn start() -> Result<Postgres, String> {
-        let bin = Self::find_bin().ok_or("no PostgreSQL server binaries (initdb) found")?;
-        let uid = Command::new("id")
-            .arg("-u")
-            .output()
-            .map_err(|e| e.to_string())?;
-        let as_postgres = String::from_utf8_lossy(&uid.stdout).trim() == "0";
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-        if as_postgres {
-            run(Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(dir.path()))?;
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| e.to_string())?
-            .port();
-        let pg = Postgres {
-            dir,
-            bin,
-            port,
-            as_postgres,
-        };
-        let data = pg.dir.path().join("data");
-        run(pg
-            .cmd("initdb")
-            .args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "-D",
-            ])
-            .arg(&data))?;
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
-            pg.port,
-            pg.dir.path().display()
-        );
-        run(pg
-            .cmd("pg_ctl")
-            .args(["-w", "-t", "60", "-o", &opts, "-l"])
-            .arg(pg.dir.path().join("log"))
-            .arg("-D")
-            .arg(&data)
-            .arg("start"))?;
-        Ok(pg)
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = self
-            .cmd("pg_ctl")
-            .args(["-m", "immediate", "-w", "stop", "-D"])
-            .arg(self.dir.path().join("data"))
-            .stdout(Stdio::null())
-            .status();
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
-    }
 }
