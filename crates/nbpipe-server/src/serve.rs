@@ -36,9 +36,12 @@ pub struct ServeOptions {
     /// Database URL (`sqlite:///path`, a path, or `postgres://…`); default: a SQLite file
     /// under the first project's `.nbpipe/`.
     pub database: Option<String>,
-    /// Runs executing at once.
+    /// Runs this server executes at once (its worker tasks; each runs one run at a time).
     pub workers: usize,
-    /// Runs of one project executing at once.
+    /// Runs executing at once across every server sharing the database (`None`: no limit
+    /// beyond each server's `workers`).
+    pub max_running: Option<usize>,
+    /// Runs of one project executing at once (across every server sharing the database).
     pub per_project: usize,
     /// Token required for state-changing requests and hooks.
     pub token: Option<String>,
@@ -327,7 +330,10 @@ pub async fn run_workers(
     let (stop_tx, stop_rx) = watch::channel(None::<Stop>);
     let cfg = WorkerConfig {
         limits: Limits {
-            global: opts.workers.max(1),
+            // This server's own capacity is its worker count (an idle worker claims one run);
+            // the database-wide cap is `--max-running`, so a server with few workers is not
+            // starved by others that share the database.
+            global: opts.max_running.unwrap_or(usize::MAX),
             per_project: HashMap::new(),
             default_per_project: opts.per_project.max(1),
         },

@@ -262,10 +262,14 @@ pub struct ServeArgs {
     /// Run database: a SQLite path or `sqlite://…`, or `postgres://…` (default: FIRST_PROJECT/.nbpipe/queue.sqlite).
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
-    /// Runs executing at once.
+    /// Runs this server executes at once.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Runs of one project executing at once.
+    /// Runs executing at once across every server sharing the database (default: no limit
+    /// beyond each server's --workers; 0 pauses every server).
+    #[arg(long = "max-running", value_name = "N")]
+    pub max_running: Option<usize>,
+    /// Runs of one project executing at once (across every server sharing the database).
     #[arg(long = "per-project", default_value_t = 1)]
     pub per_project: usize,
     /// Bearer token for state-changing requests and hooks (also NBPIPE_TOKEN).

@@ -77,11 +77,12 @@ fn two_servers_on_one_postgres_queue_run_each_duplicated_event_once() {
     let dir = project(
         &sb,
         &format!("{SEED}serve: {{concurrency: 4}}\n"),
-        &["import os\nprint(os.environ['SERVER_NAME'], trigger_key)"],
+        // Each run takes a moment, so b always has runs in flight while the queue is full.
+        &["import os, time\ntime.sleep(0.5)\nprint(os.environ['SERVER_NAME'], trigger_key)"],
     );
-    // `--workers` caps the runs running in the whole shared database as this server counts
-    // them, so the server with fewer workers must not be starved by the other: b allows more.
-    let (a, b) = two_servers(&sb, &dir, &pg, ("2", "3"));
+    // `--workers` is each server's own capacity: a, with one worker, must not be starved
+    // while b runs three (it was, when `--workers` also capped the whole database's runs).
+    let (a, b) = two_servers(&sb, &dir, &pg, ("1", "3"));
     let event = |i: usize| {
         json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "incoming-bucket"},
             "object": {"key": format!("data/obj-{i:02}.csv"), "eTag": format!("etag{i}"), "size": 1}}}]})
@@ -125,6 +126,9 @@ fn two_servers_on_one_postgres_queue_run_each_duplicated_event_once() {
         *ran_by.entry(by).or_default() += 1;
     }
     assert_eq!(ran_by.len(), 2, "one server ran everything: {ran_by:?}");
+    // a's one worker was busy through the whole burst (~10 runs of 40 expected); when
+    // `--workers` capped the whole database, a only got runs while b had none running.
+    assert!(ran_by["a"] >= 5, "a was starved by b: {ran_by:?}");
     assert_eq!(ran_by.values().sum::<usize>(), 40);
     for mut s in [a, b] {
         s.signal("-TERM");

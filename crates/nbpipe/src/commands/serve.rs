@@ -24,6 +24,7 @@ pub fn run(args: ServeArgs) -> u8 {
         listen: args.listen,
         database: args.database,
         workers: args.workers.max(1),
+        max_running: args.max_running,
         per_project: args.per_project.max(1),
         token: args.token.filter(|t| !t.is_empty()),
         inbox,
