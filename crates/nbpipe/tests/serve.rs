@@ -519,3 +519,47 @@ fn serve_concurrency_lets_a_project_run_several_runs_at_once() {
         );
     }
 }
+
+/// A kernel that dies mid-run (here `os._exit`, as a segfault or the OOM killer would) fails
+/// that attempt with the kernel's death recorded in the run's notebook and history; the
+/// project's policy retries it, the retry succeeds, the server goes on taking runs, and no
+/// kernel is left behind.
+#[test]
+fn a_kernel_that_dies_mid_run_fails_the_attempt_and_the_retry_succeeds() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "notebooks:\n  - nb.ipynb\nserve:\n  retries: 1\n  retry_backoff: 1s\n",
+        &["import os\nfirst = not os.path.exists('died-once')\nopen('died-once', 'a').write('x')\nif first:\n    print('about to die', flush=True)\n    os._exit(9)\nprint('alive')"],
+    );
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    assert_eq!(
+        server.post("/api/runs", &json!({"project": "proj"}).to_string(), true),
+        201
+    );
+    let runs = server.wait_runs("the run whose kernel died once", |r| done(r, 1));
+    let run = &runs[0];
+    assert_eq!(run["status"], "succeeded", "{run:#?}");
+    assert_eq!(run["attempts"], 2, "{run:#?}");
+    let id = run["id"].as_str().unwrap();
+    let detail = server.get(&format!("/api/runs/{id}")).unwrap();
+    let first_error = detail["attempts_history"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        first_error.contains("DeadKernelError") || first_error.contains("Kernel died"),
+        "{detail:#?}"
+    );
+    assert_eq!(printed(&dir, id), "alive\n");
+
+    // The server still works: another run goes through.
+    assert_eq!(
+        server.post("/api/runs", &json!({"project": "proj"}).to_string(), true),
+        201
+    );
+    let runs = server.wait_runs("a second run", |r| done(r, 2));
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:#?}");
+    drop(server);
+    sb.assert_no_processes_left();
+}
