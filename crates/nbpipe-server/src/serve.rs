@@ -381,7 +381,13 @@ pub fn spawn_inbox(
             continue;
         }
         let _ = std::fs::create_dir_all(&root);
-        let dir = LocalDir::new(root, LocalDirOptions::default());
+        let mut dir = LocalDir::new(root, LocalDirOptions::default());
+        if let Err(e) = dir.watch() {
+            eprintln!(
+                "note: inbox `{}`: no file events ({e}); new files are seen by polling every second",
+                dir.bucket()
+            );
+        }
         let sink = sink.clone();
         let cursors = cursors.clone();
         let mut shutdown = shutdown.clone();

@@ -269,3 +269,87 @@ async fn run_loop_emits_and_stops_on_shutdown() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].key, "x.csv");
 }
+
+/// With OS file events (inotify here), a file whose writer closed it is complete: it is
+/// emitted by the first poll after the close, not the second; a file still open for writing
+/// is not taken until it is closed; a file renamed into place counts as complete too.
+#[tokio::test]
+async fn watched_files_are_emitted_once_their_writer_closes_them() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("incoming");
+    std::fs::create_dir_all(&root).unwrap();
+    let cursor = MemoryCursorStore::new();
+    let sink = MemorySink::new();
+    let mut dir = LocalDir::new(&root, options());
+    dir.watch().expect("inotify is available on this machine");
+    assert_eq!(poll(&mut dir, &cursor, &sink).await, 0);
+
+    let settle = || tokio::time::sleep(Duration::from_millis(500));
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    settle().await; // a new sub-folder is watched once its creation is seen
+    write(&root, "sub/closed.csv", b"done\n");
+    let mut open = std::fs::File::create(root.join("open.csv")).unwrap();
+    open.write_all(b"half").unwrap();
+    open.flush().unwrap();
+    std::fs::write(root.join("moved.csv.part"), b"renamed\n").unwrap();
+    settle().await;
+    // The temp name is ignored; its rename below completes it.
+    assert_eq!(poll(&mut dir, &cursor, &sink).await, 1);
+    assert_eq!(keys(&sink), ["sub/closed.csv"]);
+
+    std::fs::rename(root.join("moved.csv.part"), root.join("moved.csv")).unwrap();
+    open.write_all(b" more\n").unwrap();
+    drop(open);
+    settle().await;
+    assert_eq!(poll(&mut dir, &cursor, &sink).await, 2);
+    assert_eq!(keys(&sink), ["moved.csv", "open.csv"]);
+    assert_eq!(poll(&mut dir, &cursor, &sink).await, 0);
+
+    // Without watching, the same new file needs a second poll (size seen stable twice).
+    let other = tmp.path().join("polled");
+    let mut polled = LocalDir::new(&other, options());
+    write(&other, "a.csv", b"x\n");
+    assert_eq!(poll(&mut polled, &cursor, &sink).await, 0);
+    assert_eq!(poll(&mut polled, &cursor, &sink).await, 1);
+}
+
+/// The run loop wakes on a file event: with a 30 s poll interval, a dropped file is emitted
+/// well before the next poll.
+#[tokio::test]
+async fn the_run_loop_wakes_on_file_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cursor = MemoryCursorStore::new();
+    let sink = MemorySink::new();
+    let mut dir = LocalDir::new(
+        tmp.path(),
+        LocalDirOptions {
+            interval: Duration::from_secs(30),
+            ..LocalDirOptions::default()
+        },
+    );
+    dir.watch().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let dropper = async {
+        tokio::time::sleep(Duration::from_millis(300)).await; // the first poll has run
+        let t0 = std::time::Instant::now();
+        write(tmp.path(), "x.csv", b"x");
+        let mut got = Vec::new();
+        while got.is_empty() && t0.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            got.extend(sink.take());
+        }
+        let _ = stop.send(());
+        (got, t0.elapsed())
+    };
+    let shutdown = async {
+        let _ = stopped.await;
+    };
+    let ((), (got, took)) = tokio::join!(
+        dir.run(&cursor, &sink, shutdown, |e| panic!("{e}")),
+        dropper
+    );
+    assert_eq!(got.len(), 1, "not emitted within 10 s");
+    assert_eq!(got[0].key, "x.csv");
+    assert!(took < Duration::from_secs(5), "took {took:?}: no wake-up");
+}
