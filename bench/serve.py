@@ -671,7 +671,7 @@ def report_latency(res: dict) -> None:
         rows.append(["inbox file, --warm-kernels 1", s["n"], ms(s["p50_s"]), ms(s["p95_s"]), ms(s["max_s"]), "—"])
     rows.append(["papermill cold (spawn -> first cell)", len(pm["runs"]), ms(pm["first_cell_s"]), "—", "—", "—"])
     core.table(["trigger", "n", "p50", "p95", "max", "run started (p50)"], rows)
-    print(f"(--workers {WORKERS} --per-project {PER_PROJECT}; one event at a time, each awaited; inbox adds its 1 s poll + size-stability check by design)")
+    print(f"(--workers {WORKERS} --per-project {PER_PROJECT}; one event at a time, each awaited; the inbox is woken by file events; where the OS has none it adds its 1 s poll + size check)")
 
 
 
