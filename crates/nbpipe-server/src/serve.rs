@@ -567,11 +567,22 @@ pub async fn serve(
         .await;
     });
 
-    // Runs whose worker died (another server process killed) come back when their lease ends.
+    // Runs whose worker died (another server process killed) come back when their lease ends;
+    // hourly, per-key sequencers of keys without recent events are forgotten.
     {
         let (queue, lease, mut stop) = (queue.clone(), opts.lease, intake_stop.clone());
         tasks.push(tokio::spawn(async move {
+            let mut last_prune: Option<std::time::Instant> = None;
             loop {
+                if last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+                    last_prune = Some(std::time::Instant::now());
+                    if let Err(e) = queue
+                        .prune_sequencers(crate::queue::SEQUENCER_RETENTION)
+                        .await
+                    {
+                        eprintln!("warning: could not prune old per-key sequencers: {e}");
+                    }
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(lease / 2) => {}
                     _ = stop.wait_for(|s| *s) => return,

@@ -622,7 +622,37 @@ async fn concurrent_servers_admit_only_increasing_sequencers(url: String) {
     assert_eq!(seqs.last(), Some(&48));
 }
 
+/// Pruning forgets keys whose last event is older than the cut-off, and only those: an old
+/// event for a forgotten key is then taken as the first for it.
+async fn pruned_sequencers_are_forgotten_and_recent_ones_kept(url: String) {
+    let q = open(&url).await;
+    new_id(&q, &seq_req("a", "in/old.csv", "b", Some("0A"))).await;
+    assert_eq!(
+        q.prune_sequencers(Duration::from_secs(3600)).await.unwrap(),
+        0
+    );
+    // Still ordered: the older event is superseded.
+    assert!(matches!(
+        q.enqueue(&seq_req("a", "in/old.csv", "a", Some("09")), 3)
+            .await
+            .unwrap(),
+        Enqueued::Superseded { .. }
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    new_id(&q, &seq_req("a", "in/recent.csv", "b", Some("0A"))).await;
+    // Forget what is older than 1 s: in/old.csv only.
+    assert_eq!(q.prune_sequencers(Duration::from_secs(1)).await.unwrap(), 1);
+    new_id(&q, &seq_req("a", "in/old.csv", "a2", Some("09"))).await;
+    assert!(matches!(
+        q.enqueue(&seq_req("a", "in/recent.csv", "a", Some("09")), 3)
+            .await
+            .unwrap(),
+        Enqueued::Superseded { .. }
+    ));
+}
+
 backend_cases!(
+    pruned_sequencers_are_forgotten_and_recent_ones_kept,
     sequencers_order_enqueues_per_key_and_survive_reopen,
     concurrent_servers_admit_only_increasing_sequencers,
     enqueue_dedups_by_project_and_key,

@@ -54,6 +54,7 @@ mod types;
 
 use std::path::{Path, PathBuf};
 
+pub use ordering::SEQUENCER_RETENTION;
 pub use types::{
     AttemptRow, Backoff, CancelResult, Claimed, Counts, Enqueued, Finish, Limits, ProjectPolicy,
     Recovered, RunFilter, RunRow, Status,

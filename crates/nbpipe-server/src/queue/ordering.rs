@@ -14,10 +14,15 @@
 //!   dedup key;
 //! - higher, or the first for the key: queued, and it becomes the newest.
 //!
+//! A key's row is forgotten [`SEQUENCER_RETENTION`] after its last event
+//! ([`Queue::prune_sequencers`]), so the table holds the keys of recent events, not every key
+//! ever seen: S3 delivers events within minutes, so an event a week late is not expected.
+//!
 //! Must not: order events without a sequencer (folders, polling, schedules, the API), or
 //! compare sequencers across keys (S3 gives them no meaning there).
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use super::db::{esc, now_ms, write_tx};
 use super::ops::{insert_run_query, NewRun, INSERT_RUN};
@@ -25,7 +30,24 @@ use super::types::Enqueued;
 use super::{Queue, QueueError};
 use crate::event::compare_sequencers;
 
+/// How long a key's newest sequencer is kept after its last event (7 days).
+pub const SEQUENCER_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Queue {
+    /// Forget the newest sequencer of keys whose last event is older than `older_than`;
+    /// returns how many keys were forgotten. An event for such a key is then ordered as the
+    /// first for it.
+    pub async fn prune_sequencers(&self, older_than: Duration) -> Result<u64, QueueError> {
+        let cutoff = now_ms() - i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        write_tx!(&self.db, |tx, _pg| {
+            let done = sqlx::query("DELETE FROM object_sequencers WHERE updated_at < $1")
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     /// Enqueues `new`, triggered by an event for `bucket`/`key` with normalized sequencer
     /// `seq` ([`crate::event::ObjectEvent::sequence`]), in key order.
     pub(super) async fn enqueue_ordered(
