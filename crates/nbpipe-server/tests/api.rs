@@ -10,7 +10,6 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use futures::StreamExt;
 use nbpipe_server::api;
-use nbpipe_server::event::RunRequest;
 use nbpipe_server::queue::{Finish, Limits};
 use serde_json::{json, Value};
 use tower::ServiceExt;
@@ -328,22 +327,7 @@ async fn next_event(
 #[tokio::test]
 async fn events_stream_delivers_status_and_step_changes_then_ends() {
     let f = fixture(None).await;
-    let id = f
-        .queue
-        .enqueue(
-            &RunRequest {
-                project: "daily".into(),
-                trigger: None,
-                parameters: json!({}),
-                dedup_key: None,
-                reason: "api".into(),
-            },
-            1,
-        )
-        .await
-        .unwrap()
-        .run_id()
-        .to_string();
+    let id = f.queued_run().await;
     let resp = f
         .app
         .clone()
@@ -426,22 +410,7 @@ async fn step_reports_are_sandboxed_and_only_manifest_steps_are_served() {
     std::fs::write(&nb, NOTEBOOK).unwrap();
     let secret = out.path().join("secret.html");
     std::fs::write(&secret, "TOP-SECRET-CONTENT").unwrap();
-    let id = f
-        .queue
-        .enqueue(
-            &RunRequest {
-                project: "daily".into(),
-                trigger: None,
-                parameters: json!({}),
-                dedup_key: None,
-                reason: "api".into(),
-            },
-            1,
-        )
-        .await
-        .unwrap()
-        .run_id()
-        .to_string();
+    let id = f.queued_run().await;
     let manifest = json!({"steps": [
         {"id": "clean", "notebook": "clean.ipynb", "status": "succeeded", "needs": [], "attempts": 1,
          "parameters": {}, "output": out.path().join("clean.ipynb").to_str(), "html": html.to_str()},

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use nbpipe_server::api::{self, AppState};
-use nbpipe_server::event::RunRequest;
 use nbpipe_server::queue::Queue;
 use serde_json::{json, Value};
 
@@ -20,22 +19,7 @@ use api_support::*;
 #[tokio::test]
 async fn every_state_change_needs_the_token() {
     let f = fixture(Some(TOKEN)).await;
-    let id = f
-        .queue
-        .enqueue(
-            &RunRequest {
-                project: "daily".into(),
-                trigger: None,
-                parameters: json!({}),
-                dedup_key: None,
-                reason: "api".into(),
-            },
-            1,
-        )
-        .await
-        .unwrap()
-        .run_id()
-        .to_string();
+    let id = f.queued_run().await;
     let before = f.queue.counts().await.unwrap();
     let posts: Vec<&str> = api::routes()
         .into_iter()

@@ -26,6 +26,21 @@ pub struct Fixture {
     pub _dir: tempfile::TempDir,
 }
 
+impl Fixture {
+    /// A queued run of project `daily` (one attempt allowed); its id.
+    pub async fn queued_run(&self) -> String {
+        let req = RunRequest {
+            project: "daily".into(),
+            trigger: None,
+            parameters: json!({}),
+            dedup_key: None,
+            reason: "api".into(),
+        };
+        let queued = self.queue.enqueue(&req, 1).await.unwrap();
+        queued.run_id().to_string()
+    }
+}
+
 pub async fn fixture(token: Option<&str>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let queue = Queue::open(dir.path().join("queue.sqlite").to_str().unwrap())
