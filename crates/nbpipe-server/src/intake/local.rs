@@ -343,17 +343,8 @@ impl LocalDir {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut failures = 0;
         loop {
-            let wait = match self.poll_once(cursor, sink).await {
-                Ok(_) => {
-                    failures = 0;
-                    self.options.interval
-                }
-                Err(e) => {
-                    on_error(&e);
-                    failures += 1;
-                    super::backoff(self.options.interval, failures)
-                }
-            };
+            let polled = self.poll_once(cursor, sink).await;
+            let wait = super::next_poll_in(polled, self.options.interval, &mut failures, &on_error);
             let woken = async {
                 match &self.watch {
                     Some(w) => {

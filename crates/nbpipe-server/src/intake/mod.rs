@@ -150,6 +150,27 @@ pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
     (interval.saturating_mul(factor)).min(Duration::from_secs(300).max(interval))
 }
 
+/// The wait before a poller's next poll: its interval after a success (which resets
+/// `failures`), a growing [`backoff`] after a failure, which goes to `on_error`.
+pub(crate) fn next_poll_in(
+    result: Result<usize, IntakeError>,
+    interval: Duration,
+    failures: &mut u32,
+    on_error: &impl Fn(&IntakeError),
+) -> Duration {
+    match result {
+        Ok(_) => {
+            *failures = 0;
+            interval
+        }
+        Err(e) => {
+            on_error(&e);
+            *failures += 1;
+            backoff(interval, *failures)
+        }
+    }
+}
+
 /// Sleep for `d` unless `shutdown` resolves first; `true` when shutting down.
 pub(crate) async fn sleep_or_shutdown(
     d: Duration,
