@@ -203,20 +203,7 @@ impl LocalDir {
         sink: &dyn EventSink,
     ) -> Result<usize, IntakeError> {
         let name = self.cursor_name();
-        let first_ever = if self.state.is_none() {
-            let saved = cursor.get(&name).await?;
-            let fresh = saved.is_none();
-            // An unreadable cursor (e.g. from a newer version) starts over: the queue's dedup
-            // keys make re-emitting harmless.
-            self.state = Some(
-                saved
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
-            );
-            fresh
-        } else {
-            false
-        };
+        let first_ever = super::load_state(&mut self.state, cursor, &name).await?;
 
         let root = self.root.clone();
         let files =
@@ -326,8 +313,7 @@ impl LocalDir {
         }
         self.pending = pending;
         state.v = 1;
-        let text = serde_json::to_string(&*state).expect("state serializes");
-        cursor.set(&name, &text).await?;
+        super::save_state(cursor, &name, &*state).await?;
         Ok(n)
     }
 

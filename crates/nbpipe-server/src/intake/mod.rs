@@ -150,6 +150,38 @@ pub(crate) fn backoff(interval: Duration, failures: u32) -> Duration {
     (interval.saturating_mul(factor)).min(Duration::from_secs(300).max(interval))
 }
 
+/// A poller's saved state, loaded into `slot` on its first poll; returns whether there was
+/// none (the poller's first poll ever). An unreadable cursor (e.g. from a newer version)
+/// starts over: the queue's dedup keys make re-emitting harmless.
+pub(crate) async fn load_state<T: serde::de::DeserializeOwned + Default>(
+    slot: &mut Option<T>,
+    cursor: &dyn CursorStore,
+    name: &str,
+) -> Result<bool, IntakeError> {
+    if slot.is_some() {
+        return Ok(false);
+    }
+    let saved = cursor.get(name).await?;
+    let fresh = saved.is_none();
+    *slot = Some(
+        saved
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_default(),
+    );
+    Ok(fresh)
+}
+
+/// Save a poller's state under its cursor `name`.
+pub(crate) async fn save_state<T: serde::Serialize>(
+    cursor: &dyn CursorStore,
+    name: &str,
+    state: &T,
+) -> Result<(), IntakeError> {
+    let text = serde_json::to_string(state).expect("poller state serializes");
+    cursor.set(name, &text).await?;
+    Ok(())
+}
+
 /// The wait before a poller's next poll: its interval after a success (which resets
 /// `failures`), a growing [`backoff`] after a failure, which goes to `on_error`.
 pub(crate) fn next_poll_in(

@@ -140,18 +140,7 @@ impl PrefixPoller {
         sink: &dyn EventSink,
     ) -> Result<usize, IntakeError> {
         let name = self.cursor_name();
-        let first_ever = if self.state.is_none() {
-            let saved = cursor.get(&name).await?;
-            let fresh = saved.is_none();
-            self.state = Some(
-                saved
-                    .and_then(|s| serde_json::from_str(&s).ok())
-                    .unwrap_or_default(),
-            );
-            fresh
-        } else {
-            false
-        };
+        let first_ever = super::load_state(&mut self.state, cursor, &name).await?;
 
         let listing = self.list().await?;
         let state = self.state.as_mut().expect("loaded above");
@@ -198,8 +187,7 @@ impl PrefixPoller {
         }
         state.seen = now_seen;
         state.v = 1;
-        let text = serde_json::to_string(&*state).expect("state serializes");
-        cursor.set(&name, &text).await?;
+        super::save_state(cursor, &name, &*state).await?;
         Ok(n)
     }
 
