@@ -120,16 +120,9 @@ pub fn run(args: ExecArgs) -> u8 {
         );
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(Some(2)) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(None);

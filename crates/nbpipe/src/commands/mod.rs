@@ -8,3 +8,16 @@ mod params;
 pub mod render;
 pub mod run;
 pub mod serve;
+
+/// The async runtime of a subcommand (`worker_threads`: `None` for one per CPU); when it cannot
+/// start, says so and gives the exit code to return.
+fn runtime(worker_threads: Option<usize>) -> Result<tokio::runtime::Runtime, u8> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: could not start the async runtime: {e}");
+        crate::exit::USAGE
+    })
+}

@@ -60,15 +60,9 @@ pub fn run(args: RunArgs) -> u8 {
         pool: None,
         env: None,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(None) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let (stop_tx, stop_rx) = watch::channel(None);

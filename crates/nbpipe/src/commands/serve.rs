@@ -34,15 +34,9 @@ pub fn run(args: ServeArgs) -> u8 {
         lease: Duration::from_secs(args.lease.max(2)),
         warm_kernels: args.warm_kernels,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(None) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: could not start the async runtime: {e}");
-            return exit::USAGE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let (tx, rx) = watch::channel(false);
