@@ -233,12 +233,8 @@ impl Recorder {
     }
 }
 
-/// Build a notebook output from an output message, keeping the kernel's fields verbatim.
-pub fn output_from_msg(msg_type: &str, content: &Value) -> Value {
-    output_from_content(msg_type, content.clone())
-}
-
-/// [`output_from_msg`], moving the fields out of the content instead of copying them.
+/// Build a notebook output from an output message's content, keeping the kernel's fields
+/// verbatim (moved out of the content, not copied).
 pub fn output_from_content(msg_type: &str, content: Value) -> Value {
     let mut content = match content {
         Value::Object(map) => map,

@@ -147,23 +147,6 @@ impl KernelPool {
         }
     }
 
-    /// A ready kernel for this launch if one is warm (a replacement starts in the background),
-    /// else `None`.
-    pub fn take(&self, spec: &KernelSpec, opts: &LaunchOptions) -> Option<Kernel> {
-        if self.size == 0 {
-            return None;
-        }
-        let key = Key::of(spec, opts);
-        let kernel = {
-            let mut slots = self.slots.lock().ok()?;
-            pop_alive(slots.entry(key).or_default())
-        };
-        if self.refill {
-            self.warm(spec, opts);
-        }
-        kernel
-    }
-
     /// A warm kernel if there is one; else, if one for this launch is already starting and no
     /// other caller is waiting for it, that one when it is ready (it is part-way there, so
     /// never slower than starting afresh); else a cold start. A refilling pool also warms a

@@ -58,7 +58,7 @@ pub use error::NotebookError;
 pub use read::{from_value, read, MAX_DEPTH};
 pub use serde_json::{Map, Value};
 pub use spill::Spill;
-pub use write::{to_bytes, to_bytes_with, to_string, write_to};
+pub use write::{to_bytes, to_string, write_to};
 
 /// The newest nbformat minor version this crate knows (4.5).
 pub const CURRENT_NBFORMAT_MINOR: u64 = 5;

@@ -4,8 +4,8 @@
 //! notebook with 20 MB of images would need 20 MB of RAM plus its serialized copy at every
 //! save. [`Spill::stash`] moves every string of at least `threshold` bytes out of a value into
 //! an anonymous temporary file (removed by the OS when the spill is dropped, even on a crash)
-//! and leaves a short marker string in its place. [`crate::write_to`] and
-//! [`crate::to_bytes_with`] stream marked strings back from the file, so a notebook written
+//! and leaves a short marker string in its place. [`crate::write_to`] streams marked strings
+//! back from the file, so a notebook written
 //! with its spill is byte-identical to one written from memory; [`Spill::restore`] puts the
 //! strings back into a value for code that needs them.
 //!

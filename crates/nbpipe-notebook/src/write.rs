@@ -31,13 +31,6 @@ pub fn to_bytes(nb: &Notebook) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// [`to_bytes`] for a notebook whose large strings may live in `spill`.
-pub fn to_bytes_with(nb: &Notebook, spill: &Spill) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(estimate_size(nb));
-    write_to(nb, Some(spill), &mut bytes)?;
-    Ok(bytes)
-}
-
 /// Serialize like [`to_bytes`] into `sink`, in chunks of at most ~64 KiB: memory use does
 /// not grow with the notebook. Markers of `spill` are written as the strings they stand for.
 pub fn write_to(nb: &Notebook, spill: Option<&Spill>, sink: &mut dyn Write) -> io::Result<()> {
