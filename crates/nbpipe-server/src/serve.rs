@@ -659,10 +659,7 @@ async fn warm_pool(
             if step.kernel.is_some() {
                 continue;
             }
-            let launch = nbpipe_kernel::LaunchOptions {
-                cwd: Some(nbpipe_project::run::launch_cwd(p, i)),
-                ..Default::default()
-            };
+            let launch = nbpipe_project::run::pool_launch(p, i);
             pool.warm(&env.kernelspec(), &launch);
         }
     }

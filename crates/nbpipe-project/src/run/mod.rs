@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 
 pub use context::TriggerObject;
 use manifest::{status, EnvironmentInfo, GitInfo, RunManifest, StepRecord};
-pub use step::launch_cwd;
+pub use step::{launch_cwd, pool_launch};
 
 use crate::config::Project;
 

@@ -410,10 +410,7 @@ async fn next_kernel(state: &RunState, i: usize) -> Option<Prewarm> {
     Some(Prewarm {
         pool: pool.clone(),
         spec: env.kernelspec(),
-        launch: nbpipe_kernel::LaunchOptions {
-            cwd: Some(launch_cwd(&state.project, j)),
-            ..Default::default()
-        },
+        launch: pool_launch(&state.project, j),
     })
 }
 
@@ -432,6 +429,15 @@ pub fn launch_cwd(project: &crate::config::Project, step: usize) -> std::path::P
         .parent()
         .map(|p| p.to_path_buf())
         .unwrap_or_else(|| project.dir.clone())
+}
+
+/// The launch of step `i`'s kernel as a pool keys it (its folder; no extra environment), so
+/// a kernel pre-started with it is the one the step's run takes.
+pub fn pool_launch(project: &crate::config::Project, i: usize) -> nbpipe_kernel::LaunchOptions {
+    nbpipe_kernel::LaunchOptions {
+        cwd: Some(launch_cwd(project, i)),
+        ..Default::default()
+    }
 }
 
 /// Steps run quietly (the run observer reports their status); once a step's kernel is
