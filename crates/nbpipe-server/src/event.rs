@@ -49,7 +49,8 @@ impl Source {
 /// An object that was created (the only kind of event that starts runs).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectEvent {
-    /// Bucket (for a local folder: the folder's path).
+    /// Bucket. A file in the local inbox (`INBOX/<bucket>/<key>`) carries the bucket it
+    /// stands for; a file in any other watched folder carries the folder's path.
     pub bucket: String,
     /// Object key, URL-decoded (`+` is a space, `%2F` a slash).
     pub key: String,
@@ -67,20 +68,35 @@ pub struct ObjectEvent {
     pub event_name: String,
     /// Which trigger delivered it.
     pub source: Source,
+    /// The region the object lives in, when the notification says (`awsRegion`, EventBridge's
+    /// `region`, CloudTrail's `detail.awsRegion`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Identity of the *report* rather than of the object version: CloudTrail's `eventID`.
+    /// Redeliveries of one report share it; used for dedup only when neither the version id
+    /// nor the ETag is known (see [`ObjectEvent::dedup_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_id: Option<String>,
+    /// The file on local disk holding the object, for files found in a watched folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
 }
 
 impl ObjectEvent {
-    /// The URI of the object, e.g. `s3://bucket/key`.
+    /// The URI of the object: `s3://bucket/key` (also for an inbox file, which stands for
+    /// that object; its local file is [`ObjectEvent::path`]); for a file in a watched folder
+    /// that is no inbox bucket, the file's path.
     pub fn uri(&self) -> String {
-        match self.source {
-            Source::LocalDir => format!("{}/{}", self.bucket.trim_end_matches('/'), self.key),
-            _ => format!("s3://{}/{}", self.bucket, self.key),
+        if self.source == Source::LocalDir && self.bucket.starts_with('/') {
+            return format!("{}/{}", self.bucket.trim_end_matches('/'), self.key);
         }
+        format!("s3://{}/{}", self.bucket, self.key)
     }
 
     /// Identity of this object version: the same version seen twice has the same key.
-    /// Uses the version id when present, else the ETag, else the sequencer, else the size and
-    /// event time. The version id `null` (what S3 reports for objects written while a bucket
+    /// Uses the version id when present, else the ETag, else the sequencer, else the report id
+    /// (CloudTrail's `eventID`: redeliveries of one API call run once, but the same object
+    /// version reported through another path is not recognised), else the size and event time. The version id `null` (what S3 reports for objects written while a bucket
     /// was unversioned, and what moto sends for every object of an unversioned bucket) is
     /// shared by every overwrite, so it does not identify a version: the ETag does.
     pub fn dedup_key(&self) -> String {
@@ -91,6 +107,7 @@ impl ObjectEvent {
             .map(|v| format!("v:{v}"))
             .or_else(|| self.etag.as_ref().map(|e| format!("e:{e}")))
             .or_else(|| self.sequencer.as_ref().map(|s| format!("s:{s}")))
+            .or_else(|| self.report_id.as_ref().map(|r| format!("r:{r}")))
             .unwrap_or_else(|| {
                 format!(
                     "t:{}:{}",
@@ -161,6 +178,9 @@ mod tests {
             event_time: None,
             event_name: "ObjectCreated:Put".into(),
             source: Source::Sqs,
+            region: None,
+            report_id: None,
+            path: None,
         }
     }
 

@@ -251,12 +251,7 @@ pub fn inbox_routes(inbox: &std::path::Path, projects: &Projects) -> Vec<(PathBu
             } = t
             {
                 let root = inbox.join(bucket);
-                let route = Route::new(
-                    &p.name,
-                    root.display().to_string(),
-                    prefix,
-                    suffix.as_deref(),
-                );
+                let route = Route::new(&p.name, bucket, prefix, suffix.as_deref());
                 out.push((root, route));
             }
         }
@@ -376,16 +371,16 @@ pub fn spawn_inbox(
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut seen = std::collections::HashSet::new();
     let mut tasks = Vec::new();
-    for (root, _) in inbox_routes(inbox, projects) {
+    for (root, route) in inbox_routes(inbox, projects) {
         if !seen.insert(root.clone()) {
             continue;
         }
         let _ = std::fs::create_dir_all(&root);
-        let mut dir = LocalDir::new(root, LocalDirOptions::default());
+        let mut dir = LocalDir::new(root, LocalDirOptions::default()).standing_for(&route.bucket);
         if let Err(e) = dir.watch() {
             eprintln!(
                 "note: inbox `{}`: no file events ({e}); new files are seen by polling every second",
-                dir.bucket()
+                dir.folder()
             );
         }
         let sink = sink.clone();

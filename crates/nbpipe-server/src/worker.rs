@@ -18,7 +18,7 @@ use nbpipe_project::run::{RunObserver, RunOptions, TriggerObject};
 use nbpipe_project::Project;
 use tokio::sync::watch;
 
-use crate::event::{ObjectEvent, Source};
+use crate::event::ObjectEvent;
 use crate::policy::{self, Failure};
 use crate::queue::{Finish, Limits, Queue, RunRow};
 
@@ -320,14 +320,13 @@ pub fn trigger_object(ev: &ObjectEvent) -> TriggerObject {
     TriggerObject {
         bucket: ev.bucket.clone(),
         key: ev.key.clone(),
-        uri: match ev.source {
-            Source::LocalDir => ev.uri(),
-            _ => format!("s3://{}/{}", ev.bucket, ev.key),
-        },
+        uri: ev.uri(),
         etag: ev.etag.clone(),
         version: ev.version_id.clone(),
         size: ev.size,
         event_time: ev.event_time.clone(),
+        region: ev.region.clone(),
+        path: ev.path.clone(),
     }
 }
 

@@ -196,6 +196,9 @@ async fn events_without_a_sequencer_are_not_ordered(url: String) {
         event_time: None,
         event_name: "ObjectCreated:Put".into(),
         source: Source::Poll,
+        region: None,
+        report_id: None,
+        path: None,
     };
     let done = s.sink.submit_events(&[local]).await.unwrap();
     assert_eq!((done.queued, done.superseded.len()), (1, 0));

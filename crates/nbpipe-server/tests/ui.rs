@@ -169,6 +169,9 @@ fn request(project: &str, key: Option<&str>) -> RunRequest {
         event_time: None,
         event_name: "ObjectCreated:Put".into(),
         source: Source::Webhook,
+        region: None,
+        report_id: None,
+        path: None,
     });
     RunRequest {
         project: project.into(),

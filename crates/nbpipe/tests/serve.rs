@@ -22,7 +22,7 @@ fn inbox_file_triggers_one_run_with_the_object_as_parameter() {
     let dir = project(
         &sb,
         SEED,
-        &["print('got', trigger_key, open(trigger_uri).read().strip())"],
+        &["print('got', trigger_bucket, trigger_key, trigger_uri, open(trigger_path).read().strip())"],
     );
     let server = Server::start(&sb, &dir, &[]);
     let inbox = dir.join(".nbpipe/inbox/incoming-bucket/data");
@@ -33,9 +33,17 @@ fn inbox_file_triggers_one_run_with_the_object_as_parameter() {
     std::fs::write(dir.join(".nbpipe/inbox/incoming-bucket/other/x.csv"), "no").unwrap();
     let runs = server.wait_runs("one finished run", |r| done(r, 1));
     assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
+    // The file stands for `s3://incoming-bucket/data/a b.csv`, as if it had landed there.
+    assert_eq!(runs[0]["trigger"]["bucket"], "incoming-bucket");
     assert_eq!(runs[0]["trigger"]["key"], "data/a b.csv");
+    let path = std::fs::canonicalize(inbox.join("a b.csv")).unwrap();
+    let recorded = runs[0]["trigger"]["path"].as_str().unwrap();
+    assert_eq!(std::fs::canonicalize(recorded).unwrap(), path);
     let id = runs[0]["id"].as_str().unwrap();
-    assert_eq!(printed(&dir, id), "got data/a b.csv 1,2\n");
+    assert_eq!(
+        printed(&dir, id),
+        "got incoming-bucket data/a b.csv s3://incoming-bucket/data/a b.csv 1,2\n"
+    );
     // Rewriting the same content is the same object version: no second run.
     std::fs::write(inbox.join("a b.csv"), "1,2\n").unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -95,6 +103,65 @@ fn s3_webhook_queues_each_object_version_exactly_once_and_needs_the_token() {
         201
     );
     server.wait_runs("the submitted run", |r| done(r, 2));
+}
+
+/// CloudTrail data events posted to the webhook (the "AWS API Call via CloudTrail" shape an
+/// EventBridge rule forwards): exactly the object-creating calls start runs, and the notebook
+/// gets the bucket, the key as written (space, unicode, `+`) and the region.
+#[test]
+fn cloudtrail_events_on_the_webhook_run_only_object_creations() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        SEED,
+        &["print('got', trigger_bucket, repr(trigger_key), trigger_region)"],
+    );
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let call = |name: &str, key: &str, error: bool| {
+        let mut detail = json!({
+            "eventVersion": "1.09", "eventTime": "2026-11-26T10:00:00Z",
+            "eventSource": "s3.amazonaws.com", "eventName": name, "awsRegion": "ap-southeast-2",
+            "requestParameters": {"bucketName": "incoming-bucket", "key": key},
+            "responseElements": null, "eventID": format!("{name}:{key}"),
+            "readOnly": false, "eventType": "AwsApiCall", "eventCategory": "Data",
+        });
+        if error {
+            detail["errorCode"] = json!("AccessDenied");
+        }
+        json!({"version": "0", "id": "1", "detail-type": "AWS API Call via CloudTrail",
+               "source": "aws.s3", "region": "ap-southeast-2", "detail": detail})
+    };
+    let body = json!([
+        call("PutObject", "data/a b+ç.csv", false),
+        call("UploadPart", "data/big.bin", false),
+        call("CompleteMultipartUpload", "data/big.bin", false),
+        call("GetObject", "data/a b+ç.csv", false),
+        call("PutObject", "data/denied.csv", true),
+        call("CopyObject", "elsewhere/c.csv", false),
+    ])
+    .to_string();
+    let (code, v) = server.post_json("/hooks/s3", &body);
+    assert_eq!((code, &v["queued"]), (202, &json!(2)), "{v}");
+    // Delivered again (EventBridge is at-least-once): nothing new.
+    let (code, v) = server.post_json("/hooks/s3", &body);
+    assert_eq!((code, &v["queued"]), (202, &json!(0)), "{v}");
+    let runs = server.wait_runs("two finished runs", |r| done(r, 2));
+    let mut printed_lines: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            assert_eq!(r["status"], "succeeded", "{r:#?}");
+            assert_eq!(r["trigger"]["region"], "ap-southeast-2");
+            printed(&dir, r["id"].as_str().unwrap())
+        })
+        .collect();
+    printed_lines.sort();
+    assert_eq!(
+        printed_lines,
+        [
+            "got incoming-bucket 'data/a b+ç.csv' ap-southeast-2\n",
+            "got incoming-bucket 'data/big.bin' ap-southeast-2\n",
+        ]
+    );
 }
 
 /// Per-key order survives kill -9: a newer S3 event for a key runs; the server is killed and

@@ -1,5 +1,6 @@
 //! Run context: values a notebook can declare in its parameters cell to learn about the run
-//! (`run_id`, `trigger_bucket`, `trigger_key`, `trigger_uri`, ...) without importing nbpipe.
+//! (`run_id`, `trigger_bucket`, `trigger_key`, `trigger_uri`, `trigger_region`,
+//! `trigger_path`, ...) without importing nbpipe.
 //! A value is injected only into notebooks that declare it, and never over a value the user
 //! or the project set explicitly.
 
@@ -23,6 +24,10 @@ pub struct TriggerObject {
     pub size: Option<u64>,
     /// When the event happened (RFC 3339), when known.
     pub event_time: Option<String>,
+    /// The object's region, when the notification says.
+    pub region: Option<String>,
+    /// A local file holding the object (a file dropped in `nbpipe serve`'s inbox).
+    pub path: Option<String>,
 }
 
 impl TriggerObject {
@@ -31,6 +36,7 @@ impl TriggerObject {
         json!({
             "bucket": self.bucket, "key": self.key, "uri": self.uri, "etag": self.etag,
             "version": self.version, "size": self.size, "event_time": self.event_time,
+            "region": self.region, "path": self.path,
         })
     }
 }
@@ -63,6 +69,8 @@ pub fn values(
             .unwrap_or(Value::None),
     ));
     out.push(("trigger_event_time", opt(t.event_time)));
+    out.push(("trigger_region", opt(t.region)));
+    out.push(("trigger_path", opt(t.path)));
     out
 }
 

@@ -89,6 +89,9 @@ struct Stat {
 #[derive(Debug)]
 pub struct LocalDir {
     root: PathBuf,
+    /// `root` as given, without a trailing `/`: names the cursor.
+    folder: String,
+    /// What events carry as their bucket: `folder`, or the inbox bucket it stands for.
     bucket: String,
     options: LocalDirOptions,
     /// Files seen changed on the last poll, waiting to be seen unchanged once more.
@@ -119,16 +122,18 @@ impl std::fmt::Debug for Watch {
 const EVENT_DEBOUNCE: Duration = Duration::from_millis(30);
 
 impl LocalDir {
-    /// Watch `root`. Events carry `root` (as given, without a trailing `/`) as their bucket.
+    /// Watch `root`. Events carry `root` (as given, without a trailing `/`) as their bucket,
+    /// unless [`LocalDir::standing_for`] names one.
     pub fn new(root: impl Into<PathBuf>, options: LocalDirOptions) -> LocalDir {
         let root = root.into();
-        let mut bucket = root.display().to_string();
-        while bucket.len() > 1 && bucket.ends_with('/') {
-            bucket.pop();
+        let mut folder = root.display().to_string();
+        while folder.len() > 1 && folder.ends_with('/') {
+            folder.pop();
         }
         LocalDir {
             root,
-            bucket,
+            bucket: folder.clone(),
+            folder,
             options,
             pending: HashMap::new(),
             state: None,
@@ -179,14 +184,27 @@ impl LocalDir {
         Ok(())
     }
 
+    /// Make the folder stand for `bucket` (the inbox's `INBOX/<bucket>/`): its files' events
+    /// carry `bucket` and their keys, as if they had landed in that bucket, and the file's
+    /// path in [`ObjectEvent::path`].
+    pub fn standing_for(mut self, bucket: &str) -> LocalDir {
+        self.bucket = bucket.to_string();
+        self
+    }
+
     /// The bucket its events carry (routes for this folder use it).
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
 
+    /// The folder it watches, as given.
+    pub fn folder(&self) -> &str {
+        &self.folder
+    }
+
     /// The name of its cursor: `local:<folder>`.
     pub fn cursor_name(&self) -> String {
-        format!("local:{}", self.bucket)
+        format!("local:{}", self.folder)
     }
 
     /// Time between polls.
@@ -260,6 +278,7 @@ impl LocalDir {
 
         let mut events = Vec::new();
         let mut updates = Vec::new();
+        let root = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
         for (key, stat, etag) in identified {
             let Some(etag) = etag else {
                 // Changed (or vanished) while being hashed: wait for it to settle.
@@ -268,7 +287,8 @@ impl LocalDir {
             };
             let changed = state.files.get(&key).is_none_or(|s| s.etag != etag);
             if changed && !skip_existing {
-                events.push(event(&self.bucket, &key, stat, &etag));
+                let path = root.join(&key).display().to_string();
+                events.push(event(&self.bucket, &key, path, stat, &etag));
             }
             updates.push((key, stat, etag));
         }
@@ -360,7 +380,7 @@ fn key_of(root: &Path, path: &Path) -> Option<String> {
 }
 
 /// The event for a file.
-fn event(bucket: &str, key: &str, stat: Stat, etag: &str) -> ObjectEvent {
+fn event(bucket: &str, key: &str, path: String, stat: Stat, etag: &str) -> ObjectEvent {
     let time = chrono::DateTime::from_timestamp_nanos(stat.mtime_ns);
     ObjectEvent {
         bucket: bucket.to_string(),
@@ -372,6 +392,9 @@ fn event(bucket: &str, key: &str, stat: Stat, etag: &str) -> ObjectEvent {
         event_time: Some(time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)),
         event_name: "ObjectCreated:Local".into(),
         source: Source::LocalDir,
+        region: None,
+        report_id: None,
+        path: Some(path),
     }
 }
 

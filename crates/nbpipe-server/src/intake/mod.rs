@@ -1,9 +1,11 @@
 //! Trigger intake: everything that turns "something happened" into [`ObjectEvent`]s (or a
 //! schedule's fire times) routed to projects.
 //!
-//! - [`notify`]: parse S3 notifications (AWS and MinIO `Records[]`, SNS-wrapped) and EventBridge
-//!   `Object Created` events, from an SQS message body or a `POST /hooks/s3` body.
+//! - [`notify`]: parse S3 notifications (AWS and MinIO `Records[]`, SNS-wrapped), EventBridge
+//!   `Object Created` events and CloudTrail data events of object-creating calls, from an SQS
+//!   message body or a `POST /hooks/s3` body.
 //! - [`routing`]: which projects an event starts ([`routing::Route`]) and key safety checks.
+//! - [`rules`]: the EventBridge rule patterns that send a route's objects to nbpipe.
 //! - [`local`]: a watched local folder (the embedded default), polled, with a durable seen-set.
 //! - [`poll`]: a polled prefix on any object store `nbpipe-store` reaches, with a durable cursor.
 //! - [`schedule`]: cron expressions with an IANA time zone and a per-slot identity.
@@ -51,6 +53,7 @@ pub mod notify;
 pub mod outcome;
 pub mod poll;
 pub mod routing;
+pub mod rules;
 pub mod schedule;
 #[cfg(feature = "sqs")]
 pub mod sqs;

@@ -7,6 +7,8 @@
 //!   space, then `%XX` is decoded (so `%2B` stays a `+`).
 //! - The same wrapped by SNS: `{"Type":"Notification","Message":"<JSON string>"}`.
 //! - EventBridge events, `{"source":"aws.s3","detail-type":"Object Created","detail":{…}}`.
+//! - CloudTrail data events through EventBridge (`"detail-type":"AWS API Call via
+//!   CloudTrail"`): see [`cloudtrail`] for which calls count and where their fields come from.
 //!   Their keys are *not* URL-encoded (`a b:c.csv` arrives as is) and are taken verbatim; the
 //!   sequencer is `detail.object.sequencer`, as in `Records[]` it is `s3.object.sequencer`.
 //! - A JSON array of any of these (batches).
@@ -96,7 +98,8 @@ fn parse_value(
         return Ok(());
     }
     Err(shape(
-        "expected S3 `Records`, an SNS notification, an EventBridge event or `s3:TestEvent`",
+        "expected S3 `Records`, an SNS notification, an EventBridge event (`Object Created` or \
+         a CloudTrail API call) or `s3:TestEvent`",
     ))
 }
 
@@ -134,17 +137,27 @@ fn s3_record(record: &Value, source: Source, i: usize) -> Result<Option<ObjectEv
         event_time: string(record.get("eventTime")),
         event_name: name.to_string(),
         source,
+        region: string(record.get("awsRegion")),
+        report_id: None,
+        path: None,
     }))
 }
 
-/// An EventBridge event; `None` unless it is an S3 `Object Created`.
+/// An EventBridge event; `None` unless it is an S3 `Object Created` or a CloudTrail record of
+/// a call that created an object.
 fn eventbridge(
     obj: &serde_json::Map<String, Value>,
     source: Source,
 ) -> Result<Option<ObjectEvent>, IntakeError> {
     let kind = obj.get("detail-type").and_then(Value::as_str).unwrap_or("");
     let from = obj.get("source").and_then(Value::as_str).unwrap_or("");
-    if kind != "Object Created" || from != "aws.s3" {
+    if from != "aws.s3" {
+        return Ok(None);
+    }
+    if kind == cloudtrail::DETAIL_TYPE {
+        return cloudtrail::event(obj, source);
+    }
+    if kind != "Object Created" {
         return Ok(None);
     }
     let detail = obj
@@ -174,6 +187,9 @@ fn eventbridge(
         event_time: string(obj.get("time")),
         event_name: kind.to_string(),
         source,
+        region: string(obj.get("region")),
+        report_id: None,
+        path: None,
     }))
 }
 
@@ -223,5 +239,6 @@ fn key_error(raw: &str, reason: KeyError) -> IntakeError {
     IntakeError::Key { key, reason }
 }
 
+mod cloudtrail;
 #[cfg(test)]
 mod tests;

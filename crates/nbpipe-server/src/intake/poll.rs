@@ -171,6 +171,9 @@ impl PrefixPoller {
                             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
                         event_name: "ObjectCreated:Poll".into(),
                         source: Source::Poll,
+                        region: None,
+                        report_id: None,
+                        path: None,
                     },
                 ));
             }

@@ -28,7 +28,7 @@ pub const MAX_KEY_BYTES: usize = 1024;
 pub struct Route {
     /// The project to run.
     pub project: String,
-    /// The bucket (for a local folder trigger: the folder's path as the events carry it).
+    /// The bucket (an inbox folder stands for its bucket; another watched folder: its path).
     pub bucket: String,
     /// The key prefix (`""`: the whole bucket).
     pub prefix: String,
@@ -195,6 +195,9 @@ mod tests {
             event_time: None,
             event_name: "ObjectCreated:Put".into(),
             source: Source::Sqs,
+            region: None,
+            report_id: None,
+            path: None,
         }
     }
 

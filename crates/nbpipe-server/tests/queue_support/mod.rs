@@ -29,6 +29,9 @@ pub fn event(key: &str, etag: &str) -> ObjectEvent {
         event_time: None,
         event_name: "ObjectCreated:Put".into(),
         source: Source::Sqs,
+        region: None,
+        report_id: None,
+        path: None,
     }
 }
 

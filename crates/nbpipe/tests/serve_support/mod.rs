@@ -206,7 +206,7 @@ pub fn project(sb: &Sandbox, yaml: &str, cells: &[&str]) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("nbpipe.yaml"), yaml).unwrap();
     let mut all = vec![tagged(
-        "trigger_key = None\ntrigger_uri = None",
+        "trigger_key = None\ntrigger_uri = None\ntrigger_bucket = None\ntrigger_region = None\ntrigger_path = None",
         "parameters",
     )];
     all.extend(cells.iter().map(|s| code(s)));

@@ -284,3 +284,140 @@ fn etags_lose_quotes_and_weak_marker() {
     assert_eq!(clean_etag("W/\"abc-2\""), "abc-2");
     assert_eq!(clean_etag("abc"), "abc");
 }
+
+/// A CloudTrail data event for S3 as EventBridge delivers it ("AWS API Call via CloudTrail"),
+/// shaped like AWS's documented records; `NAME`, `KEY`, `RESPONSE` and `EXTRA` are filled in.
+const CLOUDTRAIL: &str = r#"{"version":"0","id":"3bd4e3a1-7e5c-2b2f-5b67-54c2a94b1a3c",
+  "detail-type":"AWS API Call via CloudTrail","source":"aws.s3","account":"111122223333",
+  "time":"2024-05-02T10:11:13Z","region":"eu-central-1","resources":[],
+  "detail":{"eventVersion":"1.09",
+    "userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLE","arn":"arn:aws:iam::111122223333:user/loader","accountId":"111122223333","accessKeyId":"AKIAIOSFODNN7EXAMPLE","userName":"loader"},
+    "eventTime":"2024-05-02T10:11:12Z","eventSource":"s3.amazonaws.com","eventName":"NAME",
+    "awsRegion":"eu-central-1","sourceIPAddress":"192.0.2.10","userAgent":"[aws-cli/2.15.0]",
+    "requestParameters":{"bucketName":"incoming","Host":"incoming.s3.eu-central-1.amazonaws.com","key":"KEY"},
+    "responseElements":RESPONSE,
+    "additionalEventData":{"SignatureVersion":"SigV4","CipherSuite":"TLS_AES_128_GCM_SHA256","bytesTransferredIn":2048.0,"AuthenticationMethod":"AuthHeader","x-amz-id-2":"Yx2bExample","bytesTransferredOut":0.0},
+    "requestID":"8YF2WHNZ1A2B3C4D","eventID":"EVENTID","readOnly":false,
+    "resources":[{"type":"AWS::S3::Object","ARN":"arn:aws:s3:::incoming/KEY"},{"accountId":"111122223333","type":"AWS::S3::Bucket","ARN":"arn:aws:s3:::incoming"}],
+    "eventType":"AwsApiCall","managementEvent":false,"recipientAccountId":"111122223333",
+    "eventCategory":"Data"EXTRA}}"#;
+
+fn cloudtrail(name: &str, key: &str, response: &str, extra: &str) -> String {
+    CLOUDTRAIL
+        .replace("NAME", name)
+        .replace("KEY", key)
+        .replace("RESPONSE", response)
+        .replace("EVENTID", &format!("e-{name}-{}", key.len()))
+        .replace("EXTRA", extra)
+}
+
+const PUT_RESPONSE: &str = r#"{"x-amz-server-side-encryption":"AES256","x-amz-version-id":"3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"}"#;
+
+#[test]
+fn cloudtrail_put_object_gives_verbatim_key_version_region_and_time() {
+    let key = "sales/2024 Q1/naïve+fête%2F.csv";
+    let e = one(&cloudtrail("PutObject", key, PUT_RESPONSE, ""));
+    assert_eq!(e.bucket, "incoming");
+    // CloudTrail does not URL-encode keys: `+` and `%2F` are literal.
+    assert_eq!(e.key, key);
+    assert_eq!(
+        e.version_id.as_deref(),
+        Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY")
+    );
+    assert_eq!(e.etag, None);
+    assert_eq!(e.size, Some(2048));
+    assert_eq!(e.region.as_deref(), Some("eu-central-1"));
+    assert_eq!(e.event_time.as_deref(), Some("2024-05-02T10:11:12Z"));
+    assert_eq!(e.event_name, "PutObject");
+    assert_eq!(
+        e.report_id.as_deref(),
+        Some(&*format!("e-PutObject-{}", key.len()))
+    );
+    assert_eq!(e.sequencer, None);
+}
+
+#[test]
+fn cloudtrail_multipart_completion_and_copy_are_object_creations() {
+    let done = one(&cloudtrail(
+        "CompleteMultipartUpload",
+        "big/part.parquet",
+        r#"{"x-amz-version-id":"v2","CompleteMultipartUploadResult":{"Bucket":"incoming","Key":"big/part.parquet","ETag":"\"a1b2c3-12\""}}"#,
+        "",
+    ));
+    assert_eq!(done.key, "big/part.parquet");
+    assert_eq!(done.etag.as_deref(), Some("a1b2c3-12"));
+    assert_eq!(done.version_id.as_deref(), Some("v2"));
+    // bytesTransferredIn of a completion is not the object's size.
+    assert_eq!(done.size, None);
+    let copy = one(&cloudtrail(
+        "CopyObject",
+        "copied/a.csv",
+        r#"{"CopyObjectResult":{"ETag":"\"ffee\"","LastModified":"2024-05-02T10:11:12.000Z"}}"#,
+        "",
+    ));
+    assert_eq!(copy.key, "copied/a.csv");
+    assert_eq!(copy.etag.as_deref(), Some("ffee"));
+    assert_eq!(copy.version_id, None);
+}
+
+#[test]
+fn cloudtrail_parts_reads_deletes_and_failed_calls_give_no_event() {
+    for body in [
+        cloudtrail("UploadPart", "big/part.parquet", "null", ""),
+        cloudtrail("GetObject", "sales/a.csv", "null", ""),
+        cloudtrail("DeleteObject", "sales/a.csv", "null", ""),
+        cloudtrail("CreateMultipartUpload", "big/part.parquet", "null", ""),
+        cloudtrail(
+            "PutObject",
+            "sales/a.csv",
+            "null",
+            r#","errorCode":"AccessDenied","errorMessage":"Access Denied""#,
+        ),
+    ] {
+        let events = parse(body.as_bytes(), Source::Sqs).unwrap();
+        assert!(events.is_empty(), "{body}: {events:?}");
+    }
+}
+
+#[test]
+fn cloudtrail_redeliveries_share_a_dedup_key_and_distinct_calls_do_not() {
+    // No version id, no ETag: the report id is what tells calls apart.
+    let a = one(&cloudtrail("PutObject", "sales/a.csv", "null", ""));
+    let again = one(&cloudtrail("PutObject", "sales/a.csv", "null", ""));
+    assert_eq!(a.dedup_key(), again.dedup_key());
+    let other_call = one(&cloudtrail("PutObject", "sales/a.csv", "null", "")
+        .replace("e-PutObject-11", "e-second-call"));
+    assert_ne!(a.dedup_key(), other_call.dedup_key());
+    // A version id identifies the object version whatever the report.
+    let v1 = one(&cloudtrail("PutObject", "sales/a.csv", PUT_RESPONSE, ""));
+    let v1_other_report =
+        one(&cloudtrail("PutObject", "sales/a.csv", PUT_RESPONSE, "")
+            .replace("e-PutObject-11", "x"));
+    assert_eq!(v1.dedup_key(), v1_other_report.dedup_key());
+}
+
+#[test]
+fn cloudtrail_events_missing_their_object_are_typed_errors() {
+    let no_key = cloudtrail("PutObject", "", PUT_RESPONSE, "");
+    let no_bucket = cloudtrail("PutObject", "a.csv", PUT_RESPONSE, "")
+        .replace(r#""bucketName":"incoming","#, "");
+    for body in [no_key, no_bucket] {
+        match parse(body.as_bytes(), Source::Webhook) {
+            Err(IntakeError::Shape { reason }) => {
+                assert!(reason.contains("CloudTrail"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // From another service: not ours, skipped.
+    let ec2 = cloudtrail("PutObject", "a.csv", PUT_RESPONSE, "")
+        .replace(r#""source":"aws.s3""#, r#""source":"aws.ec2""#);
+    assert!(parse(ec2.as_bytes(), Source::Sqs).unwrap().is_empty());
+}
+
+#[test]
+fn regions_come_from_records_and_eventbridge_events() {
+    assert_eq!(one(AWS_PUT).region.as_deref(), Some("eu-west-1"));
+    assert_eq!(one(EVENTBRIDGE).region.as_deref(), Some("eu-west-1"));
+    assert_eq!(one(MINIO_PUT).region, None);
+}
