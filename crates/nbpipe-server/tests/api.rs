@@ -362,7 +362,7 @@ async fn events_stream_delivers_status_and_step_changes_then_ends() {
 
     let manifest = json!({"steps": [{"id": "clean", "notebook": "clean.ipynb", "status": "running",
         "needs": [], "attempts": 1, "parameters": {}}]});
-    f.queue.update_manifest(&id, &manifest).await.unwrap();
+    f.queue.update_manifest(&id, "w1", &manifest).await.unwrap();
     let (_, data) = next_event(&mut stream, &mut buf).await;
     let snap: Value = serde_json::from_str(&data).unwrap();
     assert_eq!(snap["steps"][0]["id"], "clean");
@@ -421,7 +421,12 @@ async fn step_reports_are_sandboxed_and_only_manifest_steps_are_served() {
         {"id": "later", "notebook": "later.ipynb", "status": "pending", "needs": ["model"], "attempts": 0,
          "parameters": {}}
     ]});
-    f.queue.update_manifest(&id, &manifest).await.unwrap();
+    f.queue
+        .claim("w1", &Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    f.queue.update_manifest(&id, "w1", &manifest).await.unwrap();
 
     let (s, headers, body) = send(
         &f.app,

@@ -299,6 +299,9 @@ pub(crate) async fn submit(
         Some(Value::Object(m)) => Value::Object(m),
         Some(_) => return Err(ApiError::bad_request("`parameters` must be a JSON object")),
     };
+    if let Value::Object(m) = &parameters {
+        super::validate::check(&project.steps, m).await?;
+    }
     if let Some(k) = &body.dedup_key {
         if k.is_empty() || k.len() > 1024 {
             return Err(ApiError::bad_request("`dedup_key` must be 1 to 1024 bytes"));
