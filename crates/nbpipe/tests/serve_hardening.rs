@@ -239,29 +239,25 @@ fn cancel_interrupts_the_cell_at_once_and_no_step_starts_after_it() {
 }
 
 /// `POST /api/runs` queued runs whose parameters no step could take; now it answers 400
-/// naming the parameter, the step and why, and queues nothing.
+/// naming the parameter, the step and why, and queues nothing. A re-run is checked against
+/// the notebooks as they are now.
 #[test]
 fn parameters_no_step_can_take_are_refused_before_queuing() {
     let sb = Sandbox::new();
     let yaml = "notebooks:\n  - nb.ipynb\n  - {path: sh.ipynb, id: shell}\n";
     let dir = project(&sb, yaml, &["print('ok')"]);
-    let bash = json!({
-        "cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x=1",
-                   "outputs": [], "execution_count": null}],
-        "metadata": {"kernelspec": {"name": "bash", "display_name": "Bash", "language": "bash"}},
-        "nbformat": 4, "nbformat_minor": 4
-    });
-    std::fs::write(dir.join("sh.ipynb"), bash.to_string()).unwrap();
+    let notebook = |kernel: &str| {
+        json!({
+            "cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]}, "source": "x=1",
+                       "outputs": [], "execution_count": null}],
+            "metadata": {"kernelspec": {"name": kernel, "display_name": kernel, "language": kernel}},
+            "nbformat": 4, "nbformat_minor": 4
+        })
+        .to_string()
+    };
+    std::fs::write(dir.join("sh.ipynb"), notebook("python3")).unwrap();
     let server = Server::start(&sb, &dir, &["--no-inbox"]);
-    for (params, name, step) in [
-        (json!({"1bad": 1}), "1bad", "nb"),
-        (json!({"class": 1}), "class", "nb"),
-        (json!({"a b": 1}), "a b", "nb"),
-        // A Python identifier, not a bash one.
-        (json!({"façade": 1}), "façade", "shell"),
-        // A value bash cannot hold.
-        (json!({"config": {"a": 1}}), "config", "shell"),
-    ] {
+    let refused = |params: Value, name: &str, step: &str| {
         let body = json!({"project": "proj", "parameters": params}).to_string();
         let (code, v) = server.post_json("/api/runs", &body);
         assert_eq!(code, 400, "{params}: {v}");
@@ -269,11 +265,28 @@ fn parameters_no_step_can_take_are_refused_before_queuing() {
         let message = v["error"]["message"].as_str().unwrap();
         assert!(message.contains(&format!("`{name}`")), "{message}");
         assert!(message.contains(&format!("step `{step}`")), "{message}");
-    }
+    };
+    refused(json!({"1bad": 1}), "1bad", "nb");
+    refused(json!({"class": 1}), "class", "nb");
+    refused(json!({"a b": 1}), "a b", "nb");
     assert!(server.runs().is_empty(), "nothing was queued");
-    let ok = json!({"project": "proj", "parameters": {"x": 2, "label": "a 'quoted' value"}});
+    let ok = json!({"project": "proj", "parameters": {"façade": 2, "label": "a 'quoted' value"}});
     let (code, v) = server.post_json("/api/runs", &ok.to_string());
     assert_eq!(code, 201, "{v}");
+    let first = v["id"].as_str().unwrap().to_string();
+
+    // The second step becomes a bash notebook.
+    std::fs::write(dir.join("sh.ipynb"), notebook("bash")).unwrap();
+    // A Python identifier, not a bash one; a value bash cannot hold.
+    refused(json!({"façade": 1}), "façade", "shell");
+    refused(json!({"config": {"a": 1}}), "config", "shell");
+    let (code, v) = server.post_json(&format!("/api/runs/{first}/rerun"), "{}");
+    assert_eq!(code, 400, "a re-run the notebooks can no longer take: {v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("`façade`"),
+        "{v}"
+    );
+    assert_eq!(server.runs().len(), 1, "only the first run was queued");
 }
 
 /// Warm kernels vanished while the server sat idle: a kernel's parent-death signal fires when

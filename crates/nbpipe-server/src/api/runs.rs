@@ -349,6 +349,13 @@ pub(crate) async fn rerun(
     State(state): State<Shared>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // The notebooks may have changed since: a re-run they can no longer take is refused
+    // like a new submission.
+    if let Some(run) = state.queue.get(&id).await? {
+        if let (Some(project), Value::Object(m)) = (state.project(&run.project), &run.parameters) {
+            super::validate::check(&project.steps, m).await?;
+        }
+    }
     let new = state.queue.rerun(&id).await?;
     let location = format!("/api/runs/{new}");
     Ok((
