@@ -9,15 +9,16 @@
 
 #[path = "common/moto.rs"]
 mod moto;
+#[path = "common/sqs.rs"]
+mod sqs;
 
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use moto::Moto;
 use nbpipe_server::event::ObjectEvent;
 use nbpipe_server::intake::routing::Route;
 use nbpipe_server::intake::rules::{event_pattern, RuleSource};
-use nbpipe_server::intake::sqs::{SqsIntake, SqsOptions};
+use nbpipe_server::intake::sqs::SqsIntake;
 use nbpipe_server::intake::MemorySink;
 use serde_json::{json, Value};
 
@@ -128,18 +129,7 @@ fn assert_object_creations(mut got: Vec<ObjectEvent>) {
 }
 
 fn intake(moto: &Moto, queue_url: &str) -> SqsIntake {
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(moto::REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .build();
-    let options = SqsOptions {
-        wait: Duration::from_secs(1),
-        visibility_timeout: Some(Duration::from_secs(1)),
-        ..SqsOptions::new(queue_url)
-    };
-    SqsIntake::with_client(aws_sdk_sqs::Client::from_conf(config), options)
+    SqsIntake::with_client(sqs::client(moto), sqs::options(queue_url))
 }
 
 /// Receive until the queue is empty twice in a row (or 30 s passed); every message must parse.

@@ -9,39 +9,22 @@
 
 #[path = "common/moto.rs"]
 mod moto;
+#[path = "common/sqs.rs"]
+mod sqs;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sqs::Client;
 use moto::Moto;
 use nbpipe_server::event::{ObjectEvent, Source};
 use nbpipe_server::intake::routing::Route;
-use nbpipe_server::intake::sqs::{SqsIntake, SqsOptions};
+use nbpipe_server::intake::sqs::SqsIntake;
 use nbpipe_server::intake::MemorySink;
 use nbpipe_server::queue::{Queue, RunFilter};
 use nbpipe_server::serve::QueueSink;
-
-/// An SQS client of `moto`, configured explicitly (not from the environment).
-fn client(moto: &Moto) -> Client {
-    let config = aws_sdk_sqs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(moto::REGION))
-        .endpoint_url(moto.endpoint())
-        .credentials_provider(Credentials::new("test", "test", None, None, "test"))
-        .build();
-    Client::from_conf(config)
-}
-
-fn options(queue_url: &str) -> SqsOptions {
-    SqsOptions {
-        wait: Duration::from_secs(1),
-        visibility_timeout: Some(Duration::from_secs(1)),
-        ..SqsOptions::new(queue_url)
-    }
-}
+use sqs::{client, options};
 
 /// Receive until `n` events were submitted (or 30 s passed).
 async fn receive_events(intake: &SqsIntake, sink: &MemorySink, n: usize) -> Vec<ObjectEvent> {

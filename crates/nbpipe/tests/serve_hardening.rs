@@ -11,39 +11,10 @@ use common::*;
 use serde_json::{json, Value};
 use serve_support::*;
 
-/// `curl` with extra headers; returns (status, JSON body or Null).
+/// A request with extra headers; a POST carries a run submission.
 fn request(server: &Server, method: &str, path: &str, headers: &[&str]) -> (u16, Value) {
-    let mut c = Command::new("curl");
-    c.args([
-        "-s",
-        "-w",
-        "\n%{http_code}",
-        "--max-time",
-        "10",
-        "-X",
-        method,
-    ]);
-    for h in headers {
-        c.args(["-H", h]);
-    }
-    if method == "POST" {
-        c.args([
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            r#"{"project":"proj"}"#,
-        ]);
-    }
-    let out = c
-        .arg(format!("http://127.0.0.1:{}{path}", server.port))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (body, code) = text.trim_end().rsplit_once('\n').unwrap_or(("", &text));
-    (
-        code.trim().parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(Value::Null),
-    )
+    let body = (method == "POST").then_some(r#"{"project":"proj"}"#);
+    server.request(method, path, headers, body)
 }
 
 /// DNS rebinding: a page whose own name resolves to 127.0.0.1 sends that name as `Host`. With

@@ -125,23 +125,41 @@ impl Server {
 
     /// POST with the token; returns the HTTP status and the JSON body.
     pub fn post_json(&self, path: &str, body: &str) -> (u16, Value) {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-w",
-                "\n%{http_code}",
-                "--max-time",
-                "10",
-                "-X",
-                "POST",
-            ])
-            .args([
+        let auth = format!("Authorization: Bearer {TOKEN}");
+        self.request("POST", path, &[&auth], Some(body))
+    }
+
+    /// Any request with these extra headers (and a JSON body); returns the status and the
+    /// body as JSON (`Null` when it is not JSON).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: Option<&str>,
+    ) -> (u16, Value) {
+        let mut c = Command::new("curl");
+        c.args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "--max-time",
+            "10",
+            "-X",
+            method,
+        ]);
+        for h in headers {
+            c.args(["-H", h]);
+        }
+        if let Some(body) = body {
+            c.args([
                 "-H",
                 "Content-Type: application/json",
                 "--data-binary",
                 body,
-            ])
-            .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+            ]);
+        }
+        let out = c
             .arg(format!("http://127.0.0.1:{}{path}", self.port))
             .output()
             .unwrap();
