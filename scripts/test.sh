@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/nbpipe-target}
+# The build the README's demo made (`target/`, or CARGO_TARGET_DIR when set, as CI does) is
+# reused: tests and demo share the dev profile.
 export PATH="$HOME/.local/bin:$PATH"
 scripts/test-system-deps.sh
 NBPIPE_TEST_ENV=$(scripts/test-env.sh | tail -n 1)

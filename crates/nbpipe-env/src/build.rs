@@ -150,14 +150,26 @@ fn uv_command(uv: &Path) -> Command {
     cmd
 }
 
+/// `-r FILE ipykernel`; a requirements file that lists nothing (empty, or comments and blank
+/// lines only) is left out, so installers do not warn about a normal, empty project.
 fn requirement_args(requirements: Option<&Path>) -> Vec<std::ffi::OsString> {
     let mut args = Vec::new();
-    if let Some(req) = requirements {
+    if let Some(req) = requirements.filter(|r| lists_something(r)) {
         args.push("-r".into());
         args.push(req.as_os_str().to_owned());
     }
     args.push("ipykernel".into());
     args
+}
+
+/// Whether a requirements file has a line that is neither blank nor a comment (an unreadable
+/// file counts as listing something: the installer then reports the real error).
+fn lists_something(requirements: &Path) -> bool {
+    std::fs::read_to_string(requirements).map_or(true, |text| {
+        text.lines()
+            .map(str::trim)
+            .any(|l| !l.is_empty() && !l.starts_with('#'))
+    })
 }
 
 impl Installer for Uv {
@@ -556,6 +568,25 @@ mod tests {
         assert_eq!(
             display_command(&cmd),
             r"uv pip install -r '/a b/req.txt' 'it'\''s'"
+        );
+    }
+
+    #[test]
+    fn requirements_listing_nothing_are_left_out_of_the_install() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.txt");
+        std::fs::write(&empty, "# stdlib only\n\n   # still nothing\n").unwrap();
+        assert_eq!(requirement_args(Some(&empty)), ["ipykernel"]);
+        let some = dir.path().join("some.txt");
+        std::fs::write(&some, "# data\npandas==2.*  # frames\n").unwrap();
+        let args = requirement_args(Some(&some));
+        assert_eq!(args.len(), 3);
+        assert_eq!(args[0], "-r");
+        let missing = dir.path().join("missing.txt");
+        assert_eq!(
+            requirement_args(Some(&missing)).len(),
+            3,
+            "the installer reports it"
         );
     }
 

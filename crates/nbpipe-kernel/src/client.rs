@@ -231,11 +231,13 @@ impl Kernel {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
             });
         }
-        let mut child = cmd.spawn().map_err(|source| KernelError::Spawn {
-            name: spec.name.clone(),
-            command: argv.join(" "),
-            source,
-        })?;
+        let mut child = spawn_from_launcher(cmd)
+            .await
+            .map_err(|source| KernelError::Spawn {
+                name: spec.name.clone(),
+                command: argv.join(" "),
+                source,
+            })?;
         let pid = child.id().map(|p| p as i32).unwrap_or(0);
         let pgid = Pid::from_raw(pid);
 
@@ -453,6 +455,13 @@ impl Kernel {
     }
 
     /// `Some` once the kernel process has exited.
+    /// A receiver that holds the kernel's exit once it happened (for waiting on it without
+    /// holding the kernel).
+    pub fn exit_watch(&self) -> watch::Receiver<Option<ExitInfo>> {
+        self.exit.clone()
+    }
+
+    /// How the kernel process ended, if it did.
     pub fn exited(&self) -> Option<ExitInfo> {
         self.exit.borrow().clone()
     }
@@ -635,4 +644,52 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     } else {
         format!("exit code {}", status.code().unwrap_or(-1))
     }
+}
+
+/// Spawn `cmd` from one thread that lives as long as the process.
+///
+/// A kernel's parent-death signal (`PR_SET_PDEATHSIG`) fires when the *thread* that forked it
+/// exits, not the process. tokio retires threads while the process lives on (a worker that ran
+/// `block_in_place` ends as a blocking-pool thread, and those exit after 10 s idle), which
+/// SIGKILLed idle warm kernels forked from such a thread. Forking from a thread that never
+/// exits keeps the signal meaning "nbpipe died". The child is registered with the caller's
+/// runtime, as if spawned in place.
+async fn spawn_from_launcher(
+    mut cmd: tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    type Job = Box<dyn FnOnce() + Send>;
+    static LAUNCHER: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>> =
+        std::sync::OnceLock::new();
+    let launcher = LAUNCHER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("nbpipe-kernel-launcher".into())
+            .spawn(move || {
+                for job in rx {
+                    job();
+                }
+            })
+            .ok()
+            .map(|_| std::sync::Mutex::new(tx))
+    });
+    let Some(launcher) = launcher else {
+        // No thread could be started: spawn here, as before.
+        return cmd.spawn();
+    };
+    let handle = tokio::runtime::Handle::current();
+    let (done, spawned) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _runtime = handle.enter();
+        let _ = done.send(cmd.spawn());
+    });
+    let sent = launcher
+        .lock()
+        .map_err(|_| std::io::Error::other("the kernel launcher thread is gone"))?
+        .send(job);
+    if sent.is_err() {
+        return Err(std::io::Error::other("the kernel launcher thread is gone"));
+    }
+    spawned
+        .await
+        .map_err(|_| std::io::Error::other("the kernel launcher thread is gone"))?
 }

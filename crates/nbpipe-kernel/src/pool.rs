@@ -5,7 +5,8 @@
 //! from the pool. Each pooled kernel serves exactly one run and is then shut down like any
 //! other — no state leaks from one run into the next. Taking a kernel starts a replacement
 //! in the background (unless the pool is [`KernelPool::on_demand`], whose owner says what
-//! to start); a pooled kernel that died while idle is discarded, never handed out.
+//! to start); a pooled kernel that died while idle is discarded, never handed out, and a
+//! refilling pool notices the death at once and starts a replacement.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -127,6 +128,7 @@ impl KernelPool {
         for _ in 0..missing {
             let pool = self.clone();
             let (spec, key) = (spec.clone(), key.clone());
+            let asked = opts.clone();
             let mut opts = opts.clone();
             opts.env.push((POOLED_ENV.to_string(), "1".to_string()));
             // Pooled kernels must not print into someone's terminal while idle.
@@ -136,11 +138,20 @@ impl KernelPool {
                 if pool.closed.load(Ordering::SeqCst) {
                     return; // discarded meanwhile: the kernel is dropped (killed) here
                 }
+                let exit = launched.as_ref().ok().map(Kernel::exit_watch);
                 if let Ok(mut slots) = pool.slots.lock() {
                     let slot = slots.entry(key).or_default();
                     slot.starting = slot.starting.saturating_sub(1);
                     if let Ok(k) = launched {
                         slot.ready.push(k);
+                    }
+                }
+                if let (Some(mut exit), true) = (exit, pool.refill) {
+                    // Once it exits — dead while idle, or after the run that took it — top
+                    // the pool up again (a no-op when it is full).
+                    let _ = exit.wait_for(Option::is_some).await;
+                    if !pool.closed.load(Ordering::SeqCst) {
+                        pool.warm(&spec, &asked);
                     }
                 }
             });
@@ -211,8 +222,9 @@ impl KernelPool {
         }
     }
 
-    /// Shut every pooled kernel down.
+    /// Shut every pooled kernel down; the pool starts no kernel afterwards.
     pub async fn shutdown(&self) {
+        self.closed.store(true, Ordering::SeqCst);
         let kernels: Vec<Kernel> = match self.slots.lock() {
             Ok(mut slots) => slots.values_mut().flat_map(|s| s.ready.drain(..)).collect(),
             Err(_) => Vec::new(),

@@ -33,6 +33,8 @@ pub struct ServeOptions {
     pub projects: Vec<PathBuf>,
     /// HTTP address (127.0.0.1 unless told otherwise).
     pub listen: SocketAddr,
+    /// Host names (beyond IP addresses and `localhost`) requests may name in `Host`.
+    pub allowed_hosts: Vec<String>,
     /// Database URL (`sqlite:///path`, a path, or `postgres://…`); default: a SQLite file
     /// under the first project's `.nbpipe/`.
     pub database: Option<String>,
@@ -545,6 +547,7 @@ pub async fn serve(
         token: opts.token.clone(),
         hooks,
         intake: counters,
+        allowed_hosts: opts.allowed_hosts.clone(),
     };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await

@@ -2,10 +2,13 @@
 //!
 //! Owns the life of one claimed run: its lease (renewed by heartbeats; a worker that dies
 //! loses it and [`Queue::recover`] gives the run back), cancellation (a cancel request stops
-//! the running cell and saves its notebook), live progress (the runner's manifest is copied
-//! into the queue as it changes), the project's time limit per run (`serve.timeout`), and the
-//! final status, retryable or not by the project's policy ([`crate::policy`]). It does not
-//! decide what runs next: [`Queue::claim`] applies order and concurrency limits.
+//! the running cell and saves its notebook: at once when the cancel came through this
+//! process, within [`CANCEL_POLL`] when another server sharing the database took it, and no
+//! step starts once the cancel is in the database), live progress (the runner's manifest is
+//! copied into the queue as it changes, by one writer, in order, and never after the run's
+//! final state), the project's time limit per run (`serve.timeout`), and the final status,
+//! retryable or not by the project's policy ([`crate::policy`]). It does not decide what runs
+//! next: [`Queue::claim`] applies order and concurrency limits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +24,10 @@ use tokio::sync::watch;
 use crate::event::ObjectEvent;
 use crate::policy::{self, Failure};
 use crate::queue::{Finish, Limits, Queue, RunRow};
+
+/// How often a running run's worker checks the database for a cancel request made through
+/// another server.
+pub const CANCEL_POLL: Duration = Duration::from_millis(500);
 
 /// How workers behave.
 #[derive(Clone)]
@@ -133,6 +140,7 @@ async fn run_claimed(
         quiet: true,
         pool: cfg.pool.clone(),
         env: cfg.envs.get_or_ensure(&project).await,
+        before_step: Some(cancel_gate(queue, &run.id)),
     };
 
     // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.
@@ -143,14 +151,32 @@ async fn run_claimed(
         let worker = worker_id.to_string();
         let lease = cfg.lease;
         let tx = run_stop_tx.clone();
+        // Subscribed before the first check, so no cancel falls in between.
+        let mut cancels = queue.cancel_requests();
         tokio::spawn(async move {
+            let mut beat = tokio::time::interval(lease / 3);
+            let mut poll = tokio::time::interval(CANCEL_POLL);
+            beat.tick().await; // the claim just took the lease
             loop {
-                tokio::time::sleep(lease / 3).await;
-                if queue.heartbeat(&id, &worker, lease).await.ok() == Some(false) {
-                    // The lease is gone (another worker recovered it): stop.
-                    let _ = tx.send(Some(Stop::Cancelled));
-                }
-                if queue.is_cancel_requested(&id).await.unwrap_or(false) {
+                let cancel = tokio::select! {
+                    _ = beat.tick() => {
+                        // The lease is gone (another worker recovered it): stop.
+                        queue.heartbeat(&id, &worker, lease).await.ok() == Some(false)
+                    }
+                    _ = poll.tick() => queue.is_cancel_requested(&id).await.unwrap_or(false),
+                    told = cancels.recv() => match told {
+                        Ok(cancelled) => cancelled == id,
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            queue.is_cancel_requested(&id).await.unwrap_or(false)
+                        }
+                        // The queue handle is gone: the poll goes on.
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            cancels = queue.cancel_requests();
+                            false
+                        }
+                    },
+                };
+                if cancel {
                     let _ = tx.send(Some(Stop::Cancelled));
                 }
             }
@@ -175,11 +201,10 @@ async fn run_claimed(
             let _ = tx.send(Some(Stop::Deadline));
         })
     });
-    let observer = Arc::new(LiveProgress {
-        queue: queue.clone(),
-        run_id: run.id.clone(),
-    });
+    let (observer, progress) = LiveProgress::start(queue.clone(), run.id.clone(), worker_id);
     let result = nbpipe_project::run::run(project, opts, observer, run_stop_rx).await;
+    // Every progress update is written (or dropped) before the final state, never after.
+    progress.finish().await;
     heartbeat.abort();
     forward.abort();
     if let Some(timer) = timer {
@@ -278,20 +303,77 @@ impl EnvCache {
     }
 }
 
-/// Copies the runner's manifest into the queue as it changes.
+/// Asks the database before each step whether a cancel was accepted for the run.
+fn cancel_gate(queue: &Queue, run_id: &str) -> nbpipe_project::run::StepGate {
+    let (queue, id) = (queue.clone(), run_id.to_string());
+    Arc::new(move || {
+        let (queue, id) = (queue.clone(), id.clone());
+        Box::pin(async move {
+            match queue.is_cancel_requested(&id).await {
+                Ok(true) => Some(Stop::Cancelled),
+                _ => None,
+            }
+        })
+    })
+}
+
+/// Copies the runner's manifest into the queue as it changes: the observer keeps only the
+/// newest manifest, and one task writes it, so updates land in order and a burst of changes
+/// costs one write. [`ProgressWriter::finish`] writes the last one and ends the task.
 struct LiveProgress {
-    queue: Queue,
-    run_id: String,
+    latest: watch::Sender<Option<serde_json::Value>>,
+}
+
+/// The task writing a run's live progress.
+struct ProgressWriter {
+    done: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressWriter {
+    /// Write the newest manifest not yet written, then stop: later updates go nowhere.
+    async fn finish(self) {
+        let _ = self.done.send(());
+        let _ = self.task.await;
+    }
+}
+
+impl LiveProgress {
+    fn start(queue: Queue, run_id: String, worker: &str) -> (Arc<LiveProgress>, ProgressWriter) {
+        let (latest, mut rx) = watch::channel(None::<serde_json::Value>);
+        let (done, mut finished) = tokio::sync::oneshot::channel::<()>();
+        let worker = worker.to_string();
+        let task = tokio::spawn(async move {
+            let mut written = None;
+            loop {
+                let last = tokio::select! {
+                    biased;
+                    changed = rx.changed() => changed.is_err(),
+                    _ = &mut finished => true,
+                };
+                let value = rx.borrow_and_update().clone();
+                if value.is_some() && value != written {
+                    if let Some(v) = &value {
+                        let _ = queue.update_manifest(&run_id, &worker, v).await;
+                    }
+                    written = value;
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        (
+            Arc::new(LiveProgress { latest }),
+            ProgressWriter { done, task },
+        )
+    }
 }
 
 impl RunObserver for LiveProgress {
     fn manifest(&self, manifest: &RunManifest) {
-        let queue = self.queue.clone();
-        let id = self.run_id.clone();
         let value = serde_json::to_value(manifest).unwrap_or_default();
-        tokio::spawn(async move {
-            let _ = queue.update_manifest(&id, &value).await;
-        });
+        self.latest.send_replace(Some(value));
     }
 }
 

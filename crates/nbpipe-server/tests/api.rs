@@ -362,7 +362,7 @@ async fn events_stream_delivers_status_and_step_changes_then_ends() {
 
     let manifest = json!({"steps": [{"id": "clean", "notebook": "clean.ipynb", "status": "running",
         "needs": [], "attempts": 1, "parameters": {}}]});
-    f.queue.update_manifest(&id, &manifest).await.unwrap();
+    f.queue.update_manifest(&id, "w1", &manifest).await.unwrap();
     let (_, data) = next_event(&mut stream, &mut buf).await;
     let snap: Value = serde_json::from_str(&data).unwrap();
     assert_eq!(snap["steps"][0]["id"], "clean");
@@ -421,7 +421,12 @@ async fn step_reports_are_sandboxed_and_only_manifest_steps_are_served() {
         {"id": "later", "notebook": "later.ipynb", "status": "pending", "needs": ["model"], "attempts": 0,
          "parameters": {}}
     ]});
-    f.queue.update_manifest(&id, &manifest).await.unwrap();
+    f.queue
+        .claim("w1", &Limits::default(), Duration::from_secs(60))
+        .await
+        .unwrap()
+        .unwrap();
+    f.queue.update_manifest(&id, "w1", &manifest).await.unwrap();
 
     let (s, headers, body) = send(
         &f.app,
@@ -508,6 +513,27 @@ async fn step_reports_are_sandboxed_and_only_manifest_steps_are_served() {
         );
         assert!(!String::from_utf8_lossy(&body).contains("TOP-SECRET"));
     }
+    // Regression: the UI framed a raw JSON 404 for a step that never started. It gets a
+    // page saying why there is no report.
+    let (s, headers, body) = send(
+        &f.app,
+        req(
+            Method::GET,
+            &format!("/runs/{id}/steps/later.html"),
+            None,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+    let page = String::from_utf8(body).unwrap();
+    assert!(page.contains("No report"), "{page}");
+    assert!(
+        page.contains("<code>later</code> has not started yet."),
+        "{page}"
+    );
+    assert!(!page.contains("\"error\""), "{page}");
     let (s, _, _) = send(
         &f.app,
         req(Method::GET, "/runs/nope/steps/clean.html", None, None),

@@ -224,6 +224,7 @@ async fn a_failing_sink_answers_503_so_the_sender_retries() {
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Err("database is locked".to_string()) })),
         intake: Default::default(),
+        allowed_hosts: vec![],
     });
     let (s, v) = json_of(
         &f.app,

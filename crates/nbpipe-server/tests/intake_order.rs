@@ -50,6 +50,7 @@ impl Server {
             token: None,
             hooks,
             intake: sink.counters(),
+            allowed_hosts: vec![],
         });
         Server { queue, sink, app }
     }

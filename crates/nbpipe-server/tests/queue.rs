@@ -282,6 +282,18 @@ async fn cancel_queued_now_and_running_through_the_worker(url: String) {
         Status::Cancelled
     );
 
+    // Regression (a 2 s run ended `succeeded` with `cancel_requested: true`): a cancel
+    // accepted while the run was running wins over an attempt that then succeeded.
+    let late = new_id(&q, &plain_req("a", Some("late"))).await;
+    claim_id(&q, "w", &roomy()).await.unwrap();
+    let mut told = q.cancel_requests();
+    assert_eq!(q.cancel(&late).await.unwrap(), CancelResult::Requested);
+    assert_eq!(told.try_recv().unwrap(), late, "workers hear of it at once");
+    assert_eq!(
+        q.finish(&late, "w", succeeded()).await.unwrap(),
+        Status::Cancelled
+    );
+
     let done = new_id(&q, &plain_req("a", Some("4"))).await;
     claim_id(&q, "w", &roomy()).await.unwrap();
     q.finish(&done, "w", succeeded()).await.unwrap();
@@ -480,10 +492,15 @@ async fn manifest_counts_and_cursors_persist_across_reopen(url: String) {
     new_id(&q, &plain_req("a", Some("2"))).await;
     claim_id(&q, "w", &roomy()).await.unwrap();
     let progress = json!({"steps": [{"name": "clean", "status": "running"}]});
-    q.update_manifest(&id, &progress).await.unwrap();
+    q.update_manifest(&id, "w", &progress).await.unwrap();
     assert!(matches!(
-        q.update_manifest("nope", &progress).await,
+        q.update_manifest("nope", "w", &progress).await,
         Err(QueueError::NotFound(_))
+    ));
+    // Only the worker holding the run writes its live progress.
+    assert!(matches!(
+        q.update_manifest(&id, "other", &json!({"steps": []})).await,
+        Err(QueueError::LeaseLost { .. })
     ));
     assert_eq!(q.cursor_get("poll:a").await.unwrap(), None);
     q.cursor_set("poll:a", "incoming/0001.csv").await.unwrap();

@@ -122,7 +122,9 @@ fn child_process_entry() {
                         .await
                         .unwrap();
                     let c = q.claim("child", &roomy(), lease).await.unwrap().unwrap();
-                    q.update_manifest(&c.run.id, &ok_manifest()).await.unwrap();
+                    q.update_manifest(&c.run.id, "child", &ok_manifest())
+                        .await
+                        .unwrap();
                     q.finish(&c.run.id, "child", succeeded()).await.unwrap();
                     writeln!(out, "FINISHED {i} {}", c.run.id).unwrap();
                     out.flush().unwrap();

@@ -279,7 +279,7 @@ async fn server() -> Server {
                "attempts": 0, "parameters": {}}),
     ]});
     queue
-        .update_manifest(running.run_id(), &manifest)
+        .update_manifest(running.run_id(), w, &manifest)
         .await
         .unwrap();
 
@@ -296,6 +296,7 @@ async fn server() -> Server {
             triggers: vec!["s3 incoming/*.csv".into()],
             max_attempts: 1,
             policy: policy_of("notebooks: [a.ipynb]\n"),
+            steps: vec![],
         },
         ProjectInfo {
             name: "models".into(),
@@ -305,6 +306,7 @@ async fn server() -> Server {
             policy: policy_of(
                 "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 1, retry_backoff: 90s, timeout: 2h}\n",
             ),
+            steps: vec![],
         },
     ];
     let state = AppState {
@@ -313,6 +315,7 @@ async fn server() -> Server {
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
         intake: Default::default(),
+        allowed_hosts: vec![],
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -509,6 +512,7 @@ async fn an_open_run_page_follows_the_run_to_its_end() {
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
         intake: Default::default(),
+        allowed_hosts: vec![],
     };
     // Headless Chromium dumps the DOM once the page has loaded, and its virtual time stands
     // still while the event stream is open: the report frame is answered late so that the

@@ -234,6 +234,9 @@ pub struct RunArgs {
     /// Do not stream environment-building output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print the run's manifest (`run.json`) on stdout instead of the closing table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nbpipe render`.
@@ -259,6 +262,11 @@ pub struct ServeArgs {
     /// Address of the HTTP API and UI (loopback unless told otherwise; a public address needs a token).
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: std::net::SocketAddr,
+    /// A host name the server may be reached by (repeatable), e.g. the name of a reverse proxy
+    /// in front of it. IP addresses and `localhost` are always accepted; a request naming any
+    /// other host is refused (421), which keeps DNS-rebinding pages out.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
     /// Run database: a SQLite path or `sqlite://…`, or `postgres://…` (default: FIRST_PROJECT/.nbpipe/queue.sqlite).
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,

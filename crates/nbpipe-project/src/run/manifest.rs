@@ -99,6 +99,43 @@ pub struct StepRecord {
     /// run whose failed steps all say so. Written only when true.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub permanent: bool,
+    /// The last lines the notebook printed on stdout (at most [`SUMMARY_LINES`]), so what a
+    /// step found can be read without opening its report. Written only when there are some.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub summary: Vec<String>,
+}
+
+/// How many of a step's last stdout lines [`StepRecord::summary`] keeps.
+pub const SUMMARY_LINES: usize = 3;
+/// Longest summary line kept, in characters (longer ones are cut with `…`).
+pub const SUMMARY_LINE_CHARS: usize = 200;
+
+/// The last `SUMMARY_LINES` non-blank lines `nb` printed on stdout, in order.
+pub fn stdout_summary(nb: &nbpipe_notebook::Notebook) -> Vec<String> {
+    let mut lines = std::collections::VecDeque::new();
+    for output in nb.cells.iter().flat_map(|c| &c.outputs) {
+        if output.get("output_type").and_then(Value::as_str) != Some("stream")
+            || output.get("name").and_then(Value::as_str) != Some("stdout")
+        {
+            continue;
+        }
+        let text = match output.get("text") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Array(parts)) => parts.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            if lines.len() == SUMMARY_LINES {
+                lines.pop_front();
+            }
+            let mut line: String = line.trim_end().chars().take(SUMMARY_LINE_CHARS).collect();
+            if line.chars().count() == SUMMARY_LINE_CHARS {
+                line.push('…');
+            }
+            lines.push_back(line);
+        }
+    }
+    lines.into()
 }
 
 /// A cache hit's origin.

@@ -52,7 +52,18 @@ pub struct RunOptions {
     /// The project's environment when the caller already ensured it (the service keeps it
     /// between runs); `None` ensures it now.
     pub env: Option<nbpipe_env::ManagedEnv>,
+    /// Asked before steps start: `Some(stop)` stops the run as that stop would (no step
+    /// starts, running ones are left to the stop channel). The service asks its database, so
+    /// no step starts once a cancel has been accepted, however late the stop channel hears.
+    pub before_step: Option<StepGate>,
 }
+
+/// See [`RunOptions::before_step`].
+pub type StepGate = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Stop>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// What a run reports as it goes.
 pub trait RunObserver: Send + Sync {
@@ -186,6 +197,7 @@ async fn run_with(
             cached_from: None,
             error: None,
             permanent: false,
+            summary: Vec::new(),
         })
         .collect();
     let manifest = RunManifest {
@@ -265,7 +277,15 @@ async fn schedule(state: &Arc<RunState>, stop: watch::Receiver<Option<Stop>>) {
     let mut started = vec![false; n];
     let mut running = JoinSet::new();
     loop {
-        let stopped_by = *stop.borrow();
+        let mut stopped_by = *stop.borrow();
+        let startable = (0..n).any(|i| {
+            !started[i]
+                && done[i].is_none()
+                && deps[i].iter().all(|&d| done[d] == Some(status::SUCCEEDED))
+        });
+        if let (None, true, Some(gate)) = (stopped_by, startable, &state.opts.before_step) {
+            stopped_by = gate().await;
+        }
         let stopping = stopped_by.is_some();
         // Skip whatever can no longer run.
         let mut changed = true;

@@ -139,11 +139,12 @@ async fn try_run_step(
         };
         match nbpipe_exec::execute(&opts, &mut obs, step_stop).await {
             Ok((nb, Outcome::Completed)) => {
-                render_html(nb, &html, &step.id).await?;
+                let summary = render_html(nb, &html, &step.id).await?;
                 let ended = Utc::now();
                 {
                     let mut m = state.manifest.lock().await;
                     let rec = &mut m.steps[i];
+                    rec.summary = summary;
                     rec.ended = Some(stamp(ended));
                     rec.duration = Some(secs(ended - started));
                     rec.html = Some(html.to_string());
@@ -169,8 +170,12 @@ async fn try_run_step(
             }
             Ok((nb, outcome)) => {
                 // The notebook is the record of the failure: keep its HTML too.
-                let _ = render_html(nb, &html, &step.id).await;
-                state.manifest.lock().await.steps[i].html = Some(html.to_string());
+                let summary = render_html(nb, &html, &step.id).await.unwrap_or_default();
+                {
+                    let mut m = state.manifest.lock().await;
+                    m.steps[i].html = Some(html.to_string());
+                    m.steps[i].summary = summary;
+                }
                 let run_stop = *stop.borrow();
                 let (msg, retry, cancelled) = describe(&outcome, step.timeout, run_stop);
                 last_error = msg;
@@ -276,15 +281,18 @@ fn with_deadline(
     rx
 }
 
+/// Store the executed notebook's HTML report; returns its stdout summary
+/// ([`super::manifest::stdout_summary`]).
 async fn render_html(
     executed: nbpipe_exec::Executed,
     html: &Location,
     title: &str,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     // The report embeds every output, so the spilled ones come back into memory here.
     let nb = executed
         .into_notebook()
         .map_err(|e| format!("could not read the run's large outputs back: {e}"))?;
+    let summary = super::manifest::stdout_summary(&nb);
     let page = nbpipe_render::render(
         &nb,
         &nbpipe_render::RenderOptions {
@@ -294,7 +302,8 @@ async fn render_html(
     );
     html.put(page.into_bytes())
         .await
-        .map_err(|e| format!("could not store the HTML report: {e}"))
+        .map_err(|e| format!("could not store the HTML report: {e}"))?;
+    Ok(summary)
 }
 
 /// Names the notebook's parameters cell declares (empty if none or not inspectable).

@@ -1,13 +1,19 @@
-//! Who may change state: one middleware in front of every route.
+//! Who may talk to the server, and who may change state: one middleware in front of every
+//! route.
 //!
-//! `GET` and `HEAD` pass. Anything else changes state (submit, cancel, re-run, hooks) and
-//! needs, when a token is configured, `Authorization: Bearer <token>` — on `/hooks/` the bare
-//! token is also taken, as MinIO sends its `auth_token` verbatim. Tokens are compared through
-//! their SHA-256 digests in constant time, so neither content nor length leaks by timing.
+//! Every request first must name this server in `Host`: an IP address (v4, or v6 in
+//! brackets), `localhost`, or one of the `--allowed-host` names, with any port; anything else is
+//! `421 misdirected_request`. That is what defeats DNS rebinding: a page whose own name was
+//! pointed at 127.0.0.1 sends its own name as `Host`. (A request without `Host`, which no
+//! browser sends, passes.) Then a request whose `Origin` header is not this server's own
+//! (another site's page in the user's browser, or `null` from a sandboxed report) is refused
+//! with `403 cross_origin`, reads included.
 //!
-//! Independently of the token, a state-changing request whose `Origin` header is not this
-//! server's own (another site's page in the user's browser, or `null` from a sandboxed
-//! report) is refused with `403`.
+//! `GET` and `HEAD` then pass. Anything else changes state (submit, cancel, re-run, hooks)
+//! and needs, when a token is configured, `Authorization: Bearer <token>` — on `/hooks/` the
+//! bare token is also taken, as MinIO sends its `auth_token` verbatim. Tokens are compared
+//! through their SHA-256 digests in constant time, so neither content nor length leaks by
+//! timing.
 
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -22,11 +28,14 @@ pub(crate) async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.method() == Method::GET || req.method() == Method::HEAD {
-        return next.run(req).await;
+    if let Err(e) = check_host(req.headers(), &state.allowed_hosts) {
+        return e.into_response();
     }
     if let Err(e) = check_origin(req.headers()) {
         return e.into_response();
+    }
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return next.run(req).await;
     }
     if let Some(token) = state.token.as_deref() {
         let hook = req.uri().path().starts_with("/hooks/");
@@ -69,8 +78,49 @@ pub(crate) fn tokens_equal(a: &str, b: &str) -> bool {
         == 0
 }
 
-/// Refuses a cross-origin state change: an `Origin` whose host (and port) is not the
-/// request's `Host`.
+/// The host name of a `Host` header value (`name`, `name:port`, `[v6]:port`), lowercased.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, _port)| name)
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Refuses a request that names another host than this server (see the module docs).
+fn check_host(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(host) = headers.get(header::HOST) else {
+        return Ok(());
+    };
+    let raw = host.to_str().unwrap_or("");
+    let name = host_name(raw);
+    let ok = !name.is_empty()
+        && (name.parse::<std::net::IpAddr>().is_ok()
+            || name == "localhost"
+            || allowed
+                .iter()
+                .any(|a| host_name(a) == name || a.eq_ignore_ascii_case(&name)));
+    if ok {
+        return Ok(());
+    }
+    let mut shown: String = raw.chars().take(100).collect();
+    if shown.len() < raw.len() {
+        shown.push('…');
+    }
+    Err(ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected_request",
+        format!(
+            "this server does not answer to host `{shown}`\n\nhint: reach it by IP address or \
+             `localhost`, or start it with `--allowed-host {name}`"
+        ),
+    ))
+}
+
+/// Refuses a cross-origin request: an `Origin` whose host (and port) is not the request's
+/// `Host`.
 fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return Ok(());
@@ -90,7 +140,7 @@ fn check_origin(headers: &HeaderMap) -> Result<(), ApiError> {
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
         "cross_origin",
-        format!("state changes from another origin (`{origin}`) are refused"),
+        format!("requests from another origin (`{origin}`) are refused"),
     ))
 }
 
@@ -127,6 +177,37 @@ mod tests {
         let basic = headers(&[(header::AUTHORIZATION, "Basic s3cret")]);
         assert!(check_token(&basic, "s3cret", true).is_err());
         assert!(check_token(&HeaderMap::new(), "s3cret", true).is_err());
+    }
+
+    #[test]
+    fn host_must_be_an_address_localhost_or_allowed() {
+        let with = |host: &str| headers(&[(header::HOST, host)]);
+        let none: Vec<String> = vec![];
+        for ok in [
+            "127.0.0.1:8787",
+            "127.0.0.1",
+            "[::1]:8787",
+            "localhost:8787",
+            "LOCALHOST",
+            "10.1.2.3:80",
+        ] {
+            assert!(check_host(&with(ok), &none).is_ok(), "{ok}");
+        }
+        for bad in [
+            "evil.example:8787",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io:8787",
+            "",
+        ] {
+            let err = check_host(&with(bad), &none).unwrap_err();
+            assert_eq!(err.status, StatusCode::MISDIRECTED_REQUEST, "{bad}");
+        }
+        let allowed = vec!["nbpipe.internal".to_string()];
+        assert!(check_host(&with("nbpipe.internal:443"), &allowed).is_ok());
+        assert!(check_host(&with("NBPIPE.internal"), &allowed).is_ok());
+        assert!(check_host(&with("other.internal"), &allowed).is_err());
+        assert!(check_host(&HeaderMap::new(), &none).is_ok());
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | `GET /metrics` | Prometheus text: `nbpipe_runs{status}`, `nbpipe_events_superseded_total{project,source}`, `nbpipe_build_info` |
 //! | `GET /api/openapi.json` | this API, as OpenAPI 3.1 |
 //! | `GET /api/runs?project=&status=&q=&limit=&offset=` | runs, newest first |
-//! | `POST /api/runs` | submit `{project, parameters?, dedup_key?}` → `201 {id}` |
+//! | `POST /api/runs` | submit `{project, parameters?, dedup_key?}` → `201 {id}` (`400 bad_parameters` when a step's notebook cannot take them) |
 //! | `GET /api/runs/{id}` | a run with its steps and attempts |
 //! | `POST /api/runs/{id}/cancel`, `POST /api/runs/{id}/rerun` | state changes |
 //! | `GET /api/runs/{id}/events` | server-sent events: the run's status and steps on change |
@@ -27,9 +27,15 @@
 //! constant time; hooks may also send the bare token, as MinIO's `auth_token` does), else
 //! `401` with a JSON error. Reads are open to whoever reaches the listener, which is why the
 //! server listens on `127.0.0.1` by default and [`check_listen`] refuses a non-loopback address
-//! without a token. A state-changing request carrying an `Origin` header that names another
-//! host is refused (`403`) whatever its token, so a web page in the user's browser cannot drive
-//! a token-less local server.
+//! without a token.
+//!
+//! Before that, every request — reads too — must name this server: its `Host` must be an IP
+//! address, `localhost`, or a name given with `--allowed-host` ([`AppState::allowed_hosts`]),
+//! else `421 misdirected_request`. A DNS-rebinding page (its own name pointed at 127.0.0.1)
+//! therefore gets nothing, not even reads. A request carrying an `Origin` that is not the
+//! server's own (another site's page, or `null` from a sandboxed report) is refused with
+//! `403 cross_origin`, whatever its token, so a page in the user's browser can neither drive
+//! nor read a token-less local server.
 //!
 //! # Isolation of reports
 //!
@@ -48,6 +54,7 @@ mod metrics;
 mod openapi;
 mod report;
 pub(crate) mod runs;
+mod validate;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -95,6 +102,20 @@ pub struct ProjectInfo {
     pub max_attempts: u32,
     /// Its run policy (`serve:` in nbpipe.yaml) with every unset value filled in.
     pub policy: crate::policy::EffectivePolicy,
+    /// Its steps' notebooks, which submitted parameters are checked against.
+    #[serde(skip)]
+    pub steps: Vec<StepNotebook>,
+}
+
+/// One step's notebook, as far as checking parameters for it goes.
+#[derive(Debug, Clone)]
+pub struct StepNotebook {
+    /// Step id.
+    pub id: String,
+    /// The notebook file.
+    pub notebook: PathBuf,
+    /// The step's `kernel`, when it overrides the notebook's.
+    pub kernel: Option<String>,
 }
 
 impl ProjectInfo {
@@ -124,6 +145,15 @@ impl ProjectInfo {
             triggers,
             max_attempts: crate::policy::max_attempts(project),
             policy: crate::policy::effective(project, per_project),
+            steps: project
+                .steps
+                .iter()
+                .map(|s| StepNotebook {
+                    id: s.id.clone(),
+                    notebook: project.dir.join(&s.path),
+                    kernel: s.kernel.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -141,6 +171,9 @@ pub struct AppState {
     pub hooks: HookSink,
     /// Intake's counters, exported by `GET /metrics`.
     pub intake: Arc<IntakeCounters>,
+    /// Host names, beyond IP addresses and `localhost`, that requests may name in `Host`
+    /// (`--allowed-host`; see [`auth`](self#authentication)).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl AppState {

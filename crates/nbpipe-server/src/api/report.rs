@@ -75,13 +75,35 @@ pub(crate) async fn step_report(
             let bytes = read(html).await?;
             String::from_utf8_lossy(&bytes).into_owned()
         }
+        // A step that never started (skipped, cancelled or failed before its notebook was
+        // written, or still pending) has nothing to show: say so in a page, which is what the
+        // UI's report frame displays, never a raw JSON error.
         _ => {
-            return Err(ApiError::not_found(format!(
-                "step `{step_id}` has no report yet"
-            )))
+            let mut resp =
+                report_response(no_report_page(step_id, &step.status, step.error.as_deref()));
+            *resp.status_mut() = StatusCode::NOT_FOUND;
+            return Ok(resp);
         }
     };
     Ok(report_response(html))
+}
+
+/// The page for a step without a report: why there is none.
+fn no_report_page(step_id: &str, step_status: &str, error: Option<&str>) -> String {
+    let esc = crate::ui::esc;
+    let why = match (step_status, error) {
+        (status::PENDING, _) => "has not started yet".to_string(),
+        (_, Some(e)) if !e.is_empty() => format!("never started: {e}"),
+        (s, _) => format!("never started: it is {s}"),
+    };
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>No report: {step}</title>\
+         <style>body{{font:15px/1.5 system-ui,sans-serif;margin:2rem;color:#333}}\
+         code{{background:#f2f2f2;padding:0 .2em}}</style></head><body>\
+         <h1>No report</h1><p>Step <code>{step}</code> {why}.</p></body></html>",
+        step = esc(step_id),
+        why = esc(why.trim_end_matches('.')),
+    )
 }
 
 /// A report page with its isolating headers.

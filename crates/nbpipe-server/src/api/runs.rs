@@ -319,6 +319,9 @@ pub(crate) async fn submit(
         Some(Value::Object(m)) => Value::Object(m),
         Some(_) => return Err(ApiError::bad_request("`parameters` must be a JSON object")),
     };
+    if let Value::Object(m) = &parameters {
+        super::validate::check(&project.steps, m).await?;
+    }
     if let Some(k) = &body.dedup_key {
         if k.is_empty() || k.chars().count() > MAX_DEDUP_KEY_CHARS {
             return Err(ApiError::bad_request(format!(

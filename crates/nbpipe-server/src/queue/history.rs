@@ -95,20 +95,32 @@ impl Queue {
         })
     }
 
-    /// Stores the runner's current manifest (live step progress) on a run.
-    pub async fn update_manifest(&self, run_id: &str, manifest: &Value) -> Result<(), QueueError> {
+    /// Stores the runner's current manifest (live step progress) on a run that `worker` is
+    /// running. Once the run has finished (its final manifest written by [`Queue::finish`])
+    /// or is no longer leased to `worker`, nothing is written ([`QueueError::LeaseLost`]): a
+    /// late progress update can never overwrite the final state.
+    pub async fn update_manifest(
+        &self,
+        run_id: &str,
+        worker: &str,
+        manifest: &Value,
+    ) -> Result<(), QueueError> {
         let text = serde_json::to_string(manifest)?;
         let n = with_pool!(&self.db, p => {
-            sqlx::query("UPDATE runs SET manifest = $2, updated_at = $3 WHERE id = $1")
-                .bind(run_id)
-                .bind(&text)
-                .bind(now_ms())
-                .execute(p)
-                .await?
-                .rows_affected()
+            sqlx::query(
+                "UPDATE runs SET manifest = $2, updated_at = $3 \
+                 WHERE id = $1 AND status = 'running' AND lease_owner = $4",
+            )
+            .bind(run_id)
+            .bind(&text)
+            .bind(now_ms())
+            .bind(worker)
+            .execute(p)
+            .await?
+            .rows_affected()
         });
         if n == 0 {
-            return Err(QueueError::NotFound(run_id.to_string()));
+            return Err(self.lease_lost(run_id, worker).await);
         }
         Ok(())
     }

@@ -129,6 +129,8 @@ pub enum QueueError {
 pub struct Queue {
     db: db::Db,
     backoff: Backoff,
+    /// Run ids whose cancel was requested through this handle (or a clone of it).
+    cancels: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Queue {
@@ -161,6 +163,7 @@ impl Queue {
                     return Ok(Queue {
                         db,
                         backoff: Backoff::default(),
+                        cancels: tokio::sync::broadcast::channel(256).0,
                     })
                 }
             }
@@ -176,6 +179,14 @@ impl Queue {
     pub fn with_backoff(mut self, backoff: Backoff) -> Queue {
         self.backoff = backoff;
         self
+    }
+
+    /// Cancel requests made through this queue handle or its clones, as run ids, the moment
+    /// they are accepted (workers of other processes sharing the database poll
+    /// [`Queue::is_cancel_requested`] instead). A receiver that lags misses ids: it should
+    /// then check the database.
+    pub fn cancel_requests(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.cancels.subscribe()
     }
 
     /// `"sqlite"` or `"postgres"`.

@@ -261,8 +261,10 @@ impl Queue {
                 return Ok(None);
             };
             let now = now_ms();
+            // A cancel accepted while the run was running wins, whatever the attempt's
+            // outcome: the API said the run would be cancelled.
             let status = match wanted {
-                Status::Failed if cancel_requested => Status::Cancelled,
+                _ if cancel_requested => Status::Cancelled,
                 Status::Failed if retry && attempts < max_attempts => Status::Queued,
                 other => other,
             };
@@ -341,7 +343,7 @@ impl Queue {
         })
     }
 
-    async fn lease_lost(&self, run_id: &str, worker: &str) -> QueueError {
+    pub(crate) async fn lease_lost(&self, run_id: &str, worker: &str) -> QueueError {
         match self.get(run_id).await {
             Ok(Some(_)) => QueueError::LeaseLost {
                 run_id: run_id.to_string(),
@@ -368,7 +370,11 @@ impl Queue {
         });
         Ok(match changed.as_deref() {
             Some("cancelled") => CancelResult::Cancelled,
-            Some(_) => CancelResult::Requested,
+            Some(_) => {
+                // Workers of this process act at once; others see the flag when they poll.
+                let _ = self.cancels.send(run_id.to_string());
+                CancelResult::Requested
+            }
             None => match self.get(run_id).await? {
                 Some(run) => CancelResult::AlreadyFinished(run.status),
                 None => CancelResult::NotFound,

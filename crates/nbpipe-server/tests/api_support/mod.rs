@@ -84,6 +84,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
             policy: policy_of(
                 "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 1, retry_backoff: 30s, timeout: 1h}\n",
             ),
+            steps: vec![],
         },
         ProjectInfo {
             name: "churn".into(),
@@ -91,6 +92,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
             triggers: vec!["s3 incoming/sales/*.csv".into()],
             max_attempts: 1,
             policy: policy_of("notebooks: [a.ipynb]\n"),
+            steps: vec![],
         },
     ];
     let app = api::router(AppState {
@@ -99,6 +101,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
         token: token.map(str::to_string),
         hooks,
         intake: Default::default(),
+        allowed_hosts: vec![],
     });
     Fixture {
         app,

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use nbpipe_exec::Stop;
 use nbpipe_params::Parameters;
-use nbpipe_project::run::{manifest::status, RunObserver, RunOptions, TriggerObject};
+use nbpipe_project::run::manifest::{status, RunManifest};
+use nbpipe_project::run::{RunObserver, RunOptions, TriggerObject};
 use tokio::sync::watch;
 
 use crate::cli::RunArgs;
@@ -59,7 +60,9 @@ pub fn run(args: RunArgs) -> u8 {
         quiet: args.quiet,
         pool: None,
         env: None,
+        before_step: None,
     };
+    let json = args.json;
     let runtime = match super::runtime(None) {
         Ok(r) => r,
         Err(code) => return code,
@@ -70,21 +73,14 @@ pub fn run(args: RunArgs) -> u8 {
         let stopped = stop_rx.clone();
         match nbpipe_project::run::run(project, opts, Arc::new(Reporter), stop_rx).await {
             Ok(m) => {
-                eprintln!();
-                for s in &m.steps {
-                    let extra = match (&s.cached_from, &s.error) {
-                        (Some(c), _) => format!("cached from run {}", c.run_id),
-                        (None, Some(e)) => e.clone(),
-                        _ => String::new(),
-                    };
-                    eprintln!("  {:<24} {:<10} {}", s.id, s.status, extra);
+                if json {
+                    match serde_json::to_string_pretty(&m) {
+                        Ok(text) => println!("{text}"),
+                        Err(e) => eprintln!("error: could not print the manifest: {e}"),
+                    }
+                } else {
+                    eprint!("{}", summary(&m));
                 }
-                eprintln!(
-                    "\nRun {} {} → {}/run.json",
-                    m.run_id,
-                    m.status,
-                    m.output.trim_end_matches('/')
-                );
                 match m.status.as_str() {
                     status::SUCCEEDED => exit::OK,
                     status::CANCELLED => match *stopped.borrow() {
@@ -100,6 +96,84 @@ pub fn run(args: RunArgs) -> u8 {
             }
         }
     })
+}
+
+/// The closing table of a run: each step's status, duration and report, the last lines it
+/// printed, then a one-line verdict.
+fn summary(m: &RunManifest) -> String {
+    use std::fmt::Write;
+    let cwd = std::env::current_dir().ok();
+    let report = |uri: &str| match &cwd {
+        Some(cwd) => std::path::Path::new(uri)
+            .strip_prefix(cwd)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| uri.to_string()),
+        None => uri.to_string(),
+    };
+    let width = m.steps.iter().map(|s| s.id.len()).max().unwrap_or(4).max(4);
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n  {:<width$}  {:<10} {:>9}  report",
+        "step", "status", "duration"
+    );
+    for s in &m.steps {
+        let duration = s.duration.map(seconds).unwrap_or_else(|| "-".into());
+        let html = match (&s.cached_from, &s.html) {
+            (Some(c), _) => format!("(cached from run {})", c.run_id),
+            (None, Some(h)) if s.status != status::SKIPPED => report(h),
+            _ => "-".into(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:<10} {:>9}  {html}",
+            s.id, s.status, duration
+        );
+        for line in &s.summary {
+            let _ = writeln!(out, "  {:<width$}  │ {line}", "");
+        }
+        if let Some(e) = &s.error {
+            let _ = writeln!(out, "  {:<width$}  error: {e}", "");
+        }
+    }
+    let count = |st: &str| m.steps.iter().filter(|s| s.status == st).count();
+    let took = m.duration.map(seconds).unwrap_or_default();
+    let verdict = match m.status.as_str() {
+        status::SUCCEEDED => format!("succeeded: {} steps in {took}", m.steps.len()),
+        st => {
+            let mut parts = Vec::new();
+            for (n, what) in [
+                (count(status::FAILED), "failed"),
+                (count(status::CANCELLED), "cancelled"),
+                (count(status::SKIPPED), "skipped"),
+                (count(status::SUCCEEDED), "succeeded"),
+            ] {
+                if n > 0 {
+                    parts.push(format!("{n} {what}"));
+                }
+            }
+            format!("{st} after {took}: {}", parts.join(", "))
+        }
+    };
+    let _ = writeln!(
+        out,
+        "\nRun `{}` {verdict}; record in `{}`",
+        m.run_id,
+        report(&format!("{}/run.json", m.output.trim_end_matches('/')))
+    );
+    out
+}
+
+/// Seconds for people: `0.84 s`, `12.3 s`, `2 min 05 s`.
+fn seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        let whole = s.round() as u64;
+        format!("{} min {:02} s", whole / 60, whole % 60)
+    }
 }
 
 /// `s3://bucket/key` (or any `scheme://bucket/key`) as a trigger object.

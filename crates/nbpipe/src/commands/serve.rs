@@ -22,6 +22,7 @@ pub fn run(args: ServeArgs) -> u8 {
     let opts = ServeOptions {
         projects: args.projects,
         listen: args.listen,
+        allowed_hosts: args.allowed_hosts,
         database: args.database,
         workers: args.workers.max(1),
         max_running: args.max_running,
