@@ -1,7 +1,7 @@
 //! `nbpipe serve`'s HTTP API fuzzed from its own OpenAPI document: schemathesis (installed in
 //! the test env by `scripts/test-env.sh`) with every check, against the real binary on a free
-//! loopback port with a token. Bounded: a fixed seed, a few examples per operation, a time
-//! budget, and a wall-clock limit on the process. Its stateful phase follows the document's
+//! loopback port with a token. Bounded: a fixed seed, a few examples per operation, and a
+//! wall-clock limit on the process (about 15 s on an idle machine). Its stateful phase follows the document's
 //! links from `POST /api/runs` (and the `Location` headers it sees) to real run ids.
 //!
 //! The server runs with `--max-running 0` (runs stay queued, no kernel starts: the API is under
@@ -53,7 +53,7 @@ fn schemathesis_finds_nothing_the_openapi_document_does_not_say() {
         .arg(format!("http://127.0.0.1:{}/api/openapi.json", server.port))
         .args(["--checks", "all"])
         .args(["--max-examples", "20", "--seed", "1"])
-        .args(["--max-time", "120", "--request-timeout", "5"])
+        .args(["--request-timeout", "5"])
         .args(["--generation-database", "none", "--no-color"])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
         .arg("--report-dir")

@@ -238,12 +238,12 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// The queue filter for this query. `status` is empty (any status) or statuses separated
-    /// by commas, each exactly one of [`Status::ALL`]; `limit` is 1 to [`MAX_LIST_LIMIT`];
-    /// anything else is `400`.
+    /// The queue filter for this query. `status` is absent (any status) or statuses separated
+    /// by commas, each exactly one of [`Status::ALL`] (so `status=` is refused: the UI's "any"
+    /// leaves it out); `limit` is 1 to [`MAX_LIST_LIMIT`]; anything else is `400`.
     pub fn filter(&self) -> Result<RunFilter, ApiError> {
         let mut status = Vec::new();
-        if let Some(list) = self.status.as_deref().filter(|s| !s.is_empty()) {
+        if let Some(list) = self.status.as_deref() {
             for s in list.split(',') {
                 status.push(s.parse::<Status>().map_err(ApiError::bad_request)?);
             }

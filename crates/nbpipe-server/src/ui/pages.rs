@@ -91,7 +91,11 @@ pub(crate) async fn runs_page(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let query = match query {
-        Ok(Query(q)) => q,
+        // The filter form sends `status=` for "any".
+        Ok(Query(mut q)) => {
+            q.status = q.status.filter(|s| !s.is_empty());
+            q
+        }
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
