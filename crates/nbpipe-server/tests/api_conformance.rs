@@ -390,3 +390,40 @@ async fn every_response_says_nosniff() {
         }
     }
 }
+
+#[tokio::test]
+async fn host_and_origin_refusals_are_the_documented_json_errors_on_ui_paths_too() {
+    let f = fixture(None).await;
+    for (uri, host, origin, want, code) in [
+        (
+            "/api/runs",
+            "evil.example",
+            None,
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+        ),
+        (
+            "/",
+            "evil.example:8787",
+            None,
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+        ),
+        (
+            "/api/runs",
+            "127.0.0.1:8787",
+            Some("http://evil.example"),
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+        ),
+    ] {
+        let mut r = Request::get(uri).header(header::HOST, host);
+        if let Some(o) = origin {
+            r = r.header(header::ORIGIN, o);
+        }
+        let (s, h, body) = send(&f.app, r.body(Body::empty()).unwrap()).await;
+        assert_eq!(s, want, "{uri} {host} {origin:?}");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_error(&serde_json::from_slice(&body).unwrap(), code);
+    }
+}
