@@ -250,9 +250,9 @@ async fn bad_submissions_and_unknown_things_are_clear_errors() {
         ),
         (
             json!({"project": "daily", "surprise": 1}),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
         ),
-        (json!({"parameters": {}}), StatusCode::UNPROCESSABLE_ENTITY),
+        (json!({"parameters": {}}), StatusCode::BAD_REQUEST),
     ];
     for (body, want) in cases {
         let (s, v) = json_of(

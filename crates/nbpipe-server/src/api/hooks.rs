@@ -12,6 +12,9 @@
 //! Those were handled (the sender must not retry them), hence `2xx`. A sink failure answers
 //! `503` so the sender retries (the queue's dedup keys make a retry harmless). SNS control
 //! messages (`SubscriptionConfirmation`) are answered `400`: confirm subscriptions by hand.
+//!
+//! The body is one notification (a JSON object) or a batch of them (a non-empty JSON array of
+//! objects): `[]` carries no notification and is refused like `{}` (`400 bad_notification`).
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -27,6 +30,7 @@ pub(crate) async fn s3(
     State(state): State<Shared>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    check_batch(&body)?;
     let events = notify::parse(&body, Source::Webhook).map_err(|e| {
         let code = match e {
             IntakeError::Key { .. } => "bad_key",
@@ -63,4 +67,28 @@ pub(crate) async fn s3(
             "superseded_by": done.superseded,
         })),
     ))
+}
+
+/// Refuses a batch that is empty or holds something other than notification objects (the
+/// parser takes nested arrays; the hook's documented body does not).
+fn check_batch(body: &[u8]) -> Result<(), ApiError> {
+    let refuse = |why: &str| {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_notification",
+            why.to_string(),
+        ))
+    };
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'[') {
+        return Ok(());
+    }
+    match serde_json::from_slice::<Vec<Value>>(body) {
+        Ok(items) if items.is_empty() => refuse("an empty batch (`[]`) carries no notification"),
+        Ok(items) if items.iter().any(|i| !i.is_object()) => {
+            refuse("a batch is an array of notification objects")
+        }
+        // Well formed, or malformed JSON the parser reports.
+        _ => Ok(()),
+    }
 }

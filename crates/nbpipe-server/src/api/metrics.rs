@@ -21,7 +21,11 @@ pub(crate) async fn health(State(state): State<Shared>) -> Response {
         .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "error": e.to_string()})),
+            // The API's error shape, plus `status` for probes that read only that.
+            Json(json!({
+                "status": "unavailable",
+                "error": {"code": "queue_unavailable", "message": e.to_string()},
+            })),
         )
             .into_response(),
     }

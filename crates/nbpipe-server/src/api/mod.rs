@@ -72,7 +72,7 @@ use crate::queue::Queue;
 
 pub use error::ApiError;
 pub use openapi::openapi_document;
-pub use runs::{RunDetail, StepView};
+pub use runs::{RunDetail, StepView, MAX_DEDUP_KEY_CHARS, MAX_LIST_LIMIT, MAX_LIST_OFFSET};
 
 /// Where `nbpipe serve` listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
@@ -269,6 +269,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(shared)
+        // Outermost: shapes every error answer, whoever gave it, and adds `nosniff`.
+        .layer(axum::middleware::from_fn(error::error_shape))
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves (then finishes open

@@ -2,7 +2,10 @@
 //! (`openapi.json` beside this file). A test checks that it lists exactly the routes of the
 //! router, method by method.
 
+use axum::extract::State;
 use axum::Json;
+
+use super::Shared;
 use serde_json::Value;
 
 const DOCUMENT: &str = include_str!("openapi.json");
@@ -14,8 +17,22 @@ pub fn openapi_document() -> Value {
     doc
 }
 
-pub(crate) async fn serve() -> Json<Value> {
-    Json(openapi_document())
+/// The document as this server serves it: `POST /api/runs` takes one of its configured
+/// projects (any other name is `404`), so the body's `project` is an `enum` of them.
+pub(crate) async fn serve(State(state): State<Shared>) -> Json<Value> {
+    let mut doc = openapi_document();
+    let names: Vec<Value> = state
+        .projects
+        .iter()
+        .map(|p| Value::String(p.name.clone()))
+        .collect();
+    let project = doc.pointer_mut(
+        "/paths/~1api~1runs/post/requestBody/content/application~1json/schema/properties/project",
+    );
+    if let Some(Value::Object(project)) = project {
+        project.insert("enum".to_string(), Value::Array(names));
+    }
+    Json(doc)
 }
 
 #[cfg(test)]

@@ -16,8 +16,15 @@ use super::{ApiError, Shared};
 use crate::event::{ObjectEvent, RunRequest};
 use crate::queue::{AttemptRow, CancelResult, Enqueued, RunFilter, RunRow, Status};
 
-/// Most rows one list request returns.
+/// Most rows one list request returns: a larger `limit` is refused (`400`), as the OpenAPI
+/// document says.
 pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Largest `offset` a list request takes (the database's signed 64-bit range).
+pub const MAX_LIST_OFFSET: usize = i64::MAX as usize;
+
+/// Longest `dedup_key` of `POST /api/runs`, in characters (JSON Schema's `maxLength`).
+pub const MAX_DEDUP_KEY_CHARS: usize = 1024;
 
 /// A run as the API shows it (the manifest is left to [`RunDetail`]).
 #[derive(Debug, Clone, Serialize)]
@@ -224,29 +231,42 @@ pub struct ListQuery {
     pub status: Option<String>,
     /// The trigger URI contains this.
     pub q: Option<String>,
-    /// At most this many (default 100, at most 1000).
+    /// At most this many (default 100, 1 to [`MAX_LIST_LIMIT`]).
     pub limit: Option<usize>,
-    /// Skip this many.
+    /// Skip this many (at most [`MAX_LIST_OFFSET`]).
     pub offset: Option<usize>,
 }
 
 impl ListQuery {
-    /// The queue filter for this query.
+    /// The queue filter for this query. `status` is absent (any status) or statuses separated
+    /// by commas, each exactly one of [`Status::ALL`] (so `status=` is refused: the UI's "any"
+    /// leaves it out); `limit` is 1 to [`MAX_LIST_LIMIT`]; anything else is `400`.
     pub fn filter(&self) -> Result<RunFilter, ApiError> {
         let mut status = Vec::new();
-        for s in self.status.iter().flat_map(|s| s.split(',')) {
-            let s = s.trim();
-            if !s.is_empty() {
+        if let Some(list) = self.status.as_deref() {
+            for s in list.split(',') {
                 status.push(s.parse::<Status>().map_err(ApiError::bad_request)?);
             }
+        }
+        let limit = self.limit.unwrap_or(100);
+        if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+            return Err(ApiError::bad_request(format!(
+                "`limit` must be 1 to {MAX_LIST_LIMIT}, not {limit}"
+            )));
+        }
+        let offset = self.offset.unwrap_or(0);
+        if offset > MAX_LIST_OFFSET {
+            return Err(ApiError::bad_request(format!(
+                "`offset` must be at most {MAX_LIST_OFFSET}"
+            )));
         }
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         Ok(RunFilter {
             project: nonempty(&self.project),
             status,
             trigger_contains: nonempty(&self.q),
-            limit: Some(self.limit.unwrap_or(100).min(MAX_LIST_LIMIT)),
-            offset: self.offset.unwrap_or(0),
+            limit: Some(limit),
+            offset,
             ..RunFilter::default()
         })
     }
@@ -303,8 +323,10 @@ pub(crate) async fn submit(
         super::validate::check(&project.steps, m).await?;
     }
     if let Some(k) = &body.dedup_key {
-        if k.is_empty() || k.len() > 1024 {
-            return Err(ApiError::bad_request("`dedup_key` must be 1 to 1024 bytes"));
+        if k.is_empty() || k.chars().count() > MAX_DEDUP_KEY_CHARS {
+            return Err(ApiError::bad_request(format!(
+                "`dedup_key` must be 1 to {MAX_DEDUP_KEY_CHARS} characters"
+            )));
         }
     }
     let req = RunRequest {

@@ -206,8 +206,14 @@ fn string(v: Option<&Value>) -> Option<String> {
 fn size(v: Option<&Value>) -> Result<Option<u64>, String> {
     match v {
         None | Some(Value::Null) => Ok(None),
+        // JSON has one number type: `3.0` is the integer 3 (as JSON Schema's `integer` says).
         Some(Value::Number(n)) => n
             .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < u64::MAX as f64)
+                    .map(|f| f as u64)
+            })
             .map(Some)
             .ok_or_else(|| format!("`size` {n} is not a byte count")),
         Some(Value::String(s)) => s

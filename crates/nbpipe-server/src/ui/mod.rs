@@ -17,7 +17,7 @@
 
 mod pages;
 
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
@@ -133,14 +133,24 @@ pub fn fmt_duration(secs: f64) -> String {
     }
 }
 
-/// The page for an unknown URL.
-pub(crate) fn not_found_page(message: &str) -> String {
+/// The page of an error answer: titled by its status (`Bad request`, `Not found`, …), with
+/// `message` and a way back.
+pub(crate) fn error_page(status: StatusCode, message: &str) -> String {
+    let title = match status {
+        StatusCode::BAD_REQUEST => "Bad request",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::METHOD_NOT_ALLOWED => "Method not allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "Request too large",
+        StatusCode::SERVICE_UNAVAILABLE => "Unavailable",
+        s => s.canonical_reason().unwrap_or("Error"),
+    };
     pages::layout(
-        "Not found",
+        title,
         "",
         false,
         &format!(
-            "<h1>Not found</h1><p>{}</p><p><a href=\"/\">All runs</a></p>",
+            "<h1>{}</h1><p>{}</p><p><a href=\"/\">All runs</a></p>",
+            esc(title),
             esc(message)
         ),
     )

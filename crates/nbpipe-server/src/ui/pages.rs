@@ -90,13 +90,26 @@ pub(crate) async fn runs_page(
     State(state): State<Shared>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let query = query.map(|Query(q)| q).unwrap_or_default();
+    let query = match query {
+        // The filter form sends `status=` for "any".
+        Ok(Query(mut q)) => {
+            q.status = q.status.filter(|s| !s.is_empty());
+            q
+        }
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                page_response(super::error_page(StatusCode::BAD_REQUEST, &e.body_text())),
+            )
+                .into_response()
+        }
+    };
     let filter = match query.filter() {
         Ok(f) => f,
         Err(e) => {
             return (
                 StatusCode::BAD_REQUEST,
-                page_response(super::not_found_page(&e.message)),
+                page_response(super::error_page(StatusCode::BAD_REQUEST, &e.message)),
             )
                 .into_response()
         }
@@ -218,12 +231,19 @@ pub(crate) async fn run_page(
         Ok(None) => {
             return (
                 StatusCode::NOT_FOUND,
-                page_response(super::not_found_page(&format!("No run `{id}`."))),
+                page_response(super::error_page(
+                    StatusCode::NOT_FOUND,
+                    &format!("No run `{id}`."),
+                )),
             )
                 .into_response()
         }
         Err(e) => {
-            return (e.status, page_response(super::not_found_page(&e.message))).into_response();
+            return (
+                e.status,
+                page_response(super::error_page(e.status, &e.message)),
+            )
+                .into_response();
         }
     };
     let r = &detail.run;

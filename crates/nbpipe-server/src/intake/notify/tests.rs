@@ -279,6 +279,23 @@ fn size_as_string_and_missing_optional_fields() {
 }
 
 #[test]
+fn size_written_as_a_whole_float_is_that_integer() {
+    let body = |size: &str| {
+        format!(
+            r#"{{"Records":[{{"eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"b"}},
+              "object":{{"key":"k.csv","size":{size}}}}}}}]}}"#
+        )
+    };
+    assert_eq!(one(&body("627881783.0")).size, Some(627881783));
+    for bad in ["2.5", "-1.0", "1e30"] {
+        assert!(
+            parse(body(bad).as_bytes(), Source::Webhook).is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn etags_lose_quotes_and_weak_marker() {
     assert_eq!(clean_etag("\"abc\""), "abc");
     assert_eq!(clean_etag("W/\"abc-2\""), "abc-2");
