@@ -14,3 +14,6 @@ export NBPIPE_TEST_POSTGRES=1
 
 # Tests start many kernels; two cores are shared between the test threads and the kernels.
 cargo test --workspace --no-fail-fast -- --test-threads="${NBPIPE_TEST_THREADS:-2}"
+
+# The Python package: wheel built with maturin, installed in a fresh venv, pytest.
+scripts/test-python.sh

@@ -75,29 +75,25 @@ pub async fn execute(
         return Ok((Executed::in_memory(nb), Outcome::Prepared));
     }
 
-    let spec = choose_kernel(&nb, opts)?;
-    obs.info(&format!("Kernel: {} ({})", spec.name, spec.display_name));
+    let spec = choose_kernel(&nb, opts);
+    if let Ok(spec) = &spec {
+        obs.info(&format!("Kernel: {} ({})", spec.name, spec.display_name));
+    }
 
-    // papermill's notebook_start: reset counts, outputs and per-cell metadata, then save.
     let started = Utc::now();
-    {
-        let pm = pm_meta(&mut nb.metadata);
-        pm.insert("start_time".into(), json!(now_papermill(started)));
-        pm.insert("end_time".into(), Value::Null);
-        pm.insert("duration".into(), Value::Null);
-        pm.insert("exception".into(), Value::Null);
-    }
-    for cell in &mut nb.cells {
-        if cell.is_code() {
-            cell.execution_count = None;
-            cell.outputs.clear();
-        }
-        cell.metadata.insert(
-            "papermill".into(),
-            json!({"exception": null, "start_time": null, "end_time": null, "duration": null, "status": PENDING}),
-        );
-    }
+    start_notebook(&mut nb, started);
     saver.mark_dirty();
+    // papermill has written the parameterized notebook before it looks the kernel up; so do we,
+    // with the failure recorded (`metadata.papermill.exception`), and keep the error.
+    let spec = match spec {
+        Ok(spec) => spec,
+        Err(e) => {
+            finish_notebook(&mut nb, started);
+            pm_meta(&mut nb.metadata).insert("exception".into(), Value::Bool(true));
+            let _ = saver.save_final(&nb, None).await;
+            return Err(e);
+        }
+    };
     saver.save(&nb, None).await?;
     obs.notebook_start(nb.cells.len());
 
@@ -205,6 +201,27 @@ pub async fn execute(
     kernel.shutdown().await;
     saved?;
     Ok((Executed::new(nb, spill), outcome))
+}
+
+/// papermill's notebook_start: reset counts, outputs and per-cell metadata.
+fn start_notebook(nb: &mut Notebook, started: chrono::DateTime<Utc>) {
+    {
+        let pm = pm_meta(&mut nb.metadata);
+        pm.insert("start_time".into(), json!(now_papermill(started)));
+        pm.insert("end_time".into(), Value::Null);
+        pm.insert("duration".into(), Value::Null);
+        pm.insert("exception".into(), Value::Null);
+    }
+    for cell in &mut nb.cells {
+        if cell.is_code() {
+            cell.execution_count = None;
+            cell.outputs.clear();
+        }
+        cell.metadata.insert(
+            "papermill".into(),
+            json!({"exception": null, "start_time": null, "end_time": null, "duration": null, "status": PENDING}),
+        );
+    }
 }
 
 fn choose_kernel(nb: &Notebook, opts: &ExecOptions) -> Result<KernelSpec, ExecError> {

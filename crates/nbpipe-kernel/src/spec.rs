@@ -185,8 +185,14 @@ pub fn discover_in(dirs: &[PathBuf]) -> Discovery {
     out
 }
 
-/// Find the kernelspec called `name` (case-insensitive).
+/// Find the kernelspec called `name` (case-insensitive). `python` means `python3`, as in
+/// jupyter_client's kernel manager (notebooks written by old tools name their kernel so).
 pub fn find(name: &str) -> Result<KernelSpec, SpecError> {
+    let name = if name == "python" {
+        NATIVE_KERNEL_NAME
+    } else {
+        name
+    };
     let search = SearchEnv::from_process();
     let dirs = search.kernel_dirs();
     match find_in(name, &dirs) {

@@ -18,6 +18,10 @@ pub enum ParamError {
     /// object that nbpipe cannot represent (`!!binary`, `!!timestamp`, `!!set`...).
     #[error("unsupported YAML value: {0}")]
     UnsupportedYaml(String),
+    /// The `--parameters-json` text is not JSON as Python's `json.loads` reads it, or its
+    /// top level is not an object.
+    #[error("invalid JSON parameters: {0}")]
+    Json(String),
     /// The `-b` argument is not valid base64 (papermill's `base64.b64decode` rules).
     #[error("invalid base64 parameters: {0}")]
     Base64(String),

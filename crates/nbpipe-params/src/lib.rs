@@ -7,6 +7,8 @@
 //!   Python `int()`, then `float()`, else a string).
 //! * [`parse_yaml`] / [`parse_base64_yaml`]: `-y`, `-f` and `-b` sources with
 //!   PyYAML `SafeLoader` (YAML 1.1, no timestamps) semantics.
+//! * [`parse_json`]: `--parameters-json`, JSON as Python's `json.loads` reads it
+//!   (`NaN`/`Infinity`, integers of any size), so typed values arrive intact.
 //! * [`Language`], [`render_parameters`], [`translate_value`]: papermill's
 //!   translators for the injected-parameters cell, with [`validate_name`] so a
 //!   parameter name can never inject code.
@@ -55,6 +57,7 @@
 
 mod error;
 mod inspect;
+mod json;
 mod pynum;
 mod resolve;
 mod sources;
@@ -64,6 +67,7 @@ mod yaml;
 
 pub use error::ParamError;
 pub use inspect::{format_help_line, inspect_parameters_cell, ParamInfo};
+pub use json::parse_json;
 pub use pynum::py_float_repr;
 pub use resolve::resolve_cli_value;
 pub use sources::{parse_base64_yaml, parse_yaml};

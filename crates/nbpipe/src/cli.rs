@@ -34,6 +34,17 @@ pub enum Command {
     Env(EnvArgs),
     /// List the kernels nbpipe can find.
     Kernels(KernelsArgs),
+    /// Copy a stored file (any location nbpipe accepts) to stdout; the Python API reads
+    /// output notebooks on object stores back with it, with nbpipe's credentials.
+    #[command(hide = true)]
+    Cat(CatArgs),
+}
+
+/// `nbpipe cat` (hidden).
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// The location to read (path, `s3://…`, `gs://…`, `az://…`, `http(s)://…`).
+    pub location: String,
 }
 
 /// `nbpipe exec`: papermill's command line.
@@ -66,6 +77,10 @@ pub struct ExecArgs {
     /// YAML string with parameters.
     #[arg(short = 'y', long = "parameters_yaml", visible_alias = "parameters-yaml", value_name = "YAML", action = ArgAction::Append)]
     pub parameters_yaml: Vec<String>,
+    /// JSON object of parameters, read from FILE or `-` (stdin) as Python's `json.loads` reads
+    /// it: ints of any size, `NaN`/`Infinity`; values keep their JSON types (the Python API uses it).
+    #[arg(long = "parameters-json", value_name = "FILE", action = ArgAction::Append)]
+    pub parameters_json: Vec<String>,
     /// Base64-encoded YAML string with parameters.
     #[arg(short = 'b', long = "parameters_base64", visible_alias = "parameters-base64", value_name = "B64", action = ArgAction::Append)]
     pub parameters_base64: Vec<String>,
@@ -216,6 +231,9 @@ pub struct RunArgs {
     /// YAML string of parameters.
     #[arg(short = 'y', long = "parameters_yaml", visible_alias = "parameters-yaml", value_name = "YAML", action = ArgAction::Append)]
     pub parameters_yaml: Vec<String>,
+    /// JSON object of parameters from FILE or `-` (stdin), typed as Python's `json.loads` reads it.
+    #[arg(long = "parameters-json", value_name = "FILE", action = ArgAction::Append)]
+    pub parameters_json: Vec<String>,
     /// Output prefix (directory or s3://, gs://, az:// prefix); `{run_id}` is filled in.
     #[arg(long, value_name = "URI")]
     pub output: Option<String>,

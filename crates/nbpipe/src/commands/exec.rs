@@ -266,7 +266,7 @@ fn stdin_is_data() -> bool {
     }
 }
 
-/// Parameters in papermill's precedence: inject paths, -b, -f, -y, -p, -r.
+/// Parameters in papermill's precedence: inject paths, -b, -f, -y, (--parameters-json), -p, -r.
 fn collect_parameters(args: &ExecArgs, input: &str, output: &str) -> Result<Parameters> {
     let mut params = Parameters::new();
     if args.inject_input_path || args.inject_paths {
@@ -281,6 +281,7 @@ fn collect_parameters(args: &ExecArgs, input: &str, output: &str) -> Result<Para
             base64: &args.parameters_base64,
             files: &args.parameters_file,
             yaml: &args.parameters_yaml,
+            json: &args.parameters_json,
             pairs: &args.parameters,
             raw: &args.parameters_raw,
         },

@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `run(args) -> exit code`.
 
+pub mod cat;
 pub mod env;
 pub mod exec;
 pub mod inspect;

@@ -1,5 +1,6 @@
 //! Parameters from the command line, shared by `exec` and `run`: papermill's sources and
-//! precedence (-b, then -f, then -y, then -p, then -r; later wins, first position kept).
+//! precedence (-b, then -f, then -y, then -p, then -r; later wins, first position kept), plus
+//! `--parameters-json` (typed JSON, as the Python API sends it) between -y and -p.
 
 use std::path::PathBuf;
 
@@ -14,6 +15,8 @@ pub struct Sources<'a> {
     pub files: &'a [PathBuf],
     /// `-y` YAML strings.
     pub yaml: &'a [String],
+    /// `--parameters-json` files (`-` = stdin).
+    pub json: &'a [String],
     /// `-p NAME VALUE` pairs, flattened.
     pub pairs: &'a [String],
     /// `-r NAME VALUE` pairs, flattened.
@@ -35,6 +38,21 @@ pub fn collect(mut params: Parameters, src: &Sources<'_>) -> Result<Parameters> 
     }
     for y in src.yaml {
         params.update(nbpipe_params::parse_yaml(y).context("in `--parameters_yaml`")?);
+    }
+    for j in src.json {
+        let text = if j == "-" {
+            let mut t = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut t)
+                .context("could not read `--parameters-json` from stdin")?;
+            t
+        } else {
+            std::fs::read_to_string(j)
+                .with_context(|| format!("could not read parameters file `{j}`"))?
+        };
+        params.update(
+            nbpipe_params::parse_json(&text)
+                .with_context(|| format!("in `--parameters-json {j}`"))?,
+        );
     }
     for (name, value) in pairs(src.pairs) {
         params.set(&name, nbpipe_params::resolve_cli_value(&value));

@@ -33,6 +33,7 @@ pub fn run(args: RunArgs) -> u8 {
             base64: &[],
             files: &args.parameters_file,
             yaml: &args.parameters_yaml,
+            json: &args.parameters_json,
             pairs: &args.parameters,
             raw: &args.parameters_raw,
         },
