@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # The Python API tests: build the wheel with maturin (the `dist` profile of pyproject.toml, in
-# CARGO_TARGET_DIR so the build is incremental), install it into a fresh venv with ipykernel,
+# the same target dir as the other tests — `target/`, or CARGO_TARGET_DIR — so it is incremental), install it into a fresh venv with ipykernel,
 # papermill (for comparisons) and pytest, and run python/tests against real kernels and S3.
 # Needs NBPIPE_TEST_ENV (scripts/test-env.sh: maturin, weed). Called by scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 : "${NBPIPE_TEST_ENV:?run scripts/test.sh (it provisions NBPIPE_TEST_ENV)}"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/nbpipe-target}
 export UV_PYTHON_DOWNLOADS=never
 export PATH="$HOME/.local/bin:$PATH"
 PY_ENV=${NBPIPE_PY_API_ENV:-$HOME/.cache/nbpipe/py-api-env}
