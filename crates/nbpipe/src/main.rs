@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         cli::Command::Inspect(a) => commands::inspect::run(a),
         cli::Command::Env(a) => commands::env::run(a),
         cli::Command::Kernels(a) => commands::kernels::run(a),
+        cli::Command::Image(a) => commands::image::run(a),
     };
     ExitCode::from(status)
 }

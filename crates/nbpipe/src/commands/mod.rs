@@ -2,6 +2,7 @@
 
 pub mod env;
 pub mod exec;
+pub mod image;
 pub mod inspect;
 pub mod kernels;
 mod params;

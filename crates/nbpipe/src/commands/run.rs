@@ -26,8 +26,16 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    let base = match args.parameters_json.as_deref().map(parameters_from_json) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+        None => Parameters::new(),
+    };
     let parameters = match super::params::collect(
-        Parameters::new(),
+        base,
         &super::params::Sources {
             base64: &[],
             files: &args.parameters_file,
@@ -100,6 +108,21 @@ pub fn run(args: RunArgs) -> u8 {
             }
         }
     })
+}
+
+/// `--parameters-json` / `NBPIPE_PARAMETERS`: a JSON object of parameters.
+fn parameters_from_json(text: &str) -> Result<Parameters, String> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| format!("--parameters-json (NBPIPE_PARAMETERS) is not valid JSON: {e}"))?;
+    let serde_json::Value::Object(map) = value else {
+        return Err(
+            "--parameters-json (NBPIPE_PARAMETERS) must be a JSON object of parameters".into(),
+        );
+    };
+    Ok(map
+        .iter()
+        .map(|(k, v)| (k.clone(), nbpipe_params::Value::from_json(v)))
+        .collect())
 }
 
 /// `s3://bucket/key` (or any `scheme://bucket/key`) as a trigger object.
