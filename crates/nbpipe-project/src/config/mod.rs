@@ -110,6 +110,10 @@ pub struct ServePolicy {
     /// `timeout`, the longest one attempt of a run may take; a run exceeding it is stopped
     /// (running cells interrupted, notebooks saved) and the attempt fails. Default: none.
     pub timeout: Option<Duration>,
+    /// `interrupted_retries`, how many times a run interrupted by the infrastructure (its
+    /// server was killed or lost its lease mid-run) is run again, on top of and separately
+    /// from `retries`: an interruption is not the notebook's fault. Default 1.
+    pub interrupted_retries: Option<u32>,
 }
 
 /// `env:`, the project's managed kernel environment.
