@@ -1,4 +1,5 @@
-//! Workers: take runs from the queue and run them with `nbpipe-project`.
+//! Workers: take runs from the queue and run them through an executor (`nbpipe-executor`;
+//! the local one, in this process, unless the server is told otherwise).
 //!
 //! Owns the life of one claimed run: its lease (renewed by heartbeats; a worker that dies
 //! loses it and [`Queue::recover`] gives the run back), cancellation (a cancel request stops
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nbpipe_exec::Stop;
+use nbpipe_executor::{Attempt, Executor, LocalExecutor};
 use nbpipe_params::{Parameters, Value as Param};
 use nbpipe_project::run::manifest::{status, RunManifest};
 use nbpipe_project::run::{RunObserver, RunOptions, TriggerObject};
@@ -39,6 +41,8 @@ pub struct WorkerConfig {
     /// Signalled when this process queues a run, so idle workers start it at once instead
     /// of at their next poll (the poll still covers runs queued by other processes).
     pub wake: Arc<tokio::sync::Notify>,
+    /// Where attempts execute.
+    pub executor: Arc<dyn Executor>,
 }
 
 impl Default for WorkerConfig {
@@ -50,6 +54,7 @@ impl Default for WorkerConfig {
             pool: None,
             envs: EnvCache::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            executor: Arc::new(LocalExecutor::new()),
         }
     }
 }
@@ -179,14 +184,45 @@ async fn run_claimed(
         queue: queue.clone(),
         run_id: run.id.clone(),
     });
-    let result = nbpipe_project::run::run(project, opts, observer, run_stop_rx).await;
+    let attempt = Attempt {
+        project,
+        options: opts,
+        number: run.attempts,
+        observer,
+    };
+    let executor = cfg.executor.clone();
+    let result = match executor.launch(attempt).await {
+        Ok(handle) => {
+            // Stops (server stop, cancel, lost lease, timeout) go to the executor.
+            let cancel = {
+                let (executor, handle, mut rx) = (executor.clone(), handle.clone(), run_stop_rx);
+                tokio::spawn(async move {
+                    if let Ok(Some(why)) = rx.wait_for(Option::is_some).await.map(|v| *v) {
+                        let _ = executor.cancel(&handle, why).await;
+                    }
+                })
+            };
+            let followed = executor.follow(&handle).await;
+            cancel.abort();
+            followed
+        }
+        Err(e) => Err(e),
+    };
     heartbeat.abort();
     forward.abort();
     if let Some(timer) = timer {
         timer.abort();
     }
     let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
-    let finish = finish_of(&policy_project, result, timed_out);
+    let finish = match result {
+        Ok(outcome) => finish_of(&policy_project, outcome, timed_out),
+        Err(e) => Finish::Failed {
+            error: e.to_string(),
+            output: vec![],
+            manifest: serde_json::Value::Null,
+            retry: false,
+        },
+    };
     if let Err(e) = queue.finish(&run.id, worker_id, finish).await {
         tracing_warn(&format!("run {}: could not record its end: {e}", run.id));
     }
