@@ -193,6 +193,16 @@ async fn run_claimed(
     let executor = cfg.executor.clone();
     let result = match executor.launch(attempt).await {
         Ok(handle) => {
+            let stored = serde_json::to_value(&handle).unwrap_or_default();
+            if let Err(e) = queue
+                .set_attempt_handle(&run.id, run.attempts, &stored)
+                .await
+            {
+                tracing_warn(&format!(
+                    "run {}: could not record its executor handle: {e}",
+                    run.id
+                ));
+            }
             // Stops (server stop, cancel, lost lease, timeout) go to the executor.
             let cancel = {
                 let (executor, handle, mut rx) = (executor.clone(), handle.clone(), run_stop_rx);

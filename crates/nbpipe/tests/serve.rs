@@ -422,6 +422,8 @@ fn a_failed_run_is_retried_by_the_projects_policy_and_succeeds() {
     let id = run["id"].as_str().unwrap();
     let detail = server.get(&format!("/api/runs/{id}")).unwrap();
     let history = detail["attempts_history"].as_array().unwrap();
+    // Each attempt records where it executed (the local executor, in this server).
+    assert_eq!(history[0]["handle"]["executor"], "local", "{history:#?}");
     assert_eq!(history.len(), 2, "{detail:#?}");
     assert_eq!(history[0]["outcome"], "retry");
     let first_error = history[0]["error"].as_str().unwrap_or_default();

@@ -166,6 +166,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, PROJECT_POLICIES),
     (3, OBJECT_SEQUENCERS),
     (4, INTERRUPTED_RETRIES),
+    (5, ATTEMPT_HANDLES),
 ];
 
 /// Version 1: runs, their attempts, trigger cursors.
@@ -254,6 +255,12 @@ const INTERRUPTED_RETRIES: &str = r#"
 ALTER TABLE runs ADD COLUMN interruptions BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE project_policies ADD COLUMN interrupted_retries BIGINT
     CHECK (interrupted_retries IS NULL OR interrupted_retries >= 0)
+"#;
+
+/// Version 5: the executor's handle of each attempt (JSON, `nbpipe_executor::Handle`), so
+/// an attempt can be found again after its server restarts. NULL: not launched yet.
+const ATTEMPT_HANDLES: &str = r#"
+ALTER TABLE run_attempts ADD COLUMN handle TEXT
 "#;
 
 /// The newest schema version this build knows.
@@ -436,6 +443,9 @@ where
         error: row
             .try_get::<Option<String>, _>("error")?
             .map(|e| unesc(&e)),
+        handle: row
+            .try_get::<Option<String>, _>("handle")?
+            .and_then(|h| serde_json::from_str(&h).ok()),
     })
 }
 

@@ -218,6 +218,27 @@ impl Queue {
         Ok(done == 1)
     }
 
+    /// Records where attempt `attempt` of `run_id` executes (the executor's handle, JSON).
+    /// `false` if there is no such attempt.
+    pub async fn set_attempt_handle(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        handle: &serde_json::Value,
+    ) -> Result<bool, QueueError> {
+        let text = handle.to_string();
+        let done = with_pool!(&self.db, p => {
+            sqlx::query("UPDATE run_attempts SET handle = $3 WHERE run_id = $1 AND attempt = $2")
+                .bind(run_id)
+                .bind(i64::from(attempt))
+                .bind(&text)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     /// Ends `worker`'s attempt and returns the run's new status. A retryable failure goes
     /// back to `queued` (not before now + backoff) while attempts remain; a failure after a
     /// cancel request ends `cancelled`. [`QueueError::LeaseLost`] if the run is not running

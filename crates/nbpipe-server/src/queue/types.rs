@@ -156,6 +156,9 @@ pub struct AttemptRow {
     pub outcome: Option<String>,
     /// Its error, if any.
     pub error: Option<String>,
+    /// Where it executes: the executor's handle (`None` until launched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<serde_json::Value>,
 }
 
 /// Result of [`Queue::enqueue`](super::Queue::enqueue).
