@@ -85,6 +85,6 @@ import statistics, sys
 cold, warm, nb, loc, ctr = sys.argv[1:]
 loc = [float(x) for x in loc.split()]; ctr = [float(x) for x in ctr.split()]
 ml, mc = statistics.median(loc), statistics.median(ctr)
-print(f"image build  cold {cold} s · warm, nothing changed {warm} s · notebook-only change {nb} s (incl. push of the changed layer)")
+print(f"image build  cold {cold} s · warm, nothing changed {warm} s · notebook-only change {nb} s (this one also pushes: the first push of every layer to the registry)")
 print(f"run          local median {ml:.2f} s · container median {mc:.2f} s · overhead {mc-ml:+.2f} s ({mc/ml:.2f}x), n={len(loc)}")
 PY
