@@ -11,6 +11,9 @@ NBPIPE_TEST_ENV=$(scripts/test-env.sh | tail -n 1)
 export NBPIPE_TEST_ENV
 # PostgreSQL is installed above: its queue tests must run, not be skipped.
 export NBPIPE_TEST_POSTGRES=1
+# dockerd, docker-registry and the cached base image for the container tests (they must run).
+NBPIPE_TEST_BASE_TAR=$(scripts/test-containers.sh | tail -n 1)
+export NBPIPE_TEST_BASE_TAR NBPIPE_TEST_DOCKER=1
 
 # Tests start many kernels; two cores are shared between the test threads and the kernels.
 cargo test --workspace --no-fail-fast -- --test-threads="${NBPIPE_TEST_THREADS:-2}"

@@ -32,9 +32,9 @@ use crate::hash::ENV_FORMAT_VERSION;
 /// Lines of installer output kept for error messages.
 const TAIL_LINES: usize = 20;
 /// Manifest written into every environment before it is published.
-pub(crate) const MANIFEST_FILE: &str = "nbpipe-env.json";
+pub const MANIFEST_FILE: &str = "nbpipe-env.json";
 /// `pip freeze` of the environment, written after the install.
-pub(crate) const FREEZE_FILE: &str = "nbpipe-freeze.txt";
+pub const FREEZE_FILE: &str = "nbpipe-freeze.txt";
 /// Copy of the requirements the environment was built from.
 const REQUIREMENTS_COPY: &str = "nbpipe-requirements.txt";
 
@@ -385,6 +385,26 @@ pub(crate) struct Manifest {
     pub base_python: PathBuf,
     pub installer: String,
     pub created: String,
+}
+
+/// The manifest of an environment built outside `ensure` (an image's), in the format
+/// [`ensure`](crate::ensure) and [`open_prebuilt`](crate::open_prebuilt) read.
+pub fn manifest_json(
+    hash: &str,
+    python_version: &str,
+    base_python: &Path,
+    installer: &str,
+    created: &str,
+) -> String {
+    let m = Manifest {
+        format: ENV_FORMAT_VERSION,
+        hash: hash.to_string(),
+        python_version: python_version.to_string(),
+        base_python: base_python.to_path_buf(),
+        installer: installer.to_string(),
+        created: created.to_string(),
+    };
+    serde_json::to_string_pretty(&m).unwrap_or_default() + "\n"
 }
 
 /// Whether `root` is a finished environment for `hash` whose Python has ipykernel.

@@ -56,6 +56,15 @@ pub enum EnvError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A prebuilt environment (`NBPIPE_KERNEL_ENV`, e.g. the one baked into an image)
+    /// cannot be used.
+    #[error("prebuilt environment {}: {reason}", .root.display())]
+    BadPrebuilt {
+        /// The environment's root.
+        root: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A marker points at an environment that no longer exists (e.g. the cache was cleared).
     #[error(
         "the environment of {} (recorded in {}) is gone: {} does not exist. Run `nbpipe env {}` \

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use nbpipe_kernel::spec::KernelSpec;
 
-pub use build::installer_available;
+pub use build::{installer_available, manifest_json, FREEZE_FILE, MANIFEST_FILE};
 pub use error::EnvError;
 pub use hash::{compute_hash, ENV_FORMAT_VERSION};
 pub use marker::{Marker, MARKER_DIR, MARKER_FILE};
@@ -197,6 +197,31 @@ fn ensure_with(
         format: ENV_FORMAT_VERSION,
     }
     .write(&folder)?;
+    Ok(env)
+}
+
+/// The environment variable naming a prebuilt environment that `nbpipe run` uses instead of
+/// building one (set in nbpipe's images, whose environment was installed at build time).
+pub const PREBUILT_ENV_VAR: &str = "NBPIPE_KERNEL_ENV";
+
+/// Open an environment built elsewhere (by `nbpipe image build`) at `root`: it must hold
+/// `nbpipe-env.json` (its hash) and `bin/python`. Its `pip freeze` is read when recorded.
+pub fn open_prebuilt(root: &Path) -> Result<ManagedEnv, EnvError> {
+    let bad = |reason: String| EnvError::BadPrebuilt {
+        root: root.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(root.join(MANIFEST_FILE))
+        .map_err(|e| bad(format!("cannot read {MANIFEST_FILE}: {e}")))?;
+    let manifest: build::Manifest = serde_json::from_str(&text).map_err(|e| {
+        bad(format!(
+            "{MANIFEST_FILE} is not an environment manifest: {e}"
+        ))
+    })?;
+    let env = ManagedEnv::at(root.to_path_buf(), manifest.hash, false);
+    if !env.python.exists() {
+        return Err(bad(format!("{} does not exist", env.python.display())));
+    }
     Ok(env)
 }
 

@@ -17,7 +17,8 @@ use crate::queue::{Backoff, ProjectPolicy};
 /// How many attempts a run of `project` gets: `serve.retries` + 1. Without `serve.retries`,
 /// the project's largest step `retries` + 1, so a run interrupted by a server crash is
 /// retried as its steps would be (a *failed* run is then not retried: see
-/// [`retry_failure`]).
+/// [`retry_failure`]). Interruptions also get `serve.interrupted_retries` (default 1) extra
+/// attempts, which the queue adds when it recovers the run.
 pub fn max_attempts(project: &Project) -> u32 {
     let retries = project
         .serve
@@ -46,6 +47,7 @@ pub fn stored_policy(project: &Project) -> ProjectPolicy {
     ProjectPolicy {
         concurrency: s.concurrency,
         backoff,
+        interrupted_retries: s.interrupted_retries,
     }
 }
 
@@ -87,6 +89,8 @@ pub struct EffectivePolicy {
     pub retry_backoff_max_seconds: Setting<f64>,
     /// Time limit of one attempt, in seconds (`None`: no limit).
     pub timeout_seconds: Setting<Option<f64>>,
+    /// Extra attempts a run interrupted by the infrastructure gets, apart from `retries`.
+    pub interrupted_retries: Setting<u32>,
 }
 
 /// The policy `project`'s runs get on a server whose `--per-project` is `per_project`.
@@ -130,6 +134,12 @@ pub fn effective(project: &Project, per_project: usize) -> EffectivePolicy {
         timeout_seconds: Setting {
             value: s.timeout.map(|t| t.as_secs_f64()),
             source: from(s.timeout.is_some()),
+        },
+        interrupted_retries: Setting {
+            value: s
+                .interrupted_retries
+                .unwrap_or(crate::queue::DEFAULT_INTERRUPTED_RETRIES),
+            source: from(s.interrupted_retries.is_some()),
         },
     }
 }
@@ -267,12 +277,16 @@ mod tests {
                     value: None,
                     source: Source::Default
                 },
+                interrupted_retries: Setting {
+                    value: 1,
+                    source: Source::Default
+                },
             }
         );
         let set = effective(
             &project(
                 "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 4, retry_backoff: 1s, \
-                 timeout: 90s}\n",
+                 timeout: 90s, interrupted_retries: 0}\n",
             ),
             1,
         );
@@ -283,6 +297,20 @@ mod tests {
         assert_eq!(
             (set.retries.value, set.retries.source),
             (4, Source::Project)
+        );
+        assert_eq!(
+            (
+                set.interrupted_retries.value,
+                set.interrupted_retries.source
+            ),
+            (0, Source::Project)
+        );
+        assert_eq!(
+            stored_policy(&project(
+                "notebooks: [a.ipynb]\nserve: {interrupted_retries: 3}\n"
+            ))
+            .interrupted_retries,
+            Some(3)
         );
         assert_eq!(
             (

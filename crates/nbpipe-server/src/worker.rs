@@ -1,4 +1,5 @@
-//! Workers: take runs from the queue and run them with `nbpipe-project`.
+//! Workers: take runs from the queue and run them through an executor (`nbpipe-executor`;
+//! the local one, in this process, unless the server is told otherwise).
 //!
 //! Owns the life of one claimed run: its lease (renewed by heartbeats; a worker that dies
 //! loses it and [`Queue::recover`] gives the run back), cancellation (a cancel request stops
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nbpipe_exec::Stop;
+use nbpipe_executor::{Attempt, Executor, LocalExecutor};
 use nbpipe_params::{Parameters, Value as Param};
 use nbpipe_project::run::manifest::{status, RunManifest};
 use nbpipe_project::run::{RunObserver, RunOptions, TriggerObject};
@@ -46,6 +48,8 @@ pub struct WorkerConfig {
     /// Signalled when this process queues a run, so idle workers start it at once instead
     /// of at their next poll (the poll still covers runs queued by other processes).
     pub wake: Arc<tokio::sync::Notify>,
+    /// Where attempts execute.
+    pub executor: Arc<dyn Executor>,
 }
 
 impl Default for WorkerConfig {
@@ -57,6 +61,7 @@ impl Default for WorkerConfig {
             pool: None,
             envs: EnvCache::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            executor: Arc::new(LocalExecutor::new()),
         }
     }
 }
@@ -202,7 +207,40 @@ async fn run_claimed(
         })
     });
     let (observer, progress) = LiveProgress::start(queue.clone(), run.id.clone(), worker_id);
-    let result = nbpipe_project::run::run(project, opts, observer, run_stop_rx).await;
+    let attempt = Attempt {
+        project,
+        options: opts,
+        number: run.attempts,
+        observer,
+    };
+    let executor = cfg.executor.clone();
+    let result = match executor.launch(attempt).await {
+        Ok(handle) => {
+            let stored = serde_json::to_value(&handle).unwrap_or_default();
+            if let Err(e) = queue
+                .set_attempt_handle(&run.id, run.attempts, &stored)
+                .await
+            {
+                tracing_warn(&format!(
+                    "run {}: could not record its executor handle: {e}",
+                    run.id
+                ));
+            }
+            // Stops (server stop, cancel, lost lease, timeout) go to the executor.
+            let cancel = {
+                let (executor, handle, mut rx) = (executor.clone(), handle.clone(), run_stop_rx);
+                tokio::spawn(async move {
+                    if let Ok(Some(why)) = rx.wait_for(Option::is_some).await.map(|v| *v) {
+                        let _ = executor.cancel(&handle, why).await;
+                    }
+                })
+            };
+            let followed = executor.follow(&handle).await;
+            cancel.abort();
+            followed
+        }
+        Err(e) => Err(e),
+    };
     // Every progress update is written (or dropped) before the final state, never after.
     progress.finish().await;
     heartbeat.abort();
@@ -211,7 +249,15 @@ async fn run_claimed(
         timer.abort();
     }
     let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
-    let finish = finish_of(&policy_project, result, timed_out);
+    let finish = match result {
+        Ok(outcome) => finish_of(&policy_project, outcome, timed_out),
+        Err(e) => Finish::Failed {
+            error: e.to_string(),
+            output: vec![],
+            manifest: serde_json::Value::Null,
+            retry: false,
+        },
+    };
     if let Err(e) = queue.finish(&run.id, worker_id, finish).await {
         tracing_warn(&format!("run {}: could not record its end: {e}", run.id));
     }

@@ -419,6 +419,17 @@ async fn list_filters_and_pages_newest_first(url: String) {
 
 async fn expired_leases_are_recovered_once(url: String) {
     let q = open(&url).await;
+    // Project `b` allows no retry of interrupted runs: its last attempt fails.
+    q.set_project_policy(
+        "b",
+        &nbpipe_server::queue::ProjectPolicy {
+            concurrency: None,
+            backoff: None,
+            interrupted_retries: Some(0),
+        },
+    )
+    .await
+    .unwrap();
     let short = Duration::from_millis(400);
     let retry = new_id(&q, &plain_req("a", Some("retry"))).await;
     let last = match q.enqueue(&plain_req("b", Some("last")), 1).await.unwrap() {
@@ -668,7 +679,22 @@ async fn pruned_sequencers_are_forgotten_and_recent_ones_kept(url: String) {
     ));
 }
 
+async fn attempt_handles_are_stored_with_the_attempt(url: String) {
+    let q = open(&url).await;
+    let id = new_id(&q, &plain_req("a", Some("h"))).await;
+    let handle = json!({"executor": "docker", "run_id": id, "attempt": 1, "id": "nbpipe-x-1"});
+    assert!(
+        !q.set_attempt_handle(&id, 1, &handle).await.unwrap(),
+        "not claimed yet"
+    );
+    q.claim("w", &roomy(), LEASE).await.unwrap().unwrap();
+    assert_eq!(q.attempts(&id).await.unwrap()[0].handle, None);
+    assert!(q.set_attempt_handle(&id, 1, &handle).await.unwrap());
+    assert_eq!(q.attempts(&id).await.unwrap()[0].handle, Some(handle));
+}
+
 backend_cases!(
+    attempt_handles_are_stored_with_the_attempt,
     pruned_sequencers_are_forgotten_and_recent_ones_kept,
     sequencers_order_enqueues_per_key_and_survive_reopen,
     concurrent_servers_admit_only_increasing_sequencers,

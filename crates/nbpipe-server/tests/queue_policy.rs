@@ -19,6 +19,7 @@ fn concurrency(n: usize) -> ProjectPolicy {
     ProjectPolicy {
         concurrency: Some(n),
         backoff: None,
+        interrupted_retries: None,
     }
 }
 
@@ -29,6 +30,18 @@ fn backoff(base_ms: u64, max_ms: u64) -> ProjectPolicy {
             base: Duration::from_millis(base_ms),
             max: Duration::from_millis(max_ms),
         }),
+        interrupted_retries: None,
+    }
+}
+
+fn interrupted_retries(n: u32) -> ProjectPolicy {
+    ProjectPolicy {
+        concurrency: None,
+        backoff: Some(Backoff {
+            base: Duration::from_millis(50),
+            max: Duration::from_millis(50),
+        }),
+        interrupted_retries: Some(n),
     }
 }
 
@@ -253,11 +266,78 @@ async fn cancel_ends_the_retries_of_a_run_waiting_for_its_backoff(url: String) {
     );
 }
 
-async fn interrupted_runs_are_recovered_with_the_projects_backoff(url: String) {
+/// Claims the next run once its backoff has passed (waiting up to 5 s).
+async fn claim_when_due(q: &Queue, worker: &str, lease: Duration) -> String {
+    for _ in 0..100 {
+        if let Some(c) = q.claim(worker, &roomy(), lease).await.unwrap() {
+            return c.run.id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no run became due");
+}
+
+/// Claims the run with a short lease, lets it expire and recovers it (a server killed mid-run).
+async fn interrupt(q: &Queue, id: &str) -> Status {
+    let short = Duration::from_millis(200);
+    assert_eq!(claim_when_due(q, "dead", short).await, id);
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    q.recover("me").await.unwrap();
+    q.get(id).await.unwrap().unwrap().status
+}
+
+async fn interrupted_runs_get_their_own_retries_apart_from_max_attempts(url: String) {
     let q = open(&url).await;
-    q.set_project_policy("a", &backoff(250, 1000))
+    // Default (no policy stored): one retry of an interruption, even with one attempt.
+    let id = enqueue_with(&q, "d", "k", 1).await;
+    assert_eq!(interrupt(&q, &id).await, Status::Queued);
+    let run = q.get(&id).await.unwrap().unwrap();
+    assert_eq!((run.attempts, run.max_attempts), (1, 2));
+    assert_eq!(interrupt(&q, &id).await, Status::Failed);
+    let run = q.get(&id).await.unwrap().unwrap();
+    assert_eq!((run.attempts, run.error.as_deref()), (2, Some(INTERRUPTED)));
+
+    // Two allowed, on top of a notebook retry (`serve.retries: 1`, max_attempts 2): two
+    // interruptions then a notebook failure still leave that failure its retry.
+    q.set_project_policy("t", &interrupted_retries(2))
         .await
         .unwrap();
+    let id = enqueue_with(&q, "t", "k", 2).await;
+    assert_eq!(interrupt(&q, &id).await, Status::Queued);
+    assert_eq!(interrupt(&q, &id).await, Status::Queued);
+    claim_when_due(&q, "w", LEASE).await;
+    assert_eq!(
+        q.finish(&id, "w", failed(true)).await.unwrap(),
+        Status::Queued
+    );
+    claim_when_due(&q, "w", LEASE).await;
+    assert_eq!(
+        q.finish(&id, "w", failed(true)).await.unwrap(),
+        Status::Failed
+    );
+    let run = q.get(&id).await.unwrap().unwrap();
+    assert_eq!((run.attempts, run.max_attempts), (4, 4));
+
+    // Zero: an interruption uses up the run's own attempts, as before.
+    q.set_project_policy("z", &interrupted_retries(0))
+        .await
+        .unwrap();
+    let id = enqueue_with(&q, "z", "k", 1).await;
+    assert_eq!(interrupt(&q, &id).await, Status::Failed);
+    // The stored allowance reads back.
+    let stored = q.project_policies().await.unwrap();
+    assert_eq!(stored["t"].interrupted_retries, Some(2));
+    assert_eq!(stored["z"].interrupted_retries, Some(0));
+}
+
+async fn interrupted_runs_are_recovered_with_the_projects_backoff(url: String) {
+    let q = open(&url).await;
+    // No interrupted retries here: the run's own attempts decide.
+    let policy = ProjectPolicy {
+        interrupted_retries: Some(0),
+        ..backoff(250, 1000)
+    };
+    q.set_project_policy("a", &policy).await.unwrap();
     let id = enqueue_with(&q, "a", "k", 2).await;
     let short = Duration::from_millis(300);
     q.claim("dead", &roomy(), short).await.unwrap().unwrap();
@@ -297,4 +377,5 @@ backend_cases!(
     failed_runs_retry_with_the_projects_backoff_until_they_succeed,
     cancel_ends_the_retries_of_a_run_waiting_for_its_backoff,
     interrupted_runs_are_recovered_with_the_projects_backoff,
+    interrupted_runs_get_their_own_retries_apart_from_max_attempts,
 );

@@ -405,6 +405,7 @@ async fn runs_list_shows_status_project_trigger_and_duration() {
         "<dd data-policy=\"retries\">0 <span class=\"muted\">(inherited from the steps' <code>retries</code>",
         "<dd data-policy=\"retry_backoff\">10s <span class=\"muted\">(default)</span></dd>",
         "<dd data-policy=\"timeout\">none <span class=\"muted\">(default)</span></dd>",
+        "<dd data-policy=\"interrupted_retries\">1 <span class=\"muted\">(default)</span></dd>",
     ] {
         assert!(sales.contains(shown), "{shown} not in {sales}");
     }

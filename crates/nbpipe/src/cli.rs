@@ -38,6 +38,8 @@ pub enum Command {
     /// output notebooks on object stores back with it, with nbpipe's credentials.
     #[command(hide = true)]
     Cat(CatArgs),
+    /// Build a project's OCI image (no daemon needed), push it, or print its Dockerfile.
+    Image(ImageArgs),
 }
 
 /// `nbpipe cat` (hidden).
@@ -45,6 +47,63 @@ pub enum Command {
 pub struct CatArgs {
     /// The location to read (path, `s3://…`, `gs://…`, `az://…`, `http(s)://…`).
     pub location: String,
+}
+
+/// `nbpipe image`.
+#[derive(Debug, Args)]
+pub struct ImageArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ImageCommand,
+}
+
+/// `nbpipe image` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Build the project's image: base, kernel environment, nbpipe binary, project files.
+    Build(ImageBuildArgs),
+    /// Print a Dockerfile equivalent to `nbpipe image build`, for your own CI.
+    Dockerfile(ImageDockerfileArgs),
+}
+
+/// `nbpipe image build`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "The image is always tagged REPO:<hash of its inputs> (REPO = image.name, default nbpipe/<project>). The smoke check runs on the Docker engine DOCKER_HOST names, when one answers."
+)]
+pub struct ImageBuildArgs {
+    /// The project folder (with nbpipe.yaml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Another tag: a bare tag (in the image's repository) or a full reference.
+    #[arg(long = "tag", short = 't', value_name = "REF", action = ArgAction::Append)]
+    pub tags: Vec<String>,
+    /// Push the image to its registry and print the pushed digest.
+    #[arg(long)]
+    pub push: bool,
+    /// The base image (overrides image.base; default python:3.11-slim).
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+    /// Target platform (only linux/amd64).
+    #[arg(long, value_name = "PLATFORM", default_value = "linux/amd64")]
+    pub platform: String,
+    /// The nbpipe binary to put in the image (default: this one; use a `--profile dist` build).
+    #[arg(long, value_name = "PATH", env = "NBPIPE_IMAGE_BINARY")]
+    pub binary: Option<PathBuf>,
+    /// Skip the smoke check (start the image, `nbpipe --version`, start its kernel).
+    #[arg(long)]
+    pub no_smoke: bool,
+    /// Do not print progress notes.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `nbpipe image dockerfile`.
+#[derive(Debug, Args)]
+pub struct ImageDockerfileArgs {
+    /// The project folder (with nbpipe.yaml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// `nbpipe exec`: papermill's command line.
@@ -235,11 +294,20 @@ pub struct RunArgs {
     #[arg(long = "parameters-json", value_name = "FILE", action = ArgAction::Append)]
     pub parameters_json: Vec<String>,
     /// Output prefix (directory or s3://, gs://, az:// prefix); `{run_id}` is filled in.
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", env = "NBPIPE_OUTPUT")]
     pub output: Option<String>,
     /// Run id (default: a timestamp plus a random suffix).
-    #[arg(long = "run-id", value_name = "ID")]
+    #[arg(long = "run-id", value_name = "ID", env = "NBPIPE_RUN_ID")]
     pub run_id: Option<String>,
+    /// Parameters for every step as JSON text (what a container passes in `NBPIPE_PARAMETERS`;
+    /// every other source overrides it).
+    #[arg(
+        long = "parameters-json-text",
+        value_name = "JSON",
+        env = "NBPIPE_PARAMETERS",
+        hide = true
+    )]
+    pub parameters_env: Option<String>,
     /// Steps to run at once.
     #[arg(short = 'j', long, default_value_t = 1)]
     pub jobs: usize,
@@ -247,7 +315,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub cache: bool,
     /// Run as if this object had triggered the run (sets trigger_* context parameters).
-    #[arg(long, value_name = "URI")]
+    #[arg(long, value_name = "URI", env = "NBPIPE_TRIGGER_URI")]
     pub trigger: Option<String>,
     /// Do not stream environment-building output.
     #[arg(short, long)]

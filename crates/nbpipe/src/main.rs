@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         cli::Command::Env(a) => commands::env::run(a),
         cli::Command::Kernels(a) => commands::kernels::run(a),
         cli::Command::Cat(a) => commands::cat::run(a),
+        cli::Command::Image(a) => commands::image::run(a),
     };
     ExitCode::from(status)
 }

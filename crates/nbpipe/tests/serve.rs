@@ -237,23 +237,26 @@ fn kill_9_mid_run_then_restart(yaml: &str) -> (Sandbox, PathBuf, Vec<Value>) {
 }
 
 /// kill -9 of the server while a run executes, then a restart: the run is not lost and not
-/// run twice — its lease runs out and it is retried once (its project allows a retry).
+/// run twice — its lease runs out and it is retried once, although the project sets no
+/// retries at all: an interruption is not the notebook's fault (`serve.interrupted_retries`,
+/// default 1).
 #[test]
 fn kill_9_mid_run_then_restart_retries_the_run_once() {
     let (_sb, dir, runs) = kill_9_mid_run_then_restart(
-        "notebooks:\n  - path: nb.ipynb\n    retries: 1\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\n",
+        "notebooks: [nb.ipynb]\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\n",
     );
     assert_eq!(runs[0]["status"], "succeeded", "{:#?}", runs[0]);
     assert_eq!(runs[0]["attempts"], 2);
     assert!(!dir.join("attempts/2").exists(), "run more than twice");
 }
 
-/// The same with `serve.retries: 0`: the project's run policy, not its step `retries`,
-/// decides, and the interrupted run is marked failed instead of being run again.
+/// The same with `serve: {retries: 0, interrupted_retries: 0}`: the project's run policy,
+/// not its step `retries`, decides, and the interrupted run is marked failed instead of
+/// being run again.
 #[test]
 fn kill_9_mid_run_then_restart_fails_the_run_when_its_policy_allows_no_retry() {
     let (_sb, dir, runs) = kill_9_mid_run_then_restart(
-        "notebooks:\n  - path: nb.ipynb\n    retries: 1\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\nserve: {retries: 0}\n",
+        "notebooks:\n  - path: nb.ipynb\n    retries: 1\nS3TriggerBucket: incoming-bucket\nS3TriggerKeyPrefix: data/\nserve: {retries: 0, interrupted_retries: 0}\n",
     );
     assert_eq!(runs[0]["status"], "failed", "{:#?}", runs[0]);
     assert_eq!(runs[0]["attempts"], 1);
@@ -486,6 +489,8 @@ fn a_failed_run_is_retried_by_the_projects_policy_and_succeeds() {
     let id = run["id"].as_str().unwrap();
     let detail = server.get(&format!("/api/runs/{id}")).unwrap();
     let history = detail["attempts_history"].as_array().unwrap();
+    // Each attempt records where it executed (the local executor, in this server).
+    assert_eq!(history[0]["handle"]["executor"], "local", "{history:#?}");
     assert_eq!(history.len(), 2, "{detail:#?}");
     assert_eq!(history[0]["outcome"], "retry");
     let first_error = history[0]["error"].as_str().unwrap_or_default();

@@ -14,6 +14,7 @@
 mod ctx;
 mod error;
 mod graph;
+mod image;
 mod schema;
 mod serve;
 mod steps;
@@ -22,6 +23,8 @@ mod yaml;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_image;
 #[cfg(test)]
 mod tests_serve;
 
@@ -67,6 +70,22 @@ pub struct Project {
     pub jobs: Option<usize>,
     /// `serve:`, the run policy `nbpipe serve` applies (all `None` when absent).
     pub serve: ServePolicy,
+    /// `image:`, how `nbpipe image build` packages the project (all empty when absent).
+    pub image: ImageConfig,
+}
+
+/// `image:`, the project's OCI image. Every field is empty when not written; `nbpipe image
+/// build` then applies its defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ImageConfig {
+    /// `name`, the repository the image is tagged in (`registry:5000/team/project`).
+    /// Default: `nbpipe/<project name>`.
+    pub name: Option<String>,
+    /// `base`, the image with Python the project's layers go on. Default: the official
+    /// `python:3.11-slim`.
+    pub base: Option<String>,
+    /// `apt`, Debian packages to install in the image (`name` or `name=version`).
+    pub apt: Vec<String>,
 }
 
 /// `serve:`, how `nbpipe serve` runs the project: concurrency, run-level retries and their
@@ -91,6 +110,10 @@ pub struct ServePolicy {
     /// `timeout`, the longest one attempt of a run may take; a run exceeding it is stopped
     /// (running cells interrupted, notebooks saved) and the attempt fails. Default: none.
     pub timeout: Option<Duration>,
+    /// `interrupted_retries`, how many times a run interrupted by the infrastructure (its
+    /// server was killed or lost its lease mid-run) is run again, on top of and separately
+    /// from `retries`: an interruption is not the notebook's fault. Default 1.
+    pub interrupted_retries: Option<u32>,
 }
 
 /// `env:`, the project's managed kernel environment.

@@ -23,6 +23,7 @@ const TOP_KEYS: &[&str] = &[
     "trigger",
     "jobs",
     "serve",
+    "image",
     "S3TriggerBucket",
     "S3TriggerKeyPrefix",
     "S3TriggerKeySuffix",
@@ -101,6 +102,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
     let steps = super::steps::steps(&mut ctx, &root, top)?;
     let triggers = super::trigger::triggers(&ctx, top)?;
     let serve = super::serve::policy(&ctx, top)?;
+    let image = super::image::image(&ctx, top)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: ctx.file.clone(),
@@ -112,6 +114,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         triggers,
         jobs,
         serve,
+        image,
     })
 }
 

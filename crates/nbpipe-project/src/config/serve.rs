@@ -17,6 +17,7 @@ pub(super) const SERVE_KEYS: &[&str] = &[
     "retry_backoff",
     "retry_backoff_max",
     "timeout",
+    "interrupted_retries",
 ];
 
 pub(super) fn policy(ctx: &Ctx<'_>, top: &Map) -> Result<ServePolicy> {
@@ -44,6 +45,11 @@ pub(super) fn policy(ctx: &Ctx<'_>, top: &Map) -> Result<ServePolicy> {
     if let Some(n) = get("retries") {
         let r = ctx.uint(n, "serve.retries")?;
         policy.retries = Some(u32::try_from(r).map_err(|_| too_large(ctx, n, "retries"))?);
+    }
+    if let Some(n) = get("interrupted_retries") {
+        let r = ctx.uint(n, "serve.interrupted_retries")?;
+        policy.interrupted_retries =
+            Some(u32::try_from(r).map_err(|_| too_large(ctx, n, "interrupted_retries"))?);
     }
     let duration = |key: &str| -> Result<Option<(Duration, &Node)>> {
         match get(key) {

@@ -44,6 +44,7 @@ fn serve_policy_reads_every_key() {
             retry_backoff: Some(Duration::from_secs(30)),
             retry_backoff_max: Some(Duration::from_secs(300)),
             timeout: Some(Duration::from_secs(5400)),
+            interrupted_retries: None,
         }
     );
     // Seconds work as for step timeouts; zero retries is allowed.
@@ -161,4 +162,35 @@ fn run_policy_keys_at_the_top_level_say_where_they_belong() {
     .unwrap_err();
     assert!(e.to_string().contains("set per notebook"), "{e}");
     assert!(e.to_string().contains("under `serve:`"), "{e}");
+}
+
+#[test]
+fn serve_interrupted_retries_is_read_and_checked() {
+    assert_eq!(
+        policy("  interrupted_retries: 3\n")
+            .unwrap()
+            .interrupted_retries,
+        Some(3)
+    );
+    assert_eq!(
+        policy("  interrupted_retries: 0\n")
+            .unwrap()
+            .interrupted_retries,
+        Some(0)
+    );
+    let inv = err(
+        "  interrupted_retries: -1\n",
+        3,
+        "serve.interrupted_retries",
+    );
+    assert!(
+        inv.message.contains("non-negative integer"),
+        "{}",
+        inv.message
+    );
+    err(
+        "  interrupted_retries: 99999999999\n",
+        3,
+        "serve.interrupted_retries",
+    );
 }

@@ -143,8 +143,12 @@ async fn run_with(
     observer.message(&format!("Run {run_id} of `{}` → {prefix}", project.name));
 
     // The environment: built (or reused) from the project's requirements.
+    let prebuilt = std::env::var_os(nbpipe_env::PREBUILT_ENV_VAR).filter(|v| !v.is_empty());
     let env = if let Some(env) = opts.env.clone() {
         env
+    } else if let Some(root) = prebuilt {
+        // An image's environment, installed when the image was built: never rebuilt here.
+        nbpipe_env::open_prebuilt(std::path::Path::new(&root))?
     } else {
         let dir = project.dir.clone();
         let env_opts = nbpipe_env::EnvOptions {

@@ -165,6 +165,8 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, RUNS_AND_CURSORS),
     (2, PROJECT_POLICIES),
     (3, OBJECT_SEQUENCERS),
+    (4, INTERRUPTED_RETRIES),
+    (5, ATTEMPT_HANDLES),
 ];
 
 /// Version 1: runs, their attempts, trigger cursors.
@@ -244,6 +246,21 @@ CREATE TABLE object_sequencers (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (project, bucket, object_key)
 );
+"#;
+
+/// Version 4: retries of runs interrupted by the infrastructure, apart from `max_attempts`.
+/// `runs.interruptions` counts the run's attempts recovered after their lease expired;
+/// `project_policies.interrupted_retries` is the project's allowance (NULL: the default, 1).
+const INTERRUPTED_RETRIES: &str = r#"
+ALTER TABLE runs ADD COLUMN interruptions BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE project_policies ADD COLUMN interrupted_retries BIGINT
+    CHECK (interrupted_retries IS NULL OR interrupted_retries >= 0)
+"#;
+
+/// Version 5: the executor's handle of each attempt (JSON, `nbpipe_executor::Handle`), so
+/// an attempt can be found again after its server restarts. NULL: not launched yet.
+const ATTEMPT_HANDLES: &str = r#"
+ALTER TABLE run_attempts ADD COLUMN handle TEXT
 "#;
 
 /// The newest schema version this build knows.
@@ -426,6 +443,9 @@ where
         error: row
             .try_get::<Option<String>, _>("error")?
             .map(|e| unesc(&e)),
+        handle: row
+            .try_get::<Option<String>, _>("handle")?
+            .and_then(|h| serde_json::from_str(&h).ok()),
     })
 }
 

@@ -28,8 +28,8 @@ impl Queue {
 
     /// The attempts of a run, oldest first (who ran it, when, how it ended).
     pub async fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRow>, QueueError> {
-        const SQL: &str = "SELECT attempt, worker, started_at, finished_at, outcome, error \
-             FROM run_attempts WHERE run_id = $1 ORDER BY attempt";
+        const SQL: &str = "SELECT attempt, worker, started_at, finished_at, outcome, error, \
+             handle FROM run_attempts WHERE run_id = $1 ORDER BY attempt";
         with_pool!(&self.db, p => {
             let rows = sqlx::query(SQL).bind(run_id).fetch_all(p).await?;
             rows.iter().map(attempt_from_row).collect()

@@ -60,6 +60,10 @@ pub use types::{
     Recovered, RunFilter, RunRow, Status,
 };
 
+/// How many times a run interrupted by the infrastructure is retried when its project does
+/// not say (`serve.interrupted_retries`), on top of its `max_attempts`.
+pub const DEFAULT_INTERRUPTED_RETRIES: u32 = 1;
+
 /// The error recorded on a run whose worker disappeared while it ran.
 pub const INTERRUPTED: &str = "interrupted: the server stopped while it ran";
 

@@ -218,6 +218,27 @@ impl Queue {
         Ok(done == 1)
     }
 
+    /// Records where attempt `attempt` of `run_id` executes (the executor's handle, JSON).
+    /// `false` if there is no such attempt.
+    pub async fn set_attempt_handle(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        handle: &serde_json::Value,
+    ) -> Result<bool, QueueError> {
+        let text = handle.to_string();
+        let done = with_pool!(&self.db, p => {
+            sqlx::query("UPDATE run_attempts SET handle = $3 WHERE run_id = $1 AND attempt = $2")
+                .bind(run_id)
+                .bind(i64::from(attempt))
+                .bind(&text)
+                .execute(p)
+                .await?
+                .rows_affected()
+        });
+        Ok(done == 1)
+    }
+
     /// Ends `worker`'s attempt and returns the run's new status. A retryable failure goes
     /// back to `queued` (not before now + backoff) while attempts remain; a failure after a
     /// cancel request ends `cancelled`. [`QueueError::LeaseLost`] if the run is not running
@@ -424,26 +445,53 @@ impl Queue {
     }
 
     /// Recovers runs whose lease expired (their server was killed or hung): back to
-    /// `queued` (not before now + backoff) if attempts remain, else `failed` with
-    /// [`INTERRUPTED`]; `cancelled` if a cancel was requested. Call at startup and
+    /// `queued` (not before now + backoff) while the project's interrupted retries remain
+    /// (such an attempt is not counted against `max_attempts`: it was not the notebook's
+    /// fault) or attempts remain, else `failed` with [`INTERRUPTED`]; `cancelled` if a
+    /// cancel was requested. Call at startup and
     /// periodically; `worker` (the caller) is recorded in the attempt history. Each run is
     /// recovered once: the change and the check happen in one serialized transaction.
     pub async fn recover(&self, worker: &str) -> Result<Recovered, QueueError> {
         write_tx!(&self.db, |tx, pg| {
             let now = now_ms();
             let sql = format!(
-                "SELECT id, attempts, max_attempts, cancel_requested, {BACKOFF_COLUMNS} \
+                "SELECT id, attempts, max_attempts, cancel_requested, {BACKOFF_COLUMNS}, \
+                 interruptions, (SELECT interrupted_retries FROM project_policies pp \
+                 WHERE pp.project = runs.project) \
                  FROM runs WHERE status = 'running' AND lease_until < $1 ORDER BY seq{}",
                 if pg { " FOR UPDATE SKIP LOCKED" } else { "" }
             );
-            type Expired = (String, i64, i64, bool, Option<i64>, Option<i64>);
+            type Expired = (
+                String,
+                i64,
+                i64,
+                bool,
+                Option<i64>,
+                Option<i64>,
+                i64,
+                Option<i64>,
+            );
             let expired: Vec<Expired> = sqlx::query_as(&sql).bind(now).fetch_all(&mut *tx).await?;
             let mut done = Recovered::default();
-            for (id, attempts, max_attempts, cancel_requested, base, max) in expired {
+            for (id, attempts, max_attempts, cancel_requested, base, max, interruptions, allowed) in
+                expired
+            {
+                let allowed = allowed.unwrap_or(i64::from(super::DEFAULT_INTERRUPTED_RETRIES));
+                // An interruption within the allowance gives the run one more attempt.
+                let forgiven = !cancel_requested && interruptions < allowed;
+                if forgiven {
+                    sqlx::query(
+                        "UPDATE runs SET interruptions = interruptions + 1, \
+                         max_attempts = max_attempts + 1 WHERE id = $1",
+                    )
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 // The same policy as a failed attempt: the run's attempts, its project's backoff.
                 let (status, finished_at, not_before) = if cancel_requested {
                     (Status::Cancelled, Some(now), None)
-                } else if attempts < max_attempts {
+                } else if forgiven || attempts < max_attempts {
                     let delay = self
                         .backoff_for(base, max)
                         .delay(u32::try_from(attempts).unwrap_or(u32::MAX));

@@ -19,11 +19,13 @@ impl Queue {
         policy: &ProjectPolicy,
     ) -> Result<(), QueueError> {
         const SQL: &str = "INSERT INTO project_policies \
-             (project, concurrency, retry_backoff_ms, retry_backoff_max_ms, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) \
+             (project, concurrency, retry_backoff_ms, retry_backoff_max_ms, updated_at, \
+             interrupted_retries) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (project) DO UPDATE SET concurrency = excluded.concurrency, \
              retry_backoff_ms = excluded.retry_backoff_ms, \
              retry_backoff_max_ms = excluded.retry_backoff_max_ms, \
+             interrupted_retries = excluded.interrupted_retries, \
              updated_at = excluded.updated_at";
         let concurrency = policy
             .concurrency
@@ -39,6 +41,7 @@ impl Queue {
                 .bind(base)
                 .bind(max)
                 .bind(now_ms())
+                .bind(policy.interrupted_retries.map(i64::from))
                 .execute(p)
                 .await?;
         });
@@ -47,16 +50,17 @@ impl Queue {
 
     /// Every stored project policy, by project.
     pub async fn project_policies(&self) -> Result<HashMap<String, ProjectPolicy>, QueueError> {
-        const SQL: &str = "SELECT project, concurrency, retry_backoff_ms, retry_backoff_max_ms \
-             FROM project_policies";
-        type Row = (String, Option<i64>, Option<i64>, Option<i64>);
+        const SQL: &str = "SELECT project, concurrency, retry_backoff_ms, retry_backoff_max_ms, \
+             interrupted_retries FROM project_policies";
+        type Row = (String, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
         let rows: Vec<Row> = with_pool!(&self.db, p => sqlx::query_as(SQL).fetch_all(p).await?);
         Ok(rows
             .into_iter()
-            .map(|(project, concurrency, base, max)| {
+            .map(|(project, concurrency, base, max, interrupted)| {
                 let policy = ProjectPolicy {
                     concurrency: concurrency.map(|c| usize::try_from(c).unwrap_or(0)),
                     backoff: stored_backoff(base, max),
+                    interrupted_retries: interrupted.map(|n| u32::try_from(n).unwrap_or(0)),
                 };
                 (project, policy)
             })

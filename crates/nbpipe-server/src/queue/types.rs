@@ -156,6 +156,9 @@ pub struct AttemptRow {
     pub outcome: Option<String>,
     /// Its error, if any.
     pub error: Option<String>,
+    /// Where it executes: the executor's handle (`None` until launched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handle: Option<serde_json::Value>,
 }
 
 /// Result of [`Queue::enqueue`](super::Queue::enqueue).
@@ -233,6 +236,10 @@ pub struct ProjectPolicy {
     /// Delay before each retry of a failed or interrupted run (`None`: the queue's
     /// [`Backoff`], see [`Queue::with_backoff`](super::Queue::with_backoff)).
     pub backoff: Option<Backoff>,
+    /// Extra attempts a run gets when the infrastructure interrupts it (its lease expires
+    /// mid-run), not counted against its `max_attempts` (`None`:
+    /// [`DEFAULT_INTERRUPTED_RETRIES`](super::DEFAULT_INTERRUPTED_RETRIES)).
+    pub interrupted_retries: Option<u32>,
 }
 
 /// A run leased to a worker by [`Queue::claim`](super::Queue::claim).

@@ -467,6 +467,15 @@ fn policy_list(p: &EffectivePolicy) -> String {
             "Timeout",
             format!("{timeout}{}", note(p.timeout_seconds.source)),
         ),
+        (
+            "interrupted_retries",
+            "Interrupted retries",
+            format!(
+                "{}{}",
+                p.interrupted_retries.value,
+                note(p.interrupted_retries.source)
+            ),
+        ),
     ];
     let items: String = rows
         .iter()

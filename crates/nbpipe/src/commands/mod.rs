@@ -3,6 +3,7 @@
 pub mod cat;
 pub mod env;
 pub mod exec;
+pub mod image;
 pub mod inspect;
 pub mod kernels;
 mod params;

@@ -27,8 +27,21 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    // `NBPIPE_PARAMETERS` (the container contract): the lowest-precedence source.
+    let base = match args
+        .parameters_env
+        .as_deref()
+        .map(nbpipe_params::parse_json)
+    {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => {
+            eprintln!("error: NBPIPE_PARAMETERS (--parameters-json-text): {e}");
+            return exit::USAGE;
+        }
+        None => Parameters::new(),
+    };
     let parameters = match super::params::collect(
-        Parameters::new(),
+        base,
         &super::params::Sources {
             base64: &[],
             files: &args.parameters_file,
