@@ -32,6 +32,7 @@ import socket
 import sys
 
 PR_SET_PDEATHSIG = 1
+IMPORT_ENV = {}
 # What a kernel imports while it starts (ipykernel 6/7), all free of threads at import.
 KERNEL_MODULES = [
     "ipykernel.kernelapp",
@@ -215,6 +216,7 @@ class Zygote:
             os.chdir(req["cwd"])
             os.environ.clear()
             os.environ.update(req["env"])
+            os.environ.update(IMPORT_ENV)
             watch_owner(owner_fd)
             reseed()
             code = run_kernel(req["argv"])
@@ -276,7 +278,12 @@ def main():
     die_with_parent()
     if os.getppid() != owner_pid:
         sys.exit(3)  # the owner is already gone
+    before = dict(os.environ)
     preload(KERNEL_MODULES + sys.argv[3:])
+    # Variables the imports set (debugpy sets PYDEVD_USE_FRAME_EVAL): a cold kernel's
+    # imports set them too, so each kernel gets them on top of its own environment.
+    global IMPORT_ENV
+    IMPORT_ENV = {k: v for k, v in os.environ.items() if before.get(k) != v}
     import threading
 
     if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
