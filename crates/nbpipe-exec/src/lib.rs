@@ -59,6 +59,9 @@ pub struct ExecOptions {
     pub echo_kernel_stderr: bool,
     /// Take a pre-started kernel from this pool when one matches (the service's warm pool).
     pub pool: Option<nbpipe_kernel::pool::KernelPool>,
+    /// Fork the kernel from a zygote when it is a Python kernel of an environment these
+    /// fork servers serve (see `nbpipe_kernel::fork`).
+    pub fork: Option<nbpipe_kernel::ForkServers>,
 }
 
 impl Default for ExecOptions {
@@ -80,6 +83,7 @@ impl Default for ExecOptions {
             autosave_every: Duration::from_secs(30),
             echo_kernel_stderr: false,
             pool: None,
+            fork: None,
         }
     }
 }

@@ -106,6 +106,7 @@ pub async fn execute(
         start_timeout: opts.start_timeout,
         env: Vec::new(),
         echo_stderr: opts.echo_kernel_stderr,
+        fork: opts.fork.clone(),
     };
     let start = async {
         match &opts.pool {

@@ -72,6 +72,8 @@ struct Inner {
     dir: tempfile::TempDir,
     script: PathBuf,
     envs: Mutex<HashMap<PathBuf, Arc<Entry>>>,
+    /// Which interpreter each slot (project) uses now.
+    slots: Mutex<HashMap<String, PathBuf>>,
 }
 
 /// One enabled interpreter and its zygote (started on demand, restarted when dead).
@@ -109,19 +111,30 @@ impl ForkServers {
                 dir,
                 script,
                 envs: Mutex::new(HashMap::new()),
+                slots: Mutex::new(HashMap::new()),
             }),
         })
     }
 
-    /// Serve kernels of `python` (a managed environment's interpreter) from a zygote.
-    /// `id` names the environment's contents (its hash): enabling the same interpreter with
-    /// another id or preload list replaces its zygote. The zygote starts in the background
-    /// now when a tokio runtime is running, else at the first request.
-    pub fn enable(&self, python: &Path, id: &str, preload: &[String]) {
+    /// Serve kernels of `python` (a managed environment's interpreter) from a zygote, for
+    /// `slot` (e.g. a project). `id` names the environment's contents (its hash): enabling
+    /// the same interpreter with another id or preload list replaces its zygote, and
+    /// enabling a slot with another interpreter retires the one it had (unless another slot
+    /// uses it). The zygote starts in the background now when a tokio runtime is running,
+    /// else at the first request.
+    pub fn enable(&self, slot: &str, python: &Path, id: &str, preload: &[String]) {
         let entry = {
             let Ok(mut envs) = self.inner.envs.lock() else {
                 return;
             };
+            let Ok(mut slots) = self.inner.slots.lock() else {
+                return;
+            };
+            if let Some(old) = slots.insert(slot.to_string(), python.to_path_buf()) {
+                if old != python && !slots.values().any(|p| *p == old) {
+                    envs.remove(&old);
+                }
+            }
             if let Some(e) = envs.get(python) {
                 if e.id == id && e.preload == preload {
                     return;
@@ -155,6 +168,9 @@ impl ForkServers {
     pub fn disable(&self, python: &Path) {
         if let Ok(mut envs) = self.inner.envs.lock() {
             envs.remove(python);
+        }
+        if let Ok(mut slots) = self.inner.slots.lock() {
+            slots.retain(|_, p| p != python);
         }
     }
 

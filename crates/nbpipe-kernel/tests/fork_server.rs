@@ -101,7 +101,7 @@ async fn assert_no_leftovers(mark: &(String, String), dir: Option<&str>) {
 async fn forked_kernels_are_distinct() {
     let py = python();
     let forks = ForkServers::new().unwrap();
-    forks.enable(&py, "test", &[]);
+    forks.enable("test", &py, "test", &[]);
     let mark = mark();
     let cwd = tempfile::tempdir().unwrap();
     let spec = KernelSpec::for_python(&py);
@@ -165,7 +165,7 @@ print(json.dumps({
 async fn forked_kernel_looks_like_a_cold_kernel() {
     let py = python();
     let forks = ForkServers::new().unwrap();
-    forks.enable(&py, "test", &[]);
+    forks.enable("test", &py, "test", &[]);
     let mark = mark();
     let cwd = tempfile::tempdir().unwrap();
     let spec = KernelSpec::for_python(&py);
@@ -209,7 +209,7 @@ async fn forked_kernel_looks_like_a_cold_kernel() {
 async fn forked_kernel_interrupts_and_dies_like_a_cold_one() {
     let py = python();
     let forks = ForkServers::new().unwrap();
-    forks.enable(&py, "test", &[]);
+    forks.enable("test", &py, "test", &[]);
     let mark = mark();
     let cwd = tempfile::tempdir().unwrap();
     let spec = KernelSpec::for_python(&py);
@@ -281,7 +281,7 @@ async fn forked_kernel_interrupts_and_dies_like_a_cold_one() {
 async fn killing_the_zygote_leaves_kernels_running_and_the_next_gets_a_new_one() {
     let py = python();
     let forks = ForkServers::new().unwrap();
-    forks.enable(&py, "test", &[]);
+    forks.enable("test", &py, "test", &[]);
     let mark = mark();
     let cwd = tempfile::tempdir().unwrap();
     let spec = KernelSpec::for_python(&py);
@@ -344,7 +344,7 @@ async fn killing_the_zygote_leaves_kernels_running_and_the_next_gets_a_new_one()
 async fn a_new_environment_id_replaces_the_zygote() {
     let py = python();
     let forks = ForkServers::new().unwrap();
-    forks.enable(&py, "hash-a", &[]);
+    forks.enable("test", &py, "hash-a", &[]);
     let mark = mark();
     let cwd = tempfile::tempdir().unwrap();
     let spec = KernelSpec::for_python(&py);
@@ -352,9 +352,9 @@ async fn a_new_environment_id_replaces_the_zygote() {
         .await
         .unwrap();
     let first = forks.zygote_pid(&py).await.unwrap();
-    forks.enable(&py, "hash-a", &[]); // same environment: same zygote
+    forks.enable("test", &py, "hash-a", &[]); // same environment: same zygote
     assert_eq!(forks.zygote_pid(&py).await, Some(first));
-    forks.enable(&py, "hash-b", &["json".to_string()]);
+    forks.enable("test", &py, "hash-b", &["json".to_string()]);
     let mut b = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
         .await
         .unwrap();
@@ -389,7 +389,7 @@ async fn a_new_environment_id_replaces_the_zygote() {
 async fn a_kernel_dies_with_the_process_that_asked_for_it() {
     let py = python();
     let forks = ForkServers::new().unwrap();
-    forks.enable(&py, "test", &[]);
+    forks.enable("test", &py, "test", &[]);
     let mark = mark();
     let cwd = tempfile::tempdir().unwrap();
     // Wait for the zygote, then find its socket.

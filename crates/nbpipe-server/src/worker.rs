@@ -133,6 +133,9 @@ async fn run_claimed(
         quiet: true,
         pool: cfg.pool.clone(),
         env: cfg.envs.get_or_ensure(&project).await,
+        fork: cfg.envs.forks().filter(|_| project.env.fork_server),
+        // The server decides: its zygotes, or cold starts; a run never makes its own.
+        no_fork_server: cfg.envs.forks().is_none(),
     };
 
     // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.
@@ -230,16 +233,33 @@ fn finish_of(
     }
 }
 
-/// Ensured environments by project name, with the requirements file's (size, mtime) then.
+/// Ensured environments by project name, with the requirements file's (size, mtime) then,
+/// and the server's fork servers, which get each project's environment as it is ensured (a
+/// changed environment replaces the project's zygote).
 #[derive(Clone, Default)]
 pub struct EnvCache {
     inner: Arc<std::sync::Mutex<HashMap<String, (nbpipe_env::ManagedEnv, FileStamp)>>>,
+    forks: Option<nbpipe_kernel::ForkServers>,
 }
 
 /// A file's (size, modification time), `None` when it does not exist.
 type FileStamp = Option<(u64, std::time::SystemTime)>;
 
 impl EnvCache {
+    /// A cache that enables each ensured environment on `forks` (for projects that keep
+    /// `env.fork_server` on).
+    pub fn with_forks(forks: Option<nbpipe_kernel::ForkServers>) -> EnvCache {
+        EnvCache {
+            forks,
+            ..EnvCache::default()
+        }
+    }
+
+    /// The fork servers runs fork their kernels from (`None`: cold starts).
+    pub fn forks(&self) -> Option<nbpipe_kernel::ForkServers> {
+        self.forks.clone()
+    }
+
     /// The project's environment: cached while its requirements file is unchanged, else
     /// ensured now (`None` if that fails: the runner then reports the error itself).
     pub async fn get_or_ensure(&self, project: &Project) -> Option<nbpipe_env::ManagedEnv> {
@@ -273,6 +293,9 @@ impl EnvCache {
             .ok()?;
         if let Ok(mut map) = self.inner.lock() {
             map.insert(project.name.clone(), (env.clone(), stamp));
+        }
+        if let Some(forks) = self.forks.as_ref().filter(|_| project.env.fork_server) {
+            forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
         }
         Some(env)
     }

@@ -52,6 +52,12 @@ pub struct RunOptions {
     /// The project's environment when the caller already ensured it (the service keeps it
     /// between runs); `None` ensures it now.
     pub env: Option<nbpipe_env::ManagedEnv>,
+    /// Fork servers to fork the environment's kernels from (the service's, which outlive a
+    /// run). Without them, a run makes its own unless `no_fork_server` is set or the project
+    /// says `env.fork_server: false`.
+    pub fork: Option<nbpipe_kernel::ForkServers>,
+    /// Start every kernel cold (`--no-fork-server`).
+    pub no_fork_server: bool,
 }
 
 /// What a run reports as it goes.
@@ -109,11 +115,22 @@ pub async fn run(
     if let Some(pool) = &own_pool {
         opts.pool = Some(pool.clone());
     }
+    // The run's own fork servers live as long as the run: dropping them kills the zygote.
+    if !fork_wanted(&project, &opts) {
+        opts.fork = None;
+    } else if opts.fork.is_none() {
+        opts.fork = nbpipe_kernel::ForkServers::new().ok();
+    }
     let result = run_with(project, opts, observer, stop).await;
     if let Some(pool) = own_pool {
         pool.discard();
     }
     result
+}
+
+/// Whether this run forks its Python kernels from a zygote.
+pub fn fork_wanted(project: &Project, opts: &RunOptions) -> bool {
+    project.env.fork_server && !opts.no_fork_server
 }
 
 async fn run_with(
@@ -150,6 +167,10 @@ async fn run_with(
                 source: std::io::Error::other(e),
             })??
     };
+    if let Some(forks) = &opts.fork {
+        // Keyed by the environment's hash: changed requirements get a new zygote.
+        forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
+    }
     let freeze_uri = match &env.freeze {
         Some(freeze) => {
             let loc = prefix.join("environment.txt");

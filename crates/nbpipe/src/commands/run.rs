@@ -59,6 +59,8 @@ pub fn run(args: RunArgs) -> u8 {
         quiet: args.quiet,
         pool: None,
         env: None,
+        fork: None,
+        no_fork_server: args.no_fork_server,
     };
     let runtime = match super::runtime(None) {
         Ok(r) => r,
