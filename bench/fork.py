@@ -61,6 +61,8 @@ def main() -> int:
         ["nbpipe, cold (launch -> first execute_reply)", len(cold), ms(pct(cold, .5)), ms(pct(cold, .95)), ms(max(cold))],
         ["jupyter_client / papermill, cold (start -> kernel_info_reply)", len(jc), ms(pct(jc, .5)), ms(pct(jc, .95)), ms(max(jc))],
     ])
+    fd, cd = res["fork_shutdown_s"], res["cold_shutdown_s"]
+    print(f"shutdown (shutdown_request -> process gone): forked p50 {ms(pct(fd, .5))}, cold p50 {ms(pct(cd, .5))}")
     print(f"zygote: first kernel {res['zygote_start_to_first_kernel_s']:.2f} s after enable (imports once); "
           f"memory rss {res['zygote_memory']['rss_kib'] / 1024:.1f} MiB")
     fm, cm = res["forked_kernel_memory"], res["cold_kernel_memory"]

@@ -62,6 +62,9 @@ pub struct ExecOptions {
     /// Fork the kernel from a zygote when it is a Python kernel of an environment these
     /// fork servers serve (see `nbpipe_kernel::fork`).
     pub fork: Option<nbpipe_kernel::ForkServers>,
+    /// Shut the kernel down in the background once the notebook is saved, instead of waiting
+    /// for it to exit; the owner of the set waits for it.
+    pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
 }
 
 impl Default for ExecOptions {
@@ -84,6 +87,7 @@ impl Default for ExecOptions {
             echo_kernel_stderr: false,
             pool: None,
             fork: None,
+            shutdowns: None,
         }
     }
 }

@@ -203,7 +203,10 @@ pub async fn execute(
     // Save before the (possibly slow) kernel shutdown: the notebook is the run's record.
     let spill = run.recorder.take_spill();
     let saved = saver.save_final(&nb, spill.as_ref()).await;
-    kernel.shutdown().await;
+    match &opts.shutdowns {
+        Some(set) => set.retire(kernel),
+        None => kernel.shutdown().await,
+    }
     saved?;
     Ok((Executed::new(nb, spill), outcome))
 }

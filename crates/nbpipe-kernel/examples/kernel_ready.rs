@@ -42,12 +42,14 @@ async fn first_reply(k: &mut Kernel) {
     }
 }
 
+/// Ready times, shutdown times (request -> process gone), memory of the last kernel.
 async fn measure(
     spec: &KernelSpec,
     opts: &LaunchOptions,
     n: usize,
-) -> (Vec<f64>, serde_json::Value) {
+) -> (Vec<f64>, Vec<f64>, serde_json::Value) {
     let mut times = Vec::new();
+    let mut downs = Vec::new();
     let mut mem = serde_json::Value::Null;
     for i in 0..n {
         let t0 = Instant::now();
@@ -58,9 +60,11 @@ async fn measure(
             tokio::time::sleep(Duration::from_millis(300)).await;
             mem = memory(k.pid());
         }
+        let t0 = Instant::now();
         k.shutdown().await;
+        downs.push(t0.elapsed().as_secs_f64());
     }
-    (times, mem)
+    (times, downs, mem)
 }
 
 #[tokio::main]
@@ -89,8 +93,8 @@ async fn main() {
     let zygote = forks.zygote_pid(&python).await.expect("a zygote");
     let zygote_mem = memory(zygote);
 
-    let (fork_times, fork_mem) = measure(&spec, &fork, n).await;
-    let (cold_times, cold_mem) = measure(&spec, &cold, n.min(10)).await;
+    let (fork_times, fork_down, fork_mem) = measure(&spec, &fork, n).await;
+    let (cold_times, cold_down, cold_mem) = measure(&spec, &cold, n.min(10)).await;
     println!(
         "{}",
         json!({
@@ -100,6 +104,8 @@ async fn main() {
             "n_cold": cold_times.len(),
             "fork_s": fork_times,
             "cold_s": cold_times,
+            "fork_shutdown_s": fork_down,
+            "cold_shutdown_s": cold_down,
             "zygote_start_to_first_kernel_s": zygote_first,
             "zygote_memory": zygote_mem,
             "forked_kernel_memory": fork_mem,

@@ -367,6 +367,8 @@ pub async fn run_workers(
     });
     while set.join_next().await.is_some() {}
     stopper.abort();
+    // The last runs' kernels are still exiting: no kernel outlives the server.
+    cfg.shutdowns.wait().await;
 }
 
 /// Start the local inbox watchers until `shutdown`.

@@ -39,6 +39,9 @@ pub struct WorkerConfig {
     /// Signalled when this process queues a run, so idle workers start it at once instead
     /// of at their next poll (the poll still covers runs queued by other processes).
     pub wake: Arc<tokio::sync::Notify>,
+    /// Finished runs' kernels shutting down in the background (a worker takes its next run
+    /// meanwhile); the server waits for them before it exits.
+    pub shutdowns: nbpipe_kernel::pool::Shutdowns,
 }
 
 impl Default for WorkerConfig {
@@ -50,6 +53,7 @@ impl Default for WorkerConfig {
             pool: None,
             envs: EnvCache::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            shutdowns: Default::default(),
         }
     }
 }
@@ -136,6 +140,7 @@ async fn run_claimed(
         fork: cfg.envs.forks().filter(|_| project.env.fork_server),
         // The server decides: its zygotes, or cold starts; a run never makes its own.
         no_fork_server: cfg.envs.forks().is_none(),
+        shutdowns: Some(cfg.shutdowns.clone()),
     };
 
     // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.

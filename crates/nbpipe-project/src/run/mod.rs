@@ -58,6 +58,10 @@ pub struct RunOptions {
     pub fork: Option<nbpipe_kernel::ForkServers>,
     /// Start every kernel cold (`--no-fork-server`).
     pub no_fork_server: bool,
+    /// Where finished steps' kernels shut down in the background (the service's, which it
+    /// waits for when it stops). Without one, the run makes its own and waits for it before
+    /// it returns, so a step never waits for the previous step's kernel to exit.
+    pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
 }
 
 /// What a run reports as it goes.
@@ -121,7 +125,17 @@ pub async fn run(
     } else if opts.fork.is_none() {
         opts.fork = nbpipe_kernel::ForkServers::new().ok();
     }
+    let own_shutdowns = opts
+        .shutdowns
+        .is_none()
+        .then(nbpipe_kernel::pool::Shutdowns::default);
+    if let Some(set) = &own_shutdowns {
+        opts.shutdowns = Some(set.clone());
+    }
     let result = run_with(project, opts, observer, stop).await;
+    if let Some(set) = own_shutdowns {
+        set.wait().await;
+    }
     if let Some(pool) = own_pool {
         pool.discard();
     }

@@ -132,6 +132,7 @@ async fn try_run_step(
             execution_timeout: step.cell_timeout,
             pool: state.opts.pool.clone(),
             fork: state.opts.fork.clone(),
+            shutdowns: state.opts.shutdowns.clone(),
             ..ExecOptions::default()
         };
         let step_stop = with_deadline(stop.clone(), step.timeout);

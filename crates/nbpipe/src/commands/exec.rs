@@ -110,6 +110,7 @@ pub fn run(args: ExecArgs) -> u8 {
         pool: None,
         // A single notebook pays a zygote's start as much as a cold kernel: start cold.
         fork: None,
+        shutdowns: None,
     };
     if let Some(cwd) = &opts.cwd {
         if !cwd.is_dir() {

@@ -61,6 +61,7 @@ pub fn run(args: RunArgs) -> u8 {
         env: None,
         fork: None,
         no_fork_server: args.no_fork_server,
+        shutdowns: None,
     };
     let runtime = match super::runtime(None) {
         Ok(r) => r,
