@@ -419,6 +419,17 @@ def check_manifest(store: Store, prefix: str, what: str, cached: bool) -> dict:
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
+def is_kernel(argv: list[bytes], stat: str) -> bool:
+    """A cold kernel (`python -m ipykernel_launcher`), or one forked by nbpipe's zygote: same
+    command line as the zygote (`python .../zygote.py`), but in a session of its own."""
+    if b"ipykernel_launcher" in argv:
+        return True
+    if any(a.endswith(b"/zygote.py") for a in argv):
+        fields = stat.rsplit(")", 1)[1].split()
+        return fields[3] == stat.split(" ", 1)[0]  # field 6, session id == pid
+    return False
+
+
 def kernels(prefixes: list[str]) -> set[int]:
     """PIDs of live kernels started from the bench venv or the isolated nbpipe home."""
     pids = set()
@@ -427,9 +438,10 @@ def kernels(prefixes: list[str]) -> set[int]:
             continue
         try:
             argv = (d / "cmdline").read_bytes().split(b"\0")
+            stat = (d / "stat").read_text()
         except OSError:
             continue
-        if b"ipykernel_launcher" in argv and any(argv[0].startswith(p.encode()) for p in prefixes):
+        if is_kernel(argv, stat) and any(argv[0].startswith(p.encode()) for p in prefixes):
             pids.add(int(d.name))
     return pids
 
@@ -632,6 +644,7 @@ def main() -> int:
         variants = [
             ("papermill-loop", "papermill loop (10 x papermill)"),
             ("nbpipe", "nbpipe run"),
+            ("nbpipe-nofork", "nbpipe run --no-fork-server"),
             ("nbpipe-cache-populate", "nbpipe run --cache (cold: populating)"),
             ("nbpipe-cache-warm", "nbpipe run --cache (warm: all cached)"),
         ]
@@ -650,6 +663,8 @@ def main() -> int:
                 elif v == "nbpipe":
                     r = runner.nbpipe_run(v, tag, f"data/nbpipe-{tag}")
                     checksums.append(("nbpipe run", tag, final_checksum(PROJECT, f"data/nbpipe-{tag}")))
+                elif v == "nbpipe-nofork":
+                    r = runner.nbpipe_run(v, tag, f"data/nofork-{tag}", extra=("--no-fork-server",))
                 elif v == "nbpipe-cache-populate":
                     shutil.rmtree(PROJECT / ".nbpipe" / "cache", ignore_errors=True)
                     r = runner.nbpipe_run(v, tag, f"data/cache-{tag}", extra=("--cache",))
@@ -695,6 +710,8 @@ def main() -> int:
         "ratio_cache_warm_over_papermill_loop": warm / pm,
         "saved_per_notebook_s": (pm - nb) / n,
         "ratio_cache_populate_over_nbpipe": out["nbpipe-cache-populate"]["wall_s"] / nb,
+        "ratio_nofork_over_papermill_loop": out["nbpipe-nofork"]["wall_s"] / pm,
+        "ratio_nbpipe_over_nofork": nb / out["nbpipe-nofork"]["wall_s"],
     }
     if "nbpipe-dag-j1" in out:
         derived["ratio_dag_j4_over_dag_j1"] = out["nbpipe-dag-j4"]["wall_s"] / out["nbpipe-dag-j1"]["wall_s"]
@@ -720,7 +737,7 @@ def report(results: dict) -> None:
     print(f"nbpipe env (built once, before timing): build {meta['env_build_s']:.2f} s, "
           f"reuse check {meta['env_reuse_s']:.3f} s")
     pm = out["papermill-loop"]["wall_s"]
-    order = ["papermill-loop", "nbpipe", "nbpipe-cache-populate", "nbpipe-cache-warm",
+    order = ["papermill-loop", "nbpipe", "nbpipe-nofork", "nbpipe-cache-populate", "nbpipe-cache-warm",
              "nbpipe-dag-j1", "nbpipe-dag-j4"]
     ks = meta["kernel_start_floor_s"]
     rows = []
@@ -741,6 +758,8 @@ def report(results: dict) -> None:
     print()
     print(f"nbpipe run / papermill loop:         {fmt_ratio(d['ratio_nbpipe_over_papermill_loop'])}, "
           f"{d['saved_per_notebook_s']:.3f} s saved per notebook")
+    print(f"--no-fork-server / papermill loop:   {fmt_ratio(d['ratio_nofork_over_papermill_loop'])}; "
+          f"fork server on / off: {fmt_ratio(d['ratio_nbpipe_over_nofork'])} (target: nbpipe run <= 1/8 of the loop)")
     print(f"warm --cache re-run / nbpipe run:    {fmt_ratio(d['ratio_cache_warm_over_nbpipe'])}")
     print(f"warm --cache re-run / papermill loop: {fmt_ratio(d['ratio_cache_warm_over_papermill_loop'])}")
     print(f"--cache populating run / nbpipe run: {fmt_ratio(d['ratio_cache_populate_over_nbpipe'])}")

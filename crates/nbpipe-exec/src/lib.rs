@@ -59,6 +59,12 @@ pub struct ExecOptions {
     pub echo_kernel_stderr: bool,
     /// Take a pre-started kernel from this pool when one matches (the service's warm pool).
     pub pool: Option<nbpipe_kernel::pool::KernelPool>,
+    /// Fork the kernel from a zygote when it is a Python kernel of an environment these
+    /// fork servers serve (see `nbpipe_kernel::fork`).
+    pub fork: Option<nbpipe_kernel::ForkServers>,
+    /// Shut the kernel down in the background once the notebook is saved, instead of waiting
+    /// for it to exit; the owner of the set waits for it.
+    pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
 }
 
 impl Default for ExecOptions {
@@ -80,6 +86,8 @@ impl Default for ExecOptions {
             autosave_every: Duration::from_secs(30),
             echo_kernel_stderr: false,
             pool: None,
+            fork: None,
+            shutdowns: None,
         }
     }
 }

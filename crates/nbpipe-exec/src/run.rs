@@ -102,6 +102,7 @@ pub async fn execute(
         start_timeout: opts.start_timeout,
         env: Vec::new(),
         echo_stderr: opts.echo_kernel_stderr,
+        fork: opts.fork.clone(),
     };
     let start = async {
         match &opts.pool {
@@ -198,7 +199,10 @@ pub async fn execute(
     // Save before the (possibly slow) kernel shutdown: the notebook is the run's record.
     let spill = run.recorder.take_spill();
     let saved = saver.save_final(&nb, spill.as_ref()).await;
-    kernel.shutdown().await;
+    match &opts.shutdowns {
+        Some(set) => set.retire(kernel),
+        None => kernel.shutdown().await,
+    }
     saved?;
     Ok((Executed::new(nb, spill), outcome))
 }

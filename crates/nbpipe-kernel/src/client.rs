@@ -92,6 +92,9 @@ pub struct LaunchOptions {
     pub env: Vec<(String, String)>,
     /// Forward the kernel's stderr to ours as it arrives (it is always kept for error reports).
     pub echo_stderr: bool,
+    /// Fork Python kernels of enabled environments from their zygote instead of starting
+    /// them cold (see [`crate::fork`]).
+    pub fork: Option<crate::fork::ForkServers>,
 }
 
 impl Default for LaunchOptions {
@@ -101,6 +104,7 @@ impl Default for LaunchOptions {
             start_timeout: Duration::from_secs(60),
             env: Vec::new(),
             echo_stderr: false,
+            fork: None,
         }
     }
 }
@@ -143,19 +147,19 @@ pub struct Kernel {
 
 /// The last 16 KiB a kernel wrote to stderr.
 #[derive(Default)]
-struct StderrTail {
+pub(crate) struct StderrTail {
     buf: VecDeque<u8>,
 }
 
 impl StderrTail {
     const CAP: usize = 16 * 1024;
-    fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.buf.extend(bytes);
         while self.buf.len() > Self::CAP {
             self.buf.pop_front();
         }
     }
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let bytes: Vec<u8> = self.buf.iter().copied().collect();
         let text = String::from_utf8_lossy(&bytes);
         // Keep the last 20 lines: enough for a traceback, short enough for a terminal.
@@ -213,68 +217,25 @@ impl Kernel {
             // file, which triples the per-cell cost and serialises parallel runs on one file.
             argv.push("--HistoryManager.hist_file=:memory:".into());
         }
-        let mut cmd = tokio::process::Command::new(&argv[0]);
-        cmd.args(&argv[1..])
-            .envs(spec.env.iter())
-            .envs(opts.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        if let Some(cwd) = &opts.cwd {
-            cmd.current_dir(cwd);
-        }
-        // SAFETY: prctl is async-signal-safe; it makes the kernel die with us even on SIGKILL.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
-            });
-        }
-        let mut child = spawn_from_launcher(cmd)
-            .await
-            .map_err(|source| KernelError::Spawn {
-                name: spec.name.clone(),
-                command: argv.join(" "),
-                source,
-            })?;
-        let pid = child.id().map(|p| p as i32).unwrap_or(0);
-        let pgid = Pid::from_raw(pid);
-
-        let stderr = Arc::new(Mutex::new(StderrTail::default()));
-        let mut tasks = Vec::new();
-        let mut stderr_reader = None;
-        if let Some(mut pipe) = child.stderr.take() {
-            let tail = stderr.clone();
-            let echo = opts.echo_stderr;
-            stderr_reader = Some(tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf).await {
-                    if n == 0 {
-                        break;
-                    }
-                    if echo {
-                        use std::io::Write;
-                        let _ = std::io::stderr().write_all(&buf[..n]);
-                    }
-                    tail.lock().map(|mut t| t.push(&buf[..n])).ok();
-                }
-            }));
-        }
-        let (exit_tx, exit_rx) = watch::channel(None);
-        tasks.push(tokio::spawn(async move {
-            let status = match child.wait().await {
-                Ok(s) => describe_exit(s),
-                Err(e) => format!("unknown exit: {e}"),
-            };
-            // Reap the rest of the group too: a kernel's own children must not outlive it.
-            let _ = killpg(pgid, Signal::SIGKILL);
-            // Let the last of its stderr arrive before anyone reports the death.
-            if let Some(reader) = stderr_reader {
-                let _ = timeout(Duration::from_secs(1), reader).await;
-            }
-            let _ = exit_tx.send(Some(ExitInfo { status }));
-        }));
+        let echo = opts.echo_stderr;
+        let started = match fork_route(spec, opts, &argv).await {
+            Some((zygote, env, cwd)) => match zygote.fork(&argv[3..], &cwd, &env).await {
+                Ok(forked) => Some(start_forked(forked, echo)),
+                // The zygote went away between routing and forking: start cold instead.
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let started = match started {
+            Some(s) => s,
+            None => spawn_cold(spec, opts, &argv).await?,
+        };
+        let Started {
+            pgid,
+            stderr,
+            exit: exit_rx,
+            mut tasks,
+        } = started;
 
         let mut guard = StartGuard { pgid, armed: true };
         let deadline = Instant::now() + opts.start_timeout;
@@ -575,6 +536,150 @@ impl Drop for Kernel {
     }
 }
 
+/// A kernel process that has been started, cold or forked.
+struct Started {
+    pgid: Pid,
+    stderr: Arc<Mutex<StderrTail>>,
+    exit: watch::Receiver<Option<ExitInfo>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// The zygote to fork this launch from, with the kernel's full environment and cwd.
+async fn fork_route(
+    spec: &KernelSpec,
+    opts: &LaunchOptions,
+    argv: &[String],
+) -> Option<(Arc<crate::fork::Zygote>, Vec<(String, String)>, PathBuf)> {
+    let servers = opts.fork.as_ref()?;
+    // Exactly what a spawned child would get: our environment, the spec's, the launch's.
+    let mut env: Vec<(String, String)> = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        env.push((k.into_string().ok()?, v.into_string().ok()?));
+    }
+    let mut merged: std::collections::BTreeMap<String, String> = env.into_iter().collect();
+    merged.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    merged.extend(opts.env.iter().cloned());
+    let env: Vec<(String, String)> = merged.into_iter().collect();
+    let cwd = match &opts.cwd {
+        Some(c) => std::path::absolute(c).ok()?,
+        None => std::env::current_dir().ok()?,
+    };
+    let zygote = servers.route(argv, &env).await?;
+    Some((zygote, env, cwd))
+}
+
+/// Spawn the kernel process (the cold start).
+async fn spawn_cold(
+    spec: &KernelSpec,
+    opts: &LaunchOptions,
+    argv: &[String],
+) -> Result<Started, KernelError> {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .envs(spec.env.iter())
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = &opts.cwd {
+        cmd.current_dir(cwd);
+    }
+    // SAFETY: prctl is async-signal-safe; it makes the kernel die with us even on SIGKILL.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = spawn_from_launcher(cmd)
+        .await
+        .map_err(|source| KernelError::Spawn {
+            name: spec.name.clone(),
+            command: argv.join(" "),
+            source,
+        })?;
+    let pid = child.id().map(|p| p as i32).unwrap_or(0);
+    let pgid = Pid::from_raw(pid);
+    let stderr = Arc::new(Mutex::new(StderrTail::default()));
+    let stderr_reader = child
+        .stderr
+        .take()
+        .map(|pipe| spawn_stderr_reader(pipe, stderr.clone(), opts.echo_stderr));
+    let (exit_tx, exit) = watch::channel(None);
+    let waiter = tokio::spawn(async move {
+        let status = match child.wait().await {
+            Ok(s) => describe_exit(s),
+            Err(e) => format!("unknown exit: {e}"),
+        };
+        report_exit(pgid, status, stderr_reader, exit_tx).await;
+    });
+    Ok(Started {
+        pgid,
+        stderr,
+        exit,
+        tasks: vec![waiter],
+    })
+}
+
+/// Follow a kernel forked by a zygote: its stderr pipe, and its exit (pidfd + report).
+fn start_forked(forked: crate::fork::Forked, echo: bool) -> Started {
+    let pgid = Pid::from_raw(forked.pid);
+    let stderr = Arc::new(Mutex::new(StderrTail::default()));
+    let stderr_reader = tokio::net::unix::pipe::Receiver::from_owned_fd(forked.stderr)
+        .ok()
+        .map(|pipe| spawn_stderr_reader(pipe, stderr.clone(), echo));
+    let (exit_tx, exit) = watch::channel(None);
+    let waiter = tokio::spawn(async move {
+        let status = crate::fork::Forked::wait(forked.report, forked.pidfd).await;
+        report_exit(pgid, status, stderr_reader, exit_tx).await;
+    });
+    Started {
+        pgid,
+        stderr,
+        exit,
+        tasks: vec![waiter],
+    }
+}
+
+fn spawn_stderr_reader<R>(
+    mut pipe: R,
+    tail: Arc<Mutex<StderrTail>>,
+    echo: bool,
+) -> tokio::task::JoinHandle<()>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if echo {
+                use std::io::Write;
+                let _ = std::io::stderr().write_all(&buf[..n]);
+            }
+            tail.lock().map(|mut t| t.push(&buf[..n])).ok();
+        }
+    })
+}
+
+/// The kernel exited: reap the rest of its group, let its last stderr arrive, tell waiters.
+async fn report_exit(
+    pgid: Pid,
+    status: String,
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
+    exit_tx: watch::Sender<Option<ExitInfo>>,
+) {
+    // A kernel's own children must not outlive it.
+    let _ = killpg(pgid, Signal::SIGKILL);
+    if let Some(reader) = stderr_reader {
+        let _ = timeout(Duration::from_secs(1), reader).await;
+    }
+    let _ = exit_tx.send(Some(ExitInfo { status }));
+}
+
 /// Whether a kernel's stderr says it could not bind one of its ports.
 fn port_clash(stderr: &str) -> bool {
     stderr.contains("Address already in use")
@@ -654,7 +759,7 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 /// SIGKILLed idle warm kernels forked from such a thread. Forking from a thread that never
 /// exits keeps the signal meaning "nbpipe died". The child is registered with the caller's
 /// runtime, as if spawned in place.
-async fn spawn_from_launcher(
+pub(crate) async fn spawn_from_launcher(
     mut cmd: tokio::process::Command,
 ) -> std::io::Result<tokio::process::Child> {
     type Job = Box<dyn FnOnce() + Send>;

@@ -61,6 +61,9 @@ pub struct ServeOptions {
     pub lease: Duration,
     /// Pre-started kernels kept per project step (0: cold starts only).
     pub warm_kernels: usize,
+    /// Start every kernel cold instead of forking Python kernels of managed environments
+    /// from a zygote per environment (see `nbpipe_kernel::fork`).
+    pub no_fork_server: bool,
 }
 
 /// Errors that stop the server from starting.
@@ -361,6 +364,8 @@ pub async fn run_workers(
     });
     while set.join_next().await.is_some() {}
     stopper.abort();
+    // The last runs' kernels are still exiting: no kernel outlives the server.
+    cfg.shutdowns.wait().await;
 }
 
 /// Start the local inbox watchers until `shutdown`.
@@ -596,13 +601,20 @@ pub async fn serve(
             }
         }));
     }
-    let envs = worker::EnvCache::default();
+    // One zygote per project environment, living as long as the server.
+    let forks = if opts.no_fork_server {
+        None
+    } else {
+        nbpipe_kernel::ForkServers::new().ok()
+    };
+    let envs = worker::EnvCache::with_forks(forks.clone());
     let pool =
         (opts.warm_kernels > 0).then(|| nbpipe_kernel::pool::KernelPool::new(opts.warm_kernels));
     if let Some(pool) = &pool {
-        warm_pool(pool, &projects, &envs).await;
+        warm_pool(pool, &projects, &envs, forks.as_ref()).await;
     }
     let (drain_tx, drain_rx) = watch::channel(false);
+    drop(forks); // the workers hold it through `envs`
     let workers = {
         let (queue, projects, opts, pool, envs, wake) = (
             queue.clone(),
@@ -643,6 +655,7 @@ async fn warm_pool(
     pool: &nbpipe_kernel::pool::KernelPool,
     projects: &Projects,
     envs: &worker::EnvCache,
+    forks: Option<&nbpipe_kernel::ForkServers>,
 ) {
     for p in projects.values() {
         // Ensured through the workers' cache, so the first run reuses it too.
@@ -657,7 +670,10 @@ async fn warm_pool(
             if step.kernel.is_some() {
                 continue;
             }
-            let launch = nbpipe_project::run::pool_launch(p, i);
+            let launch = nbpipe_kernel::LaunchOptions {
+                fork: forks.filter(|_| p.env.fork_server).cloned(),
+                ..nbpipe_project::run::pool_launch(p, i)
+            };
             pool.warm(&env.kernelspec(), &launch);
         }
     }

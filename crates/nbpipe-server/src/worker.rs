@@ -50,6 +50,9 @@ pub struct WorkerConfig {
     pub wake: Arc<tokio::sync::Notify>,
     /// Where attempts execute.
     pub executor: Arc<dyn Executor>,
+    /// Finished runs' kernels shutting down in the background (a worker takes its next run
+    /// meanwhile); the server waits for them before it exits.
+    pub shutdowns: nbpipe_kernel::pool::Shutdowns,
 }
 
 impl Default for WorkerConfig {
@@ -62,6 +65,7 @@ impl Default for WorkerConfig {
             envs: EnvCache::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
             executor: Arc::new(LocalExecutor::new()),
+            shutdowns: Default::default(),
         }
     }
 }
@@ -146,6 +150,10 @@ async fn run_claimed(
         pool: cfg.pool.clone(),
         env: cfg.envs.get_or_ensure(&project).await,
         before_step: Some(cancel_gate(queue, &run.id)),
+        fork: cfg.envs.forks().filter(|_| project.env.fork_server),
+        // The server decides: its zygotes, or cold starts; a run never makes its own.
+        no_fork_server: cfg.envs.forks().is_none(),
+        shutdowns: Some(cfg.shutdowns.clone()),
     };
 
     // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.
@@ -301,16 +309,33 @@ fn finish_of(
     }
 }
 
-/// Ensured environments by project name, with the requirements file's (size, mtime) then.
+/// Ensured environments by project name, with the requirements file's (size, mtime) then,
+/// and the server's fork servers, which get each project's environment as it is ensured (a
+/// changed environment replaces the project's zygote).
 #[derive(Clone, Default)]
 pub struct EnvCache {
     inner: Arc<std::sync::Mutex<HashMap<String, (nbpipe_env::ManagedEnv, FileStamp)>>>,
+    forks: Option<nbpipe_kernel::ForkServers>,
 }
 
 /// A file's (size, modification time), `None` when it does not exist.
 type FileStamp = Option<(u64, std::time::SystemTime)>;
 
 impl EnvCache {
+    /// A cache that enables each ensured environment on `forks` (for projects that keep
+    /// `env.fork_server` on).
+    pub fn with_forks(forks: Option<nbpipe_kernel::ForkServers>) -> EnvCache {
+        EnvCache {
+            forks,
+            ..EnvCache::default()
+        }
+    }
+
+    /// The fork servers runs fork their kernels from (`None`: cold starts).
+    pub fn forks(&self) -> Option<nbpipe_kernel::ForkServers> {
+        self.forks.clone()
+    }
+
     /// The project's environment: cached while its requirements file is unchanged, else
     /// ensured now (`None` if that fails: the runner then reports the error itself).
     pub async fn get_or_ensure(&self, project: &Project) -> Option<nbpipe_env::ManagedEnv> {
@@ -344,6 +369,9 @@ impl EnvCache {
             .ok()?;
         if let Ok(mut map) = self.inner.lock() {
             map.insert(project.name.clone(), (env.clone(), stamp));
+        }
+        if let Some(forks) = self.forks.as_ref().filter(|_| project.env.fork_server) {
+            forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
         }
         Some(env)
     }

@@ -323,6 +323,9 @@ pub struct RunArgs {
     /// Print the run's manifest (`run.json`) on stdout instead of the closing table.
     #[arg(long)]
     pub json: bool,
+    /// Start every kernel cold instead of forking it from the environment's zygote.
+    #[arg(long = "no-fork-server")]
+    pub no_fork_server: bool,
 }
 
 /// `nbpipe render`.
@@ -391,4 +394,8 @@ pub struct ServeArgs {
     /// start (each serves one run, then is discarded); 0 turns the pool off.
     #[arg(long = "warm-kernels", default_value_t = 1)]
     pub warm_kernels: usize,
+    /// Start every kernel cold instead of forking Python kernels of managed environments
+    /// from a zygote per environment.
+    #[arg(long = "no-fork-server")]
+    pub no_fork_server: bool,
 }

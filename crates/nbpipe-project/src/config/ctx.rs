@@ -241,6 +241,23 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// `true` or `false` (unquoted; YAML 1.2 spellings).
+    pub(super) fn boolean(&self, node: &Node, path: &str) -> Result<bool> {
+        match &node.kind {
+            Kind::Scalar { text, plain: true } => match text.trim() {
+                "true" | "True" | "TRUE" => Ok(true),
+                "false" | "False" | "FALSE" => Ok(false),
+                other => Err(self.error(
+                    node.loc,
+                    path,
+                    ErrorKind::Value,
+                    format!("`{path}` must be `true` or `false`, found `{other}`"),
+                )),
+            },
+            _ => Err(self.type_error(node, path, "`true` or `false`")),
+        }
+    }
+
     /// A non-negative integer written in decimal.
     pub(super) fn uint(&self, node: &Node, path: &str) -> Result<u64> {
         let text = match &node.kind {

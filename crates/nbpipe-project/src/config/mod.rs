@@ -117,13 +117,29 @@ pub struct ServePolicy {
 }
 
 /// `env:`, the project's managed kernel environment.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvConfig {
     /// `env.requirements`, resolved against the project directory; default
     /// `DIR/requirements.txt` when that file exists.
     pub requirements: Option<PathBuf>,
     /// `env.python`, the interpreter to build the environment with.
     pub python: Option<String>,
+    /// `env.fork_server`: fork the environment's Python kernels from a zygote that has
+    /// already imported ipykernel (see `nbpipe_kernel::fork`). Default `true`.
+    pub fork_server: bool,
+    /// `env.preload`: modules the zygote imports once for every kernel (e.g. `pandas`).
+    pub preload: Vec<String>,
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        EnvConfig {
+            requirements: None,
+            python: None,
+            fork_server: true,
+            preload: Vec::new(),
+        }
+    }
 }
 
 /// One `notebooks:` item.

@@ -28,7 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "S3TriggerKeyPrefix",
     "S3TriggerKeySuffix",
 ];
-const ENV_KEYS: &[&str] = &["requirements", "python"];
+const ENV_KEYS: &[&str] = &["requirements", "python", "fork_server", "preload"];
 
 pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project> {
     let mut ctx = Ctx {
@@ -181,6 +181,27 @@ fn env(ctx: &Ctx<'_>, top: &Map) -> Result<EnvConfig> {
             env.requirements = Some(path);
         }
         env.python = ctx.opt_string(m, "env", "python")?;
+        if let Some(n) = m.get("fork_server").filter(|n| !n.is_null()) {
+            env.fork_server = ctx.boolean(n, "env.fork_server")?;
+        }
+        if let Some(n) = m.get("preload") {
+            for (name, node) in ctx.strings(n, "env.preload")? {
+                let valid = name.split('.').all(|part| {
+                    let mut chars = part.chars();
+                    chars.next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                        && chars.all(|c| c.is_alphanumeric() || c == '_')
+                });
+                if !valid {
+                    return Err(ctx.error(
+                        node.loc,
+                        "env.preload",
+                        ErrorKind::Value,
+                        format!("`env.preload` must list Python module names, found `{name}`"),
+                    ));
+                }
+                env.preload.push(name);
+            }
+        }
     }
     if env.requirements.is_none() {
         let default = ctx.dir.join("requirements.txt");

@@ -667,3 +667,44 @@ fn readme_examples_are_valid() {
     assert_eq!(full.serve.retry_backoff_max, secs(600));
     assert_eq!(full.serve.timeout, secs(7200));
 }
+
+#[test]
+fn env_fork_server_and_preload() {
+    let p = ok("notebooks: [a.ipynb]\n");
+    assert!(p.env.fork_server, "the fork server is on by default");
+    assert!(p.env.preload.is_empty());
+
+    let p = ok(
+        "notebooks: [a.ipynb]\nenv:\n  fork_server: false\n  preload: [pandas, numpy.random, _x]\n",
+    );
+    assert!(!p.env.fork_server);
+    assert_eq!(p.env.preload, ["pandas", "numpy.random", "_x"]);
+    let p = ok("notebooks: [a.ipynb]\nenv: {fork_server: True, preload: sklearn}\n");
+    assert!(p.env.fork_server);
+    assert_eq!(p.env.preload, ["sklearn"]);
+
+    let e = err_at("notebooks: [a.ipynb]\nenv:\n  fork_server: 'no'\n", 3);
+    assert_eq!(e.kind, ErrorKind::Type, "{}", e.message);
+    let e = err_at("notebooks: [a.ipynb]\nenv:\n  fork_server: yes\n", 3);
+    assert_eq!(e.kind, ErrorKind::Value);
+    assert!(
+        e.message
+            .contains("`env.fork_server` must be `true` or `false`, found `yes`"),
+        "{}",
+        e.message
+    );
+    let e = err_at(
+        "notebooks: [a.ipynb]\nenv:\n  preload:\n    - pandas\n    - os; import x\n",
+        5,
+    );
+    assert_eq!(e.kind, ErrorKind::Value);
+    assert!(e.message.contains("found `os; import x`"), "{}", e.message);
+    let e = err_at("notebooks: [a.ipynb]\nenv:\n  preload: {pandas: 1}\n", 3);
+    assert_eq!(e.kind, ErrorKind::Type);
+    let e = err_at("notebooks: [a.ipynb]\nenv: {forkserver: false}\n", 2);
+    assert!(
+        e.message.contains("did you mean `fork_server`?"),
+        "{}",
+        e.message
+    );
+}

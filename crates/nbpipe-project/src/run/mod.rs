@@ -56,6 +56,16 @@ pub struct RunOptions {
     /// starts, running ones are left to the stop channel). The service asks its database, so
     /// no step starts once a cancel has been accepted, however late the stop channel hears.
     pub before_step: Option<StepGate>,
+    /// Fork servers to fork the environment's kernels from (the service's, which outlive a
+    /// run). Without them, a run makes its own unless `no_fork_server` is set or the project
+    /// says `env.fork_server: false`.
+    pub fork: Option<nbpipe_kernel::ForkServers>,
+    /// Start every kernel cold (`--no-fork-server`).
+    pub no_fork_server: bool,
+    /// Where finished steps' kernels shut down in the background (the service's, which it
+    /// waits for when it stops). Without one, the run makes its own and waits for it before
+    /// it returns, so a step never waits for the previous step's kernel to exit.
+    pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
 }
 
 /// See [`RunOptions::before_step`].
@@ -120,11 +130,32 @@ pub async fn run(
     if let Some(pool) = &own_pool {
         opts.pool = Some(pool.clone());
     }
+    // The run's own fork servers live as long as the run: dropping them kills the zygote.
+    if !fork_wanted(&project, &opts) {
+        opts.fork = None;
+    } else if opts.fork.is_none() {
+        opts.fork = nbpipe_kernel::ForkServers::new().ok();
+    }
+    let own_shutdowns = opts
+        .shutdowns
+        .is_none()
+        .then(nbpipe_kernel::pool::Shutdowns::default);
+    if let Some(set) = &own_shutdowns {
+        opts.shutdowns = Some(set.clone());
+    }
     let result = run_with(project, opts, observer, stop).await;
+    if let Some(set) = own_shutdowns {
+        set.wait().await;
+    }
     if let Some(pool) = own_pool {
         pool.discard();
     }
     result
+}
+
+/// Whether this run forks its Python kernels from a zygote.
+pub fn fork_wanted(project: &Project, opts: &RunOptions) -> bool {
+    project.env.fork_server && !opts.no_fork_server
 }
 
 async fn run_with(
@@ -165,6 +196,10 @@ async fn run_with(
                 source: std::io::Error::other(e),
             })??
     };
+    if let Some(forks) = &opts.fork {
+        // Keyed by the environment's hash: changed requirements get a new zygote.
+        forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
+    }
     let freeze_uri = match &env.freeze {
         Some(freeze) => {
             let loc = prefix.join("environment.txt");

@@ -131,6 +131,8 @@ async fn try_run_step(
             cwd: cwd.clone(),
             execution_timeout: step.cell_timeout,
             pool: state.opts.pool.clone(),
+            fork: state.opts.fork.clone(),
+            shutdowns: state.opts.shutdowns.clone(),
             ..ExecOptions::default()
         };
         let step_stop = with_deadline(stop.clone(), step.timeout);
@@ -419,7 +421,10 @@ async fn next_kernel(state: &RunState, i: usize) -> Option<Prewarm> {
     Some(Prewarm {
         pool: pool.clone(),
         spec: env.kernelspec(),
-        launch: pool_launch(&state.project, j),
+        launch: nbpipe_kernel::LaunchOptions {
+            fork: state.opts.fork.clone(),
+            ..pool_launch(&state.project, j)
+        },
     })
 }
 

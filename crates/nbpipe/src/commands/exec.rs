@@ -108,6 +108,9 @@ pub fn run(args: ExecArgs) -> u8 {
         autosave_every: Duration::from_secs(args.autosave_cell_every),
         echo_kernel_stderr: level == Level::Debug,
         pool: None,
+        // A single notebook pays a zygote's start as much as a cold kernel: start cold.
+        fork: None,
+        shutdowns: None,
     };
     if let Some(cwd) = &opts.cwd {
         if !cwd.is_dir() {

@@ -75,6 +75,9 @@ pub fn run(args: RunArgs) -> u8 {
         pool: None,
         env: None,
         before_step: None,
+        fork: None,
+        no_fork_server: args.no_fork_server,
+        shutdowns: None,
     };
     let json = args.json;
     let runtime = match super::runtime(None) {

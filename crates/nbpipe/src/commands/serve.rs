@@ -34,6 +34,7 @@ pub fn run(args: ServeArgs) -> u8 {
         drain_timeout: Duration::from_secs(args.drain_timeout),
         lease: Duration::from_secs(args.lease.max(2)),
         warm_kernels: args.warm_kernels,
+        no_fork_server: args.no_fork_server,
     };
     let runtime = match super::runtime(None) {
         Ok(r) => r,

@@ -1,0 +1,296 @@
+"""nbpipe fork server ("zygote") for one Python environment.
+
+Started by nbpipe (crates/nbpipe-kernel/src/fork.rs) as
+
+    PYTHON zygote.py SOCKET OWNER_PID [PRELOAD_MODULE ...]
+
+It imports ipykernel and what a kernel imports while it starts (plus the project's
+PRELOAD modules) without creating a thread, ZMQ context or event loop, binds the Unix
+socket SOCKET (its directory is private, 0700), prints `ready` on stdout, and then serves
+one request per connection:
+
+  request   one line of JSON, sent with two file descriptors (SCM_RIGHTS):
+            {"argv": [...], "cwd": "...", "env": {...}}
+            fds: [stderr, owner] - the pipe the kernel's stderr goes to, and a pidfd of
+            the requesting process (the kernel kills its own process group when it exits)
+  reply     {"pid": N}            the kernel's pid (= its process group and session id)
+            {"error": "..."}      nothing was started
+  later     {"exit": "exit code 1" | "killed by signal 9 (SIGKILL)"} when the kernel
+            exits; the zygote reaps it. The connection then closes.
+
+The child runs `python -m ipykernel_launcher ARGV` in-process: same sys.argv, sys.path[0],
+cwd, os.environ and __main__ as a cold kernel. The zygote exits when OWNER_PID does
+(pidfd) or, failing that, by PR_SET_PDEATHSIG.
+"""
+
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import sys
+
+PR_SET_PDEATHSIG = 1
+IMPORT_ENV = {}
+# What a kernel imports while it starts (ipykernel 6/7), all free of threads at import.
+KERNEL_MODULES = [
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.debugger",
+    "ipykernel.iostream",
+    "ipykernel.heartbeat",
+    "jupyter_client.session",
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
+    "tornado.platform.asyncio",
+    "tornado.queues",
+    "tornado.locks",
+    "tornado.gen",
+    "zmq.eventloop.zmqstream",
+]
+
+
+def describe(status):
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "unknown"
+        hint = " — possibly the out-of-memory killer" if sig == 9 else ""
+        return "killed by signal %d (%s)%s" % (sig, name, hint)
+    return "exit code %d" % os.waitstatus_to_exitcode(status)
+
+
+def die_with_parent():
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def preload(names):
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            if name in KERNEL_MODULES:
+                continue  # an older or newer ipykernel without that module
+            print("nbpipe zygote: cannot preload %s: %s" % (name, e), file=sys.stderr)
+            sys.exit(2)
+
+
+def recv_request(conn):
+    data = b""
+    fds = []
+    while not data.endswith(b"\n"):
+        chunk, got, _flags, _addr = socket.recv_fds(conn, 1 << 16, 4)
+        fds.extend(got)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data), fds
+
+
+class Zygote:
+    def __init__(self, path, owner_pid):
+        self.owner = os.pidfd_open(owner_pid)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(64)
+        self.kernels = {}  # pid -> connection waiting for its exit
+        self.signals = {}
+
+    def serve(self):
+        for sig in signal.valid_signals():
+            if sig not in (signal.SIGKILL, signal.SIGSTOP):
+                try:
+                    self.signals[sig] = signal.getsignal(sig)
+                except (OSError, ValueError):
+                    pass
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w)
+        print("ready", flush=True)
+        poll = select.poll()
+        poll.register(self.owner, select.POLLIN)
+        poll.register(self.wake_r, select.POLLIN)
+        poll.register(self.listener, select.POLLIN)
+        while True:
+            for fd, _ev in poll.poll():
+                if fd == self.owner:
+                    return
+                if fd == self.wake_r:
+                    try:
+                        os.read(self.wake_r, 512)
+                    except BlockingIOError:
+                        pass
+                    self.reap()
+                elif fd == self.listener.fileno():
+                    conn, _ = self.listener.accept()
+                    self.handle(conn)
+
+    def reap(self):
+        while self.kernels:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.kernels.pop(pid, None)
+            if conn is not None:
+                try:
+                    conn.sendall(json.dumps({"exit": describe(status)}).encode() + b"\n")
+                except OSError:
+                    pass
+                conn.close()
+
+    def handle(self, conn):
+        fds = []
+        try:
+            conn.settimeout(5)
+            req, fds = recv_request(conn)
+            if len(fds) != 2:
+                raise ValueError("expected 2 file descriptors, got %d" % len(fds))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+        except Exception as e:  # a bad request must not stop the server
+            for fd in fds:
+                os.close(fd)
+            try:
+                conn.sendall(json.dumps({"error": repr(e)}).encode() + b"\n")
+            except OSError:
+                pass
+            conn.close()
+            return
+        if pid == 0:
+            self.become_kernel(req, fds, conn)  # never returns
+        for fd in fds:
+            os.close(fd)
+        self.kernels[pid] = conn
+        try:
+            conn.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+        except OSError:
+            pass
+
+    def become_kernel(self, req, fds, conn):
+        code = 1
+        try:
+            os.setsid()
+            signal.set_wakeup_fd(-1)
+            for sig, handler in self.signals.items():
+                try:
+                    signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+                except (OSError, ValueError, TypeError):
+                    pass
+            stderr_fd, owner_fd = fds
+            conn.close()
+            self.listener.close()
+            for other in self.kernels.values():
+                other.close()
+            self.kernels.clear()
+            os.close(self.owner)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(stderr_fd, 2)
+            keep = {0, 1, 2, owner_fd}
+            for name in os.listdir("/proc/self/fd"):
+                fd = int(name)
+                if fd not in keep:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            os.chdir(req["cwd"])
+            os.environ.clear()
+            os.environ.update(req["env"])
+            os.environ.update(IMPORT_ENV)
+            watch_owner(owner_fd)
+            reseed()
+            code = run_kernel(req["argv"])
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            try:
+                import atexit
+
+                atexit._run_exitfuncs()
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+
+
+def watch_owner(owner_fd):
+    """Kill this kernel's process group when the process that asked for it exits."""
+    import threading
+
+    def wait():
+        select.select([owner_fd], [], [])
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=wait, name="nbpipe-owner-watch", daemon=True).start()
+
+
+def reseed():
+    """Entropy a cold interpreter would draw afresh."""
+    import random
+
+    random.seed()
+    np = sys.modules.get("numpy.random")
+    if np is not None:
+        try:
+            np.seed()
+        except Exception:
+            pass
+
+
+def run_kernel(argv):
+    """`python -m ipykernel_launcher ARGV`, in this process."""
+    import runpy
+
+    # `-m` puts the working directory first on sys.path; the zygote had its own there.
+    sys.path[0] = os.getcwd()
+    spec = __import__("importlib.util").util.find_spec("ipykernel_launcher")
+    sys.argv = [spec.origin] + list(argv)
+    runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+    return 0
+
+
+def main():
+    path, owner_pid = sys.argv[1], int(sys.argv[2])
+    die_with_parent()
+    if os.getppid() != owner_pid:
+        sys.exit(3)  # the owner is already gone
+    before = dict(os.environ)
+    preload(KERNEL_MODULES + sys.argv[3:])
+    # Variables the imports set (debugpy sets PYDEVD_USE_FRAME_EVAL): a cold kernel's
+    # imports set them too, so each kernel gets them on top of its own environment.
+    global IMPORT_ENV
+    IMPORT_ENV = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    import threading
+
+    if threading.active_count() != 1 or len(os.listdir("/proc/self/task")) != 1:
+        print("nbpipe zygote: preloading started threads; cannot fork safely", file=sys.stderr)
+        sys.exit(4)
+    Zygote(path, owner_pid).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,446 @@
+//! Kernels forked from a zygote against a real ipykernel: they must be distinct from each
+//! other, look like a cold kernel to user code, interrupt and die like one, survive their
+//! zygote, and leave no process behind.
+//!
+//! Needs the Python environment `scripts/test.sh` provisions (`NBPIPE_TEST_ENV`); a missing
+//! environment is a failure, never a skip.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use nbpipe_kernel::spec::KernelSpec;
+use nbpipe_kernel::{Event, ForkServers, Kernel, KernelError, LaunchOptions};
+use tokio::time::Instant;
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("NBPIPE_TEST_ENV")
+        .map(PathBuf::from)
+        .expect("NBPIPE_TEST_ENV is not set; run scripts/test.sh");
+    venv.join("bin/python")
+}
+
+/// A unique mark in every kernel's environment, to find leftover processes.
+fn mark() -> (String, String) {
+    ("NBPIPE_FORK_TEST".into(), uuid::Uuid::new_v4().to_string())
+}
+
+fn opts(
+    forks: Option<&ForkServers>,
+    mark: &(String, String),
+    cwd: &std::path::Path,
+) -> LaunchOptions {
+    LaunchOptions {
+        cwd: Some(cwd.to_path_buf()),
+        start_timeout: Duration::from_secs(120),
+        env: vec![
+            mark.clone(),
+            ("PYDEVD_DISABLE_FILE_VALIDATION".into(), "1".into()),
+        ],
+        echo_stderr: false,
+        fork: forks.cloned(),
+    }
+}
+
+/// Run `code`; its stdout, or the error name it raised.
+async fn run(k: &mut Kernel, code: &str) -> Result<String, KernelError> {
+    let id = k.execute(code).await?;
+    let mut out = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match k.next_event_until(deadline).await? {
+            Some(Event::IoPub(m)) if m.parent_id == id => match m.msg_type.as_str() {
+                "stream" => out.push_str(m.content["text"].as_str().unwrap_or("")),
+                "error" => out.push_str(&format!("ERROR:{}", m.content["ename"])),
+                "status" if m.content["execution_state"] == "idle" => return Ok(out),
+                _ => {}
+            },
+            Some(_) => {}
+            None => panic!("no idle within 60 s; output so far: {out}"),
+        }
+    }
+}
+
+/// Pids of live processes whose environment carries `mark`, or whose command line names `dir`.
+fn leftovers(mark: &(String, String), dir: Option<&str>) -> Vec<i32> {
+    let needle = format!("{}={}", mark.0, mark.1);
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if status.contains(") Z ") {
+            continue; // a zombie is dead, only not yet reaped
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let environ = String::from_utf8_lossy(&environ);
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if environ.split('\0').any(|v| v == needle) || dir.is_some_and(|d| cmdline.contains(d)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Wait (up to 5 s) until no process of this test is left.
+async fn assert_no_leftovers(mark: &(String, String), dir: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leftovers(mark, dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "processes left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_kernels_are_distinct() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = KernelSpec::for_python(&py);
+    let mut seen: [HashSet<String>; 5] = Default::default();
+    let mut kernels = Vec::new();
+    for _ in 0..4 {
+        kernels.push(
+            Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+                .await
+                .unwrap(),
+        );
+    }
+    let zygote = forks.zygote_pid(&py).await.expect("a running zygote");
+    for k in &mut kernels {
+        let out = run(
+            k,
+            "import random, uuid, os, secrets\nprint(random.random(), uuid.uuid4(), os.getpid(), secrets.token_hex(8), os.getppid())",
+        )
+        .await
+        .unwrap();
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(fields.len(), 5, "{out}");
+        for (i, f) in fields.iter().take(4).enumerate() {
+            assert!(seen[i].insert(f.to_string()), "value {i} repeated: {out}");
+        }
+        assert_eq!(fields[4], zygote.to_string(), "the kernel was not forked");
+        assert_eq!(fields[2], k.pid().to_string());
+    }
+    assert_eq!(forks.zygotes_started(&py).await, 1);
+    for k in kernels {
+        k.shutdown().await;
+    }
+    let dir = forks.runtime_dir().to_string_lossy().into_owned();
+    drop(forks);
+    assert_no_leftovers(&mark, Some(&dir)).await;
+}
+
+const PROBE: &str = r#"
+import os, sys, json, signal, re
+ns = get_ipython().user_ns
+print(json.dumps({
+    "cwd": os.getcwd(),
+    "argv": [re.sub(r".*nbpipe-kernel-.*\.json$", "CONN", a) for a in sys.argv],
+    "env": dict(os.environ),
+    "path": sys.path,
+    "user_ns": sorted(ns),
+    "dir": sorted(dir()),
+    "name": __name__,
+    "main": sys.modules["__main__"].__name__,
+    "file": sys.modules["__main__"].__dict__.get("__file__"),
+    "stdio": [type(s).__name__ for s in (sys.stdin, sys.stdout, sys.stderr)],
+    "fds": sorted(int(f) for f in os.listdir("/proc/self/fd") if int(f) < 3),
+    "pgid_is_pid": os.getpgid(0) == os.getpid(),
+    "signals": {s: str(signal.getsignal(getattr(signal, s))) for s in ["SIGINT", "SIGTERM", "SIGCHLD", "SIGPIPE", "SIGHUP"]},
+    "history": get_ipython().history_manager.hist_file,
+    "displayhook": type(sys.displayhook).__name__,
+}, sort_keys=True))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_kernel_looks_like_a_cold_kernel() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = KernelSpec::for_python(&py);
+    let mut cold = Kernel::launch(&spec, &opts(None, &mark, cwd.path()))
+        .await
+        .unwrap();
+    let mut forked = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    let zygote = forks.zygote_pid(&py).await.expect("a running zygote");
+    let ppid = run(&mut forked, "import os; print(os.getppid())")
+        .await
+        .unwrap();
+    assert_eq!(ppid.trim(), zygote.to_string(), "the kernel was not forked");
+    run(&mut cold, "import os; print(os.getppid())")
+        .await
+        .unwrap();
+
+    let a: serde_json::Value = serde_json::from_str(&run(&mut cold, PROBE).await.unwrap()).unwrap();
+    let b: serde_json::Value =
+        serde_json::from_str(&run(&mut forked, PROBE).await.unwrap()).unwrap();
+    for key in a.as_object().unwrap().keys() {
+        assert_eq!(
+            a[key], b[key],
+            "`{key}` differs between a cold and a forked kernel"
+        );
+    }
+    assert_eq!(a, b);
+    assert!(a["cwd"]
+        .as_str()
+        .unwrap()
+        .ends_with(cwd.path().file_name().unwrap().to_str().unwrap()));
+    cold.shutdown().await;
+    forked.shutdown().await;
+    let dir = forks.runtime_dir().to_string_lossy().into_owned();
+    drop(forks);
+    assert_no_leftovers(&mark, Some(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_kernel_interrupts_and_dies_like_a_cold_one() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = KernelSpec::for_python(&py);
+    let mut k = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+
+    // Interrupt mid-sleep: KeyboardInterrupt, and the kernel goes on.
+    let id = k.execute("import time; time.sleep(60)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let t0 = Instant::now();
+    k.interrupt().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ename = String::new();
+    loop {
+        match k.next_event_until(deadline).await.unwrap() {
+            Some(Event::IoPub(m)) if m.parent_id == id => {
+                if m.msg_type == "error" {
+                    ename = m.content["ename"].as_str().unwrap_or("").to_string();
+                }
+                if m.msg_type == "status" && m.content["execution_state"] == "idle" {
+                    break;
+                }
+            }
+            Some(_) => {}
+            None => panic!("the interrupt did not stop the sleep"),
+        }
+    }
+    assert_eq!(ename, "KeyboardInterrupt");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(run(&mut k, "print(6 * 7)").await.unwrap().trim(), "42");
+
+    // SIGKILL mid-cell: reported at once, with the signal, like a cold kernel's death.
+    let _ = k.execute("import time; time.sleep(60)").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(k.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let err = loop {
+        match k
+            .next_event_until(Instant::now() + Duration::from_secs(10))
+            .await
+        {
+            Err(e) => break e,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the kernel's death was not noticed"),
+        }
+    };
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "noticed after {:?}",
+        t0.elapsed()
+    );
+    match &err {
+        KernelError::Died { status, .. } => assert!(status.contains("signal 9"), "{status}"),
+        other => panic!("unexpected error {other}"),
+    }
+    assert!(k.exited().is_some());
+    drop(k);
+    let dir = forks.runtime_dir().to_string_lossy().into_owned();
+    drop(forks);
+    assert_no_leftovers(&mark, Some(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_zygote_leaves_kernels_running_and_the_next_gets_a_new_one() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = KernelSpec::for_python(&py);
+    let mut a = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    let first = forks.zygote_pid(&py).await.unwrap();
+    let _ = a
+        .execute("import time; time.sleep(1); print('slept')")
+        .await
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    // The running cell finishes and the kernel goes on working.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = String::new();
+    while !out.contains("slept") {
+        match a.next_event_until(deadline).await.unwrap() {
+            Some(Event::IoPub(m)) if m.msg_type == "stream" => {
+                out.push_str(m.content["text"].as_str().unwrap_or(""))
+            }
+            Some(_) => {}
+            None => panic!("the kernel stopped with its zygote"),
+        }
+    }
+    assert_eq!(run(&mut a, "print(1 + 1)").await.unwrap().trim(), "2");
+    assert!(a.exited().is_none());
+
+    // The next kernel comes from a new zygote.
+    let mut b = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    let second = forks.zygote_pid(&py).await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(forks.zygotes_started(&py).await, 2);
+    let ppid = run(&mut b, "import os; print(os.getppid())").await.unwrap();
+    assert_eq!(ppid.trim(), second.to_string());
+
+    // A kernel whose zygote is gone still reports its death.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(a.pid()),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let err = a
+        .next_event_until(Instant::now() + Duration::from_secs(5))
+        .await;
+    assert!(matches!(err, Err(KernelError::Died { .. })), "{err:?}");
+    drop(a);
+    b.shutdown().await;
+    let dir = forks.runtime_dir().to_string_lossy().into_owned();
+    drop(forks);
+    assert_no_leftovers(&mark, Some(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_environment_id_replaces_the_zygote() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "hash-a", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = KernelSpec::for_python(&py);
+    let mut a = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    let first = forks.zygote_pid(&py).await.unwrap();
+    forks.enable("test", &py, "hash-a", &[]); // same environment: same zygote
+    assert_eq!(forks.zygote_pid(&py).await, Some(first));
+    forks.enable("test", &py, "hash-b", &["json".to_string()]);
+    let mut b = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    let second = forks.zygote_pid(&py).await.unwrap();
+    assert_ne!(first, second);
+    // The old zygote is gone; its kernel is not.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while leftovers(
+        &("-".into(), "-".into()),
+        Some(&format!("{}", forks.runtime_dir().join("hash-a").display())),
+    )
+    .contains(&first)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the replaced zygote {first} is still running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(run(&mut a, "print('alive')").await.unwrap().trim(), "alive");
+    let ppid = run(&mut b, "import os; print(os.getppid())").await.unwrap();
+    assert_eq!(ppid.trim(), second.to_string());
+    a.shutdown().await;
+    b.shutdown().await;
+    let dir = forks.runtime_dir().to_string_lossy().into_owned();
+    drop(forks);
+    assert_no_leftovers(&mark, Some(&dir)).await;
+}
+
+/// The protocol from another process: when the requester exits, its kernel goes too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_dies_with_the_process_that_asked_for_it() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    // Wait for the zygote, then find its socket.
+    let spec = KernelSpec::for_python(&py);
+    let k = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    k.shutdown().await;
+    let sock = std::fs::read_dir(forks.runtime_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "sock"))
+        .expect("a zygote socket");
+    let conn = cwd.path().join("conn.json");
+    let client = format!(
+        r#"
+import json, os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect({sock:?})
+r, w = os.pipe()
+req = {{"argv": ["-f", {conn:?}], "cwd": {cwd:?}, "env": dict(os.environ)}}
+socket.send_fds(s, [json.dumps(req).encode() + b"\n"], [w, os.pidfd_open(os.getpid())])
+print(json.loads(s.makefile().readline())["pid"], flush=True)
+"#,
+        sock = sock.to_str().unwrap(),
+        conn = conn.to_str().unwrap(),
+        cwd = cwd.path().to_str().unwrap(),
+    );
+    let out = std::process::Command::new(&py)
+        .arg("-c")
+        .arg(&client)
+        .env(&mark.0, &mark.1)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    // The requester has exited: the kernel must follow within moments.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while leftovers(&mark, None).contains(&pid) {
+        assert!(
+            Instant::now() < deadline,
+            "kernel {pid} outlived its requester"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let dir = forks.runtime_dir().to_string_lossy().into_owned();
+    drop(forks);
+    assert_no_leftovers(&mark, Some(&dir)).await;
+}

@@ -1,0 +1,191 @@
+//! `nbpipe run` with the fork server: a project's Python kernels are forked from one zygote
+//! per environment, unless `--no-fork-server` or `env.fork_server: false` says otherwise; a
+//! kernel killed mid-run fails the run as a cold one does; a preload that cannot be imported
+//! falls back to cold starts; no process outlives a run.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn nbpipe_run(sb: &Sandbox, project: &Path) -> Command {
+    let mut c = sb.nbpipe();
+    c.env("NBPIPE_HOME", shared_home())
+        .args(["run", project.to_str().unwrap(), "--quiet"]);
+    c
+}
+
+fn write_nb(dir: &Path, name: &str, cells: &[&str]) {
+    let mut all = vec![tagged("x = 1", "parameters")];
+    all.extend(cells.iter().map(|s| code(s)));
+    let nb = json!({
+        "cells": all,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5
+    });
+    std::fs::write(dir.join(name), nb.to_string()).unwrap();
+}
+
+fn project(sb: &Sandbox, name: &str, yaml: &str, steps: usize, cells: &[&str]) -> PathBuf {
+    let dir = sb.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("nbpipe.yaml"), yaml).unwrap();
+    for i in 0..steps {
+        write_nb(&dir, &format!("s{i}.ipynb"), cells);
+    }
+    dir
+}
+
+fn run_dir(project: &Path) -> PathBuf {
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(project.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runs.sort();
+    runs.pop().expect("a run directory")
+}
+
+fn last_stdout(nb_path: &Path) -> String {
+    let nb: Value = serde_json::from_str(&std::fs::read_to_string(nb_path).unwrap()).unwrap();
+    nb["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| stream(c, "stdout"))
+        .collect()
+}
+
+/// Each step prints: forked? (own session), parent pid, pid, a random number.
+const PROBE: &str = "import os, random\nprint(os.getsid(0) == os.getpid(), os.getppid(), os.getpid(), random.random())";
+
+fn probes(dir: &Path, steps: usize) -> Vec<Vec<String>> {
+    let run = run_dir(dir);
+    (0..steps)
+        .map(|i| {
+            last_stdout(&run.join(format!("s{i}.ipynb")))
+                .split_whitespace()
+                .map(String::from)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn run_forks_every_step_from_one_zygote_and_the_switches_turn_it_off() {
+    let sb = Sandbox::new();
+    let yaml = "output: runs/{run_id}/\nnotebooks: [s0.ipynb, s1.ipynb, s2.ipynb]\n";
+    let dir = project(&sb, "forked", yaml, 3, &[PROBE]);
+    let out = nbpipe_run(&sb, &dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = probes(&dir, 3);
+    for p in &seen {
+        assert_eq!(p[0], "True", "not forked: {seen:?}");
+    }
+    let parents: std::collections::HashSet<&String> = seen.iter().map(|p| &p[1]).collect();
+    assert_eq!(parents.len(), 1, "one zygote for the run: {seen:?}");
+    for col in [2, 3] {
+        let values: std::collections::HashSet<&String> = seen.iter().map(|p| &p[col]).collect();
+        assert_eq!(values.len(), 3, "column {col} repeats: {seen:?}");
+    }
+    let zygote = seen[0][1].clone();
+    sb.assert_no_processes_left();
+    assert!(
+        !Path::new(&format!("/proc/{zygote}/cmdline")).exists() || {
+            let cmd = std::fs::read(format!("/proc/{zygote}/cmdline")).unwrap_or_default();
+            !String::from_utf8_lossy(&cmd).contains("zygote.py")
+        }
+    );
+
+    // --no-fork-server: cold kernels, children of nbpipe.
+    let out = nbpipe_run(&sb, &dir)
+        .arg("--no-fork-server")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    for p in probes(&dir, 3) {
+        assert_eq!(p[0], "False", "--no-fork-server forked a kernel: {p:?}");
+    }
+    sb.assert_no_processes_left();
+
+    // env.fork_server: false in nbpipe.yaml does the same.
+    let dir = project(
+        &sb,
+        "cold",
+        "output: runs/{run_id}/\nenv:\n  fork_server: false\nnotebooks: [s0.ipynb]\n",
+        1,
+        &[PROBE],
+    );
+    let out = nbpipe_run(&sb, &dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(probes(&dir, 1)[0][0], "False");
+    sb.assert_no_processes_left();
+}
+
+#[test]
+fn a_killed_forked_kernel_fails_the_run_as_a_cold_one_does() {
+    let sb = Sandbox::new();
+    let yaml = "output: runs/{run_id}/\nnotebooks: [s0.ipynb]\n";
+    let cells = [
+        PROBE,
+        "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+        "print('never')",
+    ];
+    let dir = project(&sb, "killed", yaml, 1, &cells);
+    let step_error = |extra: &[&str]| {
+        let out = nbpipe_run(&sb, &dir).args(extra).output().unwrap();
+        assert!(!out.status.success(), "the run must fail");
+        let run = run_dir(&dir);
+        let m: Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        let forked = last_stdout(&run.join("s0.ipynb")).starts_with("True");
+        (
+            m["steps"][0]["status"].as_str().unwrap().to_string(),
+            m["steps"][0]["error"].as_str().unwrap_or("").to_string(),
+            forked,
+        )
+    };
+    let (status, error, forked) = step_error(&[]);
+    assert!(forked);
+    std::thread::sleep(std::time::Duration::from_millis(1100)); // a new run id
+    let (cold_status, cold_error, cold_forked) = step_error(&["--no-fork-server"]);
+    assert!(!cold_forked);
+    assert_eq!(status, cold_status);
+    assert!(error.contains("signal 9"), "{error}");
+    let strip = |s: &str| s.split("; kernel stderr").next().unwrap_or("").to_string();
+    assert_eq!(strip(&error), strip(&cold_error));
+    sb.assert_no_processes_left();
+}
+
+#[test]
+fn preloaded_modules_are_imported_and_a_bad_preload_falls_back_to_cold() {
+    let sb = Sandbox::new();
+    let check = "import sys\nprint('xml.dom.minidom' in sys.modules)";
+    let dir = project(
+        &sb,
+        "preload",
+        "output: runs/{run_id}/\nenv:\n  preload: [xml.dom.minidom]\nnotebooks: [s0.ipynb]\n",
+        1,
+        &[PROBE, check],
+    );
+    let out = nbpipe_run(&sb, &dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let seen = last_stdout(&run_dir(&dir).join("s0.ipynb"));
+    assert!(seen.starts_with("True"), "{seen}");
+    assert!(seen.trim_end().ends_with("True"), "not preloaded: {seen}");
+    sb.assert_no_processes_left();
+
+    let dir = project(
+        &sb,
+        "badpreload",
+        "output: runs/{run_id}/\nenv:\n  preload: [no_such_module_here]\nnotebooks: [s0.ipynb]\n",
+        1,
+        &[PROBE],
+    );
+    let out = nbpipe_run(&sb, &dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(probes(&dir, 1)[0][0], "False", "expected a cold start");
+    sb.assert_no_processes_left();
+}
