@@ -303,7 +303,7 @@ fn run_rejects_parameters_json_that_is_not_an_object() {
     std::fs::write(dir.join("nbpipe.yaml"), "notebooks: [a.ipynb]\n").unwrap();
     for (value, says) in [
         ("[1]", "must be a JSON object"),
-        ("{nope", "not valid JSON"),
+        ("{nope", "invalid JSON parameters"),
     ] {
         let out = image_support::nbpipe(&sb)
             .args(["run"])
