@@ -272,7 +272,13 @@ fn idle_warm_kernels_survive_and_a_killed_one_is_replaced() {
         SEED,
         &["import os\nprint(os.environ.get('NBPIPE_POOLED_KERNEL'), os.getpid())"],
     );
-    let server = Server::start(&sb, &dir, &["--no-inbox", "--warm-kernels", "1"]);
+    // Cold pooled kernels: nbpipe forks them itself (forked-from-zygote kernels are the
+    // zygote's children, watched by pidfd, and their /proc environ is the zygote's).
+    let server = Server::start(
+        &sb,
+        &dir,
+        &["--no-inbox", "--warm-kernels", "1", "--no-fork-server"],
+    );
     let pooled = || -> Vec<i32> {
         sb.processes_left()
             .into_iter()

@@ -183,13 +183,19 @@ fn kill_9_of_one_server_mid_run_and_the_other_finishes_the_run() {
     victim.signal("-KILL");
     let victim_pid = victim.child.id();
     drop(victim);
-    // Its kernel dies with it: only the survivor (and kernels it starts) may be left.
+    // Its kernel dies with it: only the survivor and what it starts may be left — its
+    // kernels, its zygote, and the kernels that zygote forks for it.
     let deadline = Instant::now() + Duration::from_secs(5);
+    let survivors = survivor.child.id();
     loop {
         let strays: Vec<i32> = sb
             .processes_left()
             .into_iter()
-            .filter(|pid| *pid as u32 != survivor.child.id() && parent(*pid) != survivor.child.id())
+            .filter(|pid| {
+                *pid as u32 != survivors
+                    && parent(*pid) != survivors
+                    && parent(parent(*pid) as i32) != survivors
+            })
             .collect();
         if strays.is_empty() {
             break;

@@ -628,16 +628,23 @@ fn step_keys_at_the_top_level_say_where_they_belong() {
     );
 }
 
-/// The `yaml` blocks of the README's `nbpipe.yaml` section.
+/// The `yaml` blocks of the `nbpipe.yaml` reference (docs/projects.md) and of the README.
 fn readme_examples() -> Vec<String> {
+    let docs = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/projects.md"
+    ));
     let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"));
     let start = readme
-        .find("## Projects: `nbpipe.yaml`")
-        .expect("README section");
-    let section = &readme[start..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
-    section
-        .split("```yaml\n")
+        .find("A project is a folder with `nbpipe.yaml`")
+        .expect("README example");
+    let mut blocks = yaml_blocks(docs);
+    blocks.extend(yaml_blocks(&readme[start..]).into_iter().take(1));
+    blocks
+}
+
+fn yaml_blocks(text: &str) -> Vec<String> {
+    text.split("```yaml\n")
         .skip(1)
         .map(|b| b[..b.find("```").unwrap()].to_owned())
         .collect()
@@ -646,7 +653,7 @@ fn readme_examples() -> Vec<String> {
 #[test]
 fn readme_examples_are_valid() {
     let blocks = readme_examples();
-    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks.len(), 3);
     let dir = dir_with(&["my-notebook.ipynb", "my-second-notebook.ipynb"]);
     let short = parse(dir.path(), "nbpipe.yaml", &blocks[0]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(short.steps.len(), 2);
@@ -666,6 +673,14 @@ fn readme_examples_are_valid() {
     assert_eq!(full.serve.retry_backoff, secs(30));
     assert_eq!(full.serve.retry_backoff_max, secs(600));
     assert_eq!(full.serve.timeout, secs(7200));
+    assert!(full.env.fork_server);
+    assert_eq!(full.env.preload, ["pandas"]);
+
+    // The README's example (examples/sales' own file, abridged).
+    let dir = dir_with(&["extract.ipynb", "report.ipynb"]);
+    let readme = parse(dir.path(), "nbpipe.yaml", &blocks[2]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(readme.steps.len(), 2);
+    assert_eq!(readme.triggers.len(), 1);
 }
 
 #[test]
