@@ -66,11 +66,25 @@ pub(crate) fn probe_python(requested: &str) -> Result<PythonInfo, EnvError> {
     } else {
         which(requested).ok_or_else(|| no_python("not found on PATH".into()))?
     };
-    let output = Command::new(&path)
-        .args(["-c", PROBE])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| no_python(format!("cannot run {}: {e}", path.display())))?;
+    // "Text file busy": the interpreter was written a moment ago and a process forked
+    // meanwhile (by any thread) still holds it open until it execs. That passes; retry.
+    let mut attempts = 0;
+    let output = loop {
+        match Command::new(&path)
+            .args(["-c", PROBE])
+            .stdin(Stdio::null())
+            .output()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => {
+                break other
+                    .map_err(|e| no_python(format!("cannot run {}: {e}", path.display())))?
+            }
+        }
+    };
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let last = stderr.lines().last().unwrap_or("").trim().to_string();
