@@ -374,7 +374,6 @@ def inspect_notebook(notebook_path, parameters=None):
     return {p["name"]: p for p in json.loads(res.stdout.decode("utf-8"))}
 
 
-_RUN_LINE = re.compile(r"^Run (\S+) (\S+) \u2192 (.*)/run\.json$")
 
 
 def run_project(
@@ -411,23 +410,24 @@ def run_project(
         args += ["--trigger", str(trigger)]
     if quiet:
         args.append("--quiet")
+    # `--json`: the run's manifest (run.json) on stdout, whatever the run's outcome.
+    args.append("--json")
     res = _binary.run(args, stdin_bytes=json_text.encode("utf-8") if json_text else None)
     manifest = None
     prefix = None
-    for line in reversed(res.stderr.splitlines()):
-        m = _RUN_LINE.match(line.strip())
-        if m:
-            prefix = m.group(3)
-            break
-    if prefix is not None:
-        # A relative prefix came from `output` and is relative to the current directory.
-        loc = prefix + "/run.json"
-        try:
-            manifest = json.loads(read_location(loc).decode("utf-8"))
-        except (OSError, ValueError, NbpipeError):
-            manifest = None
+    try:
+        manifest = json.loads(res.stdout.decode("utf-8"))
+        prefix = manifest.get("output")
+    except (ValueError, AttributeError):
+        manifest = None
     if res.returncode == 1:
-        err = ProjectRunError(_last_error(res.stderr, "a step of the run failed"))
+        failed = [
+            "%s: %s" % (s.get("id"), s.get("error") or s.get("status"))
+            for s in (manifest or {}).get("steps", [])
+            if s.get("status") == "failed"
+        ]
+        message = "; ".join(failed) or _last_error(res.stderr, "a step of the run failed")
+        err = ProjectRunError(message)
         err.manifest = manifest
         raise err._attach(1, res.stderr, prefix)
     if res.returncode != 0:
