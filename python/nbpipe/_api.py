@@ -368,6 +368,18 @@ def inspect_notebook(notebook_path, parameters=None):
     dict of name → ``{"name", "inferred_type_name", "default", "help"}``. ``{name}`` in the path
     is filled from ``parameters``."""
     path = _parameterize_path(_location(notebook_path), parameters)
+    if "://" in path:
+        # An object-store or HTTP location: read it with nbpipe's own credentials, then
+        # inspect the local copy (`nbpipe inspect` takes files).
+        with tempfile.TemporaryDirectory(prefix="nbpipe-inspect-") as tmp:
+            local = os.path.join(tmp, "notebook.ipynb")
+            with open(local, "wb") as f:
+                f.write(read_location(path))
+            return _inspect_file(local)
+    return _inspect_file(path)
+
+
+def _inspect_file(path):
     res = _binary.run(["inspect", "--json", path], log=False)
     if res.returncode != 0:
         _raise_for_exit(res.returncode, res.stderr, None, None)

@@ -29,6 +29,16 @@ def test_s3_failure_raises_after_storing_the_notebook(sandbox, s3_env):
     assert stored.metadata.papermill.exception is True
 
 
+def test_inspect_notebook_reads_an_s3_notebook(sandbox, s3_env):
+    make_notebook(sandbox / "in.ipynb", [("alpha = 0.5  # learning rate\nname = 'x'", "parameters")])
+    nbpipe.execute_notebook("in.ipynb", s3_env + "/inspect-me.ipynb", prepare_only=True)
+    local = nbpipe.inspect_notebook(sandbox / "in.ipynb")
+    remote = nbpipe.inspect_notebook(s3_env + "/inspect-{which}.ipynb", parameters={"which": "me"})
+    assert remote == local
+    assert remote["alpha"]["default"] == "0.5"
+    assert remote["alpha"]["help"] == "learning rate"
+
+
 def test_missing_s3_object_is_invalid_input(sandbox, s3_env):
     with pytest.raises(nbpipe.InvalidInputError):
         nbpipe.execute_notebook(s3_env + "/nope.ipynb", "out.ipynb")
