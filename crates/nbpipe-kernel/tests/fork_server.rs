@@ -84,6 +84,14 @@ fn leftovers(mark: &(String, String), dir: Option<&str>) -> Vec<i32> {
     pids
 }
 
+/// Stop the fork servers and check that nothing of this test is left, their runtime folder
+/// included.
+async fn close(forks: ForkServers, mark: &(String, String)) {
+    let dir = forks.runtime_dir().to_string_lossy().into_owned();
+    drop(forks);
+    assert_no_leftovers(mark, Some(&dir)).await;
+}
+
 /// Wait (up to 5 s) until no process of this test is left.
 async fn assert_no_leftovers(mark: &(String, String), dir: Option<&str>) {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -134,9 +142,7 @@ async fn forked_kernels_are_distinct() {
     for k in kernels {
         k.shutdown().await;
     }
-    let dir = forks.runtime_dir().to_string_lossy().into_owned();
-    drop(forks);
-    assert_no_leftovers(&mark, Some(&dir)).await;
+    close(forks, &mark).await;
 }
 
 const PROBE: &str = r#"
@@ -200,9 +206,7 @@ async fn forked_kernel_looks_like_a_cold_kernel() {
         .ends_with(cwd.path().file_name().unwrap().to_str().unwrap()));
     cold.shutdown().await;
     forked.shutdown().await;
-    let dir = forks.runtime_dir().to_string_lossy().into_owned();
-    drop(forks);
-    assert_no_leftovers(&mark, Some(&dir)).await;
+    close(forks, &mark).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,9 +276,7 @@ async fn forked_kernel_interrupts_and_dies_like_a_cold_one() {
     }
     assert!(k.exited().is_some());
     drop(k);
-    let dir = forks.runtime_dir().to_string_lossy().into_owned();
-    drop(forks);
-    assert_no_leftovers(&mark, Some(&dir)).await;
+    close(forks, &mark).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -335,9 +337,7 @@ async fn killing_the_zygote_leaves_kernels_running_and_the_next_gets_a_new_one()
     assert!(matches!(err, Err(KernelError::Died { .. })), "{err:?}");
     drop(a);
     b.shutdown().await;
-    let dir = forks.runtime_dir().to_string_lossy().into_owned();
-    drop(forks);
-    assert_no_leftovers(&mark, Some(&dir)).await;
+    close(forks, &mark).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,9 +379,7 @@ async fn a_new_environment_id_replaces_the_zygote() {
     assert_eq!(ppid.trim(), second.to_string());
     a.shutdown().await;
     b.shutdown().await;
-    let dir = forks.runtime_dir().to_string_lossy().into_owned();
-    drop(forks);
-    assert_no_leftovers(&mark, Some(&dir)).await;
+    close(forks, &mark).await;
 }
 
 /// The protocol from another process: when the requester exits, its kernel goes too.
@@ -440,7 +438,5 @@ print(json.loads(s.makefile().readline())["pid"], flush=True)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let dir = forks.runtime_dir().to_string_lossy().into_owned();
-    drop(forks);
-    assert_no_leftovers(&mark, Some(&dir)).await;
+    close(forks, &mark).await;
 }
