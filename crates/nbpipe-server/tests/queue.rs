@@ -420,16 +420,7 @@ async fn list_filters_and_pages_newest_first(url: String) {
 async fn expired_leases_are_recovered_once(url: String) {
     let q = open(&url).await;
     // Project `b` allows no retry of interrupted runs: its last attempt fails.
-    q.set_project_policy(
-        "b",
-        &nbpipe_server::queue::ProjectPolicy {
-            concurrency: None,
-            backoff: None,
-            interrupted_retries: Some(0),
-        },
-    )
-    .await
-    .unwrap();
+    no_interrupted_retries(&q, "b").await;
     let short = Duration::from_millis(400);
     let retry = new_id(&q, &plain_req("a", Some("retry"))).await;
     let last = match q.enqueue(&plain_req("b", Some("last")), 1).await.unwrap() {

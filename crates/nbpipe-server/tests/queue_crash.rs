@@ -138,16 +138,7 @@ fn child_process_entry() {
 async fn killed_worker_runs_are_recovered_exactly_once(url: String) {
     let q = open(&url).await;
     // Project `b` allows no retry of interrupted runs: its last attempt fails.
-    q.set_project_policy(
-        "b",
-        &nbpipe_server::queue::ProjectPolicy {
-            concurrency: None,
-            backoff: None,
-            interrupted_retries: Some(0),
-        },
-    )
-    .await
-    .unwrap();
+    no_interrupted_retries(&q, "b").await;
     let retry = new_id(&q, &plain_req("a", Some("r"))).await;
     let last = match q.enqueue(&plain_req("b", Some("l")), 1).await.unwrap() {
         Enqueued::New(id) => id,

@@ -108,6 +108,16 @@ pub async fn claim_id(q: &Queue, worker: &str, l: &Limits) -> Option<String> {
     q.claim(worker, l, LEASE).await.unwrap().map(|c| c.run.id)
 }
 
+/// `project` gets no retry of runs interrupted by the infrastructure (only its own attempts).
+pub async fn no_interrupted_retries(q: &Queue, project: &str) {
+    let policy = nbpipe_server::queue::ProjectPolicy {
+        concurrency: None,
+        backoff: None,
+        interrupted_retries: Some(0),
+    };
+    q.set_project_policy(project, &policy).await.unwrap();
+}
+
 pub fn ok_manifest() -> serde_json::Value {
     json!({"steps": [{"name": "clean", "status": "succeeded"}]})
 }
