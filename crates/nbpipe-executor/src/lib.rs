@@ -8,15 +8,20 @@
 //! - [`Executor::reattach`] answers whether a handle from an earlier process still
 //!   designates a live attempt that [`follow`](Executor::follow) can wait for.
 //!
-//! Implementations: [`LocalExecutor`], the in-process runner (`nbpipe-project`'s pipeline
-//! runner on this server's kernels; its attempts die with the server, so they cannot be
-//! reattached: the queue's lease recovery retries them as interrupted). A Docker executor
-//! (one container per attempt) is the next implementation of the same trait.
+//! Implementations:
+//! - [`LocalExecutor`], the in-process runner (`nbpipe-project`'s pipeline runner on this
+//!   server's kernels; its attempts die with the server, so they cannot be reattached: the
+//!   queue's lease recovery retries them as interrupted);
+//! - [`DockerExecutor`], one container per attempt from the project's image (built and
+//!   provided to the engine before the run), named after the attempt and labelled with the
+//!   run and project, so a launch is idempotent and a restarted server finds its containers
+//!   again; progress comes back through the output prefix (`run.json`).
 //!
 //! This crate does not decide what runs or record results: the service's workers claim runs
 //! from the queue, launch them here, and record what [`follow`](Executor::follow) returns.
 #![deny(missing_docs)]
 
+mod docker;
 mod local;
 
 use std::sync::Arc;
@@ -27,6 +32,7 @@ use nbpipe_project::run::{RunError, RunObserver, RunOptions};
 use nbpipe_project::Project;
 use serde::{Deserialize, Serialize};
 
+pub use docker::{container_name, DockerExecutor, DockerOptions};
 pub use local::LocalExecutor;
 
 /// One attempt of a run, as the service hands it to an executor.
@@ -54,10 +60,30 @@ pub struct Handle {
     pub attempt: u32,
     /// The executor's own id for it (a container name; for `local`, this process's id).
     pub id: String,
+    /// Where the attempt writes its outputs and `run.json` (executors that run elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// The image the attempt runs (manifest digest and repository), for container executors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
-/// How an attempt ended: the runner's result (its final manifest, or why it could not run).
-pub type Outcome = Result<RunManifest, RunError>;
+/// How an attempt ended.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per attempt, moved once
+pub enum Outcome {
+    /// The runner's result: its final manifest, or why it could not run.
+    Ran(Result<RunManifest, RunError>),
+    /// The attempt ended without recording its end (its container crashed, was killed or
+    /// ran out of memory).
+    Lost {
+        /// What happened, with the exit code and the last log lines.
+        error: String,
+        /// The infrastructure interrupted it (killed by the engine, not by its own code or
+        /// memory use): the service may retry it as an interrupted run.
+        interrupted: bool,
+    },
+}
 
 /// What an executor can fail at (the attempt's own failures are in its [`Outcome`]).
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +91,7 @@ pub enum ExecutorError {
     /// The handle designates no attempt this executor knows (ended and collected, or
     /// launched by a process that is gone).
     #[error("no attempt {} of run `{}` on the {} executor ({})", .0.attempt, .0.run_id, .0.executor, .0.id)]
-    Unknown(Handle),
+    Unknown(Box<Handle>),
     /// The attempt has no run id to launch under.
     #[error("an attempt needs a run id")]
     NoRunId,
@@ -73,10 +99,23 @@ pub enum ExecutorError {
     #[error("attempt {} of run `{}` ended without a result: {reason}", .handle.attempt, .handle.run_id)]
     Lost {
         /// The attempt.
-        handle: Handle,
+        handle: Box<Handle>,
         /// What happened.
         reason: String,
     },
+    /// The container engine failed or cannot be reached (worth another attempt later).
+    #[error("the Docker engine: {0}")]
+    Engine(String),
+    /// The project's image could not be built or given to the engine.
+    #[error("the project's image: {0}")]
+    Image(String),
+}
+
+impl ExecutorError {
+    /// The infrastructure failed, not the run: another attempt may succeed.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(self, ExecutorError::Engine(_) | ExecutorError::Lost { .. })
+    }
 }
 
 /// Where run attempts execute.
@@ -86,8 +125,14 @@ pub trait Executor: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Start `attempt`.
     async fn launch(&self, attempt: Attempt) -> Result<Handle, ExecutorError>;
-    /// Wait for the attempt's end.
-    async fn follow(&self, handle: &Handle) -> Result<Outcome, ExecutorError>;
+    /// Wait for the attempt's end; `observer` hears its progress (executors whose attempt
+    /// runs elsewhere read it from the output prefix; the local one reports to the
+    /// observer given at launch).
+    async fn follow(
+        &self,
+        handle: &Handle,
+        observer: Arc<dyn RunObserver>,
+    ) -> Result<Outcome, ExecutorError>;
     /// The attempt's last `lines` log lines (empty when the executor keeps none).
     async fn logs(&self, handle: &Handle, lines: usize) -> Result<Vec<String>, ExecutorError>;
     /// Stop the attempt for `why`; [`follow`](Executor::follow) then returns its end.

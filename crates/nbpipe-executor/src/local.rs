@@ -10,11 +10,14 @@ use nbpipe_exec::Stop;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use nbpipe_project::run::manifest::RunManifest;
+use nbpipe_project::run::RunError;
+
 use crate::{Attempt, Executor, ExecutorError, Handle, Outcome};
 
 struct Running {
     stop: watch::Sender<Option<Stop>>,
-    task: Option<JoinHandle<Outcome>>,
+    task: Option<JoinHandle<Result<RunManifest, RunError>>>,
 }
 
 /// Runs attempts in this process.
@@ -55,6 +58,8 @@ impl Executor for LocalExecutor {
             run_id,
             attempt: attempt.number,
             id: std::process::id().to_string(),
+            output: None,
+            image: None,
         };
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         // Idempotent: launching an attempt that runs already returns its handle.
@@ -78,7 +83,11 @@ impl Executor for LocalExecutor {
         Ok(handle)
     }
 
-    async fn follow(&self, handle: &Handle) -> Result<Outcome, ExecutorError> {
+    async fn follow(
+        &self,
+        handle: &Handle,
+        _observer: Arc<dyn nbpipe_project::run::RunObserver>,
+    ) -> Result<Outcome, ExecutorError> {
         let task = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             running
@@ -87,15 +96,15 @@ impl Executor for LocalExecutor {
                 .and_then(|r| r.task.take())
         };
         let Some(task) = task else {
-            return Err(ExecutorError::Unknown(handle.clone()));
+            return Err(ExecutorError::Unknown(Box::new(handle.clone())));
         };
         let result = task.await;
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&Self::key(handle));
-        result.map_err(|e| ExecutorError::Lost {
-            handle: handle.clone(),
+        result.map(Outcome::Ran).map_err(|e| ExecutorError::Lost {
+            handle: Box::new(handle.clone()),
             reason: e.to_string(),
         })
     }
@@ -103,7 +112,7 @@ impl Executor for LocalExecutor {
     async fn logs(&self, handle: &Handle, _lines: usize) -> Result<Vec<String>, ExecutorError> {
         // A local run's log is its notebooks (and the server's own output).
         if !Self::ours(handle) {
-            return Err(ExecutorError::Unknown(handle.clone()));
+            return Err(ExecutorError::Unknown(Box::new(handle.clone())));
         }
         Ok(Vec::new())
     }
@@ -126,7 +135,7 @@ impl Executor for LocalExecutor {
                 });
                 Ok(())
             }
-            None => Err(ExecutorError::Unknown(handle.clone())),
+            None => Err(ExecutorError::Unknown(Box::new(handle.clone()))),
         }
     }
 
@@ -183,7 +192,10 @@ mod tests {
         );
         assert_eq!(h.id, std::process::id().to_string());
         assert_eq!(ex.launch(a).await.unwrap(), h, "launch is idempotent");
-        let m = ex.follow(&h).await.unwrap().unwrap();
+        let Outcome::Ran(m) = ex.follow(&h, Arc::new(Quiet)).await.unwrap() else {
+            panic!("a local attempt runs")
+        };
+        let m = m.unwrap();
         // The notebook is missing: the step fails for good, the run ends failed.
         assert_eq!(m.status, "failed");
         assert!(m.steps[0].permanent);
@@ -193,7 +205,7 @@ mod tests {
             "a finished attempt is forgotten"
         );
         assert!(matches!(
-            ex.follow(&h).await,
+            ex.follow(&h, Arc::new(Quiet)).await,
             Err(ExecutorError::Unknown(_))
         ));
     }
@@ -210,13 +222,15 @@ mod tests {
             run_id: "r1".into(),
             attempt: 1,
             id: "1".into(),
+            output: None,
+            image: None,
         };
         let text = serde_json::to_string(&other).unwrap();
         assert_eq!(serde_json::from_str::<Handle>(&text).unwrap(), other);
         // Another process's attempt: not reattachable, not followable, not cancellable.
         assert!(!ex.reattach(&other).await.unwrap());
         assert!(matches!(
-            ex.follow(&other).await,
+            ex.follow(&other, Arc::new(Quiet)).await,
             Err(ExecutorError::Unknown(_))
         ));
         assert!(matches!(

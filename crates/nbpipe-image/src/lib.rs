@@ -33,10 +33,11 @@ pub mod registry;
 mod smoke;
 pub mod store;
 
+pub use bollard;
 pub use build::{build, push, repository, BuildOptions, BuiltImage, LayerInfo, DEFAULT_BASE};
 pub use dockerfile::dockerfile;
 pub use error::ImageError;
-pub use smoke::{engine_reachable, smoke, SmokeReport};
+pub use smoke::{engine, engine_reachable, provide, smoke, SmokeReport};
 pub use store::Store;
 
 /// First executable `name` on `PATH`.

@@ -102,6 +102,49 @@ pub async fn smoke(
     Ok(SmokeReport { version, kernel })
 }
 
+/// Make `built` available to the engine `docker` (as its config digest, the image id):
+/// nothing when the engine has it already; else, when its repository names a registry
+/// (`host[:port]/path`), pushed there and pulled by digest (so a remote engine gets it the
+/// same way); else loaded from `store`. Returns the reference the engine knows it by.
+pub async fn provide(
+    docker: &Docker,
+    built: &BuiltImage,
+    store: &Store,
+) -> Result<String, ImageError> {
+    if docker.inspect_image(&built.config).await.is_ok() {
+        return Ok(built.config.clone());
+    }
+    let first = &built.references[0];
+    let repo = first.rsplit_once(':').map_or(first.as_str(), |(r, _)| r);
+    let host = repo.split('/').next().unwrap_or_default();
+    let has_registry =
+        repo.contains('/') && (host.contains('.') || host.contains(':') || host == "localhost");
+    if has_registry {
+        let digest = crate::build::push(built, store).await?;
+        let pinned = format!("{repo}@{digest}");
+        let mut s = docker.create_image(
+            Some(
+                CreateImageOptionsBuilder::default()
+                    .from_image(&pinned)
+                    .build(),
+            ),
+            None,
+            None,
+        );
+        while let Some(item) = s.next().await {
+            item.map_err(|e| ImageError::Engine(format!("pulling `{pinned}`: {e}")))?;
+        }
+    } else {
+        load(docker, built, store).await?;
+    }
+    Ok(built.config.clone())
+}
+
+/// Connect to the engine `DOCKER_HOST` names (default `/var/run/docker.sock`).
+pub async fn engine() -> Result<Docker, ImageError> {
+    connect().await
+}
+
 /// Run `BINARY args` in a throwaway container (no network); its exit code and output.
 async fn run(docker: &Docker, image: &str, args: &[&str]) -> Result<(i64, String), ImageError> {
     let name = format!("nbpipe-smoke-{}", uuid_like());

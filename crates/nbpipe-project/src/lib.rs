@@ -52,4 +52,7 @@
 pub mod config;
 pub mod run;
 
-pub use config::{load, parse, ConfigError, EnvConfig, Project, ServePolicy, Step, Trigger};
+pub use config::{
+    load, parse, ConfigError, DockerConfig, EnvConfig, ExecutorConfig, Project, ServePolicy, Step,
+    Trigger, Volume,
+};

@@ -15,8 +15,10 @@
 //!   the queue stores for every server, and which failures are worth a retry.
 //! - [`serve`]: the wiring: projects, queue recovery, inbox/poll/SQS/schedule triggers,
 //!   workers and graceful drain.
-//! - [`worker`]: claimed runs executed with `nbpipe-project`: leases renewed, cancels honoured,
+//! - [`worker`]: claimed runs executed through an executor: leases renewed, cancels honoured,
 //!   live progress copied into the queue.
+//! - [`executors`]: which executor (local process or Docker container) runs a project's
+//!   attempts, and attempts a dead server left running taken over after a restart.
 //! - [`api`]: the HTTP API (JSON, OpenAPI at `/api/openapi.json`, server-sent events, S3 hooks,
 //!   Prometheus metrics), token authentication, and sandboxed step reports.
 //! - [`ui`]: the web UI — runs, run detail with live step reports, projects.
@@ -24,6 +26,7 @@
 
 pub mod api;
 pub mod event;
+pub mod executors;
 pub mod intake;
 pub mod policy;
 pub mod queue;

@@ -155,6 +155,9 @@ pub enum Failure<'a> {
     TimedOut,
     /// This server does not have the run's project.
     UnknownProject,
+    /// The executor could not run it (its image did not build) or its container ended
+    /// without recording the run's end (out of memory, a crash).
+    Executor,
 }
 
 /// Whether a failed attempt goes back to the queue (while attempts remain). Only when the
@@ -180,7 +183,7 @@ pub fn retry_failure(project: &Project, failure: Failure<'_>) -> bool {
         }
         Failure::Error(RunError::Output { .. }) => false,
         Failure::Error(RunError::Env(_) | RunError::Store(_)) => true,
-        Failure::TimedOut => true,
+        Failure::TimedOut | Failure::Executor => true,
         Failure::UnknownProject => false,
     }
 }

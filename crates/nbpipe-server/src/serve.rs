@@ -64,6 +64,12 @@ pub struct ServeOptions {
     /// Start every kernel cold instead of forking Python kernels of managed environments
     /// from a zygote per environment (see `nbpipe_kernel::fork`).
     pub no_fork_server: bool,
+    /// Run every project's attempts with this executor (`local`, `docker`) whatever its
+    /// `executor:` says.
+    pub executor: Option<String>,
+    /// The nbpipe binary put in projects' images for the Docker executor (default: this
+    /// one).
+    pub image_binary: Option<PathBuf>,
 }
 
 /// Errors that stop the server from starting.
@@ -317,7 +323,14 @@ pub async fn run_schedules(
     }
 }
 
+/// Attempts taken over from a dead server, to be followed by the worker pool.
+pub type TakenOverRx =
+    tokio::sync::mpsc::UnboundedReceiver<(String, String, nbpipe_executor::Handle)>;
+
 /// The worker pool: `n` workers until drained; after `drain_timeout` running runs are stopped.
+/// Attempts taken over from a dead server (`(worker id, run id, handle)` on `taken`) are
+/// followed alongside, drained and stopped like the workers' own runs.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_workers(
     queue: Queue,
     projects: Projects,
@@ -326,9 +339,12 @@ pub async fn run_workers(
     envs: worker::EnvCache,
     wake: Arc<tokio::sync::Notify>,
     drain: watch::Receiver<bool>,
+    executors: crate::executors::Executors,
+    mut taken: Option<TakenOverRx>,
 ) {
     let (stop_tx, stop_rx) = watch::channel(None::<Stop>);
     let cfg = WorkerConfig {
+        executors,
         limits: Limits {
             // This server's own capacity is its worker count (an idle worker claims one run);
             // the database-wide cap is `--max-running`, so a server with few workers is not
@@ -362,7 +378,25 @@ pub async fn run_workers(
         tokio::time::sleep(timeout).await;
         let _ = stop_tx.send(Some(Stop::Signal(15)));
     });
-    while set.join_next().await.is_some() {}
+    loop {
+        tokio::select! {
+            next = set.join_next() => if next.is_none() { break },
+            t = async { taken.as_mut()?.recv().await }, if taken.is_some() => match t {
+                Some((worker_id, run_id, handle)) => {
+                    set.spawn(worker::follow_taken_over(
+                        queue.clone(),
+                        projects.clone(),
+                        cfg.clone(),
+                        worker_id,
+                        run_id,
+                        handle,
+                        stop_rx.clone(),
+                    ));
+                }
+                None => taken = None,
+            },
+        }
+    }
     stopper.abort();
     // The last runs' kernels are still exiting: no kernel outlives the server.
     cfg.shutdowns.wait().await;
@@ -429,7 +463,45 @@ pub async fn serve(
             .await?;
     }
     let startup_worker = Queue::new_worker_id();
-    let recovered = queue.recover(&startup_worker).await?;
+    let executors = crate::executors::Executors::new(
+        opts.executor.clone(),
+        nbpipe_executor::DockerOptions {
+            binary: opts.image_binary.clone(),
+            ..Default::default()
+        },
+    );
+    // Attempts still running elsewhere (containers a killed server started) are followed
+    // again, not started twice; the other runs a dead server left are recovered.
+    let remote = executors.any_remote(projects.values());
+    let (taken_tx, taken_rx) = tokio::sync::mpsc::unbounded_channel();
+    let take_over = {
+        let (queue, executors, worker, lease) = (
+            queue.clone(),
+            executors.clone(),
+            startup_worker.clone(),
+            opts.lease,
+        );
+        move || {
+            let (queue, executors, worker, tx) = (
+                queue.clone(),
+                executors.clone(),
+                worker.clone(),
+                taken_tx.clone(),
+            );
+            async move {
+                if !remote {
+                    return Vec::new();
+                }
+                let found = crate::executors::take_over(&queue, &executors, &worker, lease).await;
+                for (run_id, handle) in found.taken {
+                    let _ = tx.send((worker.clone(), run_id, handle));
+                }
+                found.uncertain
+            }
+        }
+    };
+    let keep = take_over().await;
+    let recovered = queue.recover_except(&startup_worker, &keep).await?;
     if recovered.total() > 0 {
         eprintln!(
             "Recovered {} run(s) a previous server left running",
@@ -590,7 +662,8 @@ pub async fn serve(
                     _ = tokio::time::sleep(lease / 2) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                if let Ok(r) = queue.recover(&startup_worker).await {
+                let keep = take_over().await;
+                if let Ok(r) = queue.recover_except(&startup_worker, &keep).await {
                     if r.total() > 0 {
                         eprintln!(
                             "Recovered {} run(s) whose worker stopped answering",
@@ -625,7 +698,18 @@ pub async fn serve(
             wake.clone(),
         );
         tokio::spawn(async move {
-            run_workers(queue, projects, &opts, pool, envs, wake, drain_rx).await
+            run_workers(
+                queue,
+                projects,
+                &opts,
+                pool,
+                envs,
+                wake,
+                drain_rx,
+                executors,
+                Some(taken_rx),
+            )
+            .await
         })
     };
 

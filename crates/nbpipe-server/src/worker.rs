@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nbpipe_exec::Stop;
-use nbpipe_executor::{Attempt, Executor, LocalExecutor};
+use nbpipe_executor::{Attempt, Executor, Handle, Outcome};
 use nbpipe_params::{Parameters, Value as Param};
 use nbpipe_project::run::manifest::{status, RunManifest};
 use nbpipe_project::run::{RunObserver, RunOptions, TriggerObject};
@@ -49,7 +49,7 @@ pub struct WorkerConfig {
     /// of at their next poll (the poll still covers runs queued by other processes).
     pub wake: Arc<tokio::sync::Notify>,
     /// Where attempts execute.
-    pub executor: Arc<dyn Executor>,
+    pub executors: crate::executors::Executors,
     /// Finished runs' kernels shutting down in the background (a worker takes its next run
     /// meanwhile); the server waits for them before it exits.
     pub shutdowns: nbpipe_kernel::pool::Shutdowns,
@@ -64,7 +64,7 @@ impl Default for WorkerConfig {
             pool: None,
             envs: EnvCache::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
-            executor: Arc::new(LocalExecutor::new()),
+            executors: Default::default(),
             shutdowns: Default::default(),
         }
     }
@@ -120,7 +120,7 @@ async fn run_claimed(
     cfg: &WorkerConfig,
     worker_id: &str,
     run: RunRow,
-    mut stop: watch::Receiver<Option<Stop>>,
+    stop: watch::Receiver<Option<Stop>>,
 ) {
     let Some(project) = projects.get(&run.project).cloned() else {
         let _ = queue
@@ -137,7 +137,25 @@ async fn run_claimed(
             .await;
         return;
     };
-    let policy_project = project.clone();
+    let executor = match cfg.executors.for_project(&project) {
+        Ok(e) => e,
+        Err(error) => {
+            let _ = queue
+                .finish(
+                    &run.id,
+                    worker_id,
+                    Finish::Failed {
+                        error,
+                        output: vec![],
+                        manifest: serde_json::Value::Null,
+                        retry: false,
+                    },
+                )
+                .await;
+            return;
+        }
+    };
+    let local = executor.kind() == "local";
     let parameters = params_from_json(&run.parameters);
     let opts = RunOptions {
         parameters,
@@ -147,15 +165,96 @@ async fn run_claimed(
         cache: false,
         trigger: run.trigger.as_ref().map(trigger_object),
         quiet: true,
-        pool: cfg.pool.clone(),
-        env: cfg.envs.get_or_ensure(&project).await,
+        pool: cfg.pool.clone().filter(|_| local),
+        // A run elsewhere (a container) has its environment in its image.
+        env: match local {
+            true => cfg.envs.get_or_ensure(&project).await,
+            false => None,
+        },
         before_step: Some(cancel_gate(queue, &run.id)),
         fork: cfg.envs.forks().filter(|_| project.env.fork_server),
         // The server decides: its zygotes, or cold starts; a run never makes its own.
         no_fork_server: cfg.envs.forks().is_none(),
         shutdowns: Some(cfg.shutdowns.clone()),
     };
+    let number = run.attempts;
+    drive(
+        queue,
+        cfg,
+        worker_id,
+        run,
+        project.clone(),
+        executor,
+        Start::Launch(Box::new(move |observer| Attempt {
+            project,
+            options: opts,
+            number,
+            observer,
+        })),
+        stop,
+    )
+    .await;
+}
 
+/// Follow an attempt this server took over from a server that died while its attempt ran
+/// elsewhere (a container): [`Queue::take_over`] gave `worker_id` the lease; from here on it
+/// is followed, cancelled, timed out and finished as if this server had launched it.
+pub async fn follow_taken_over(
+    queue: Queue,
+    projects: Projects,
+    cfg: WorkerConfig,
+    worker_id: String,
+    run_id: String,
+    handle: Handle,
+    stop: watch::Receiver<Option<Stop>>,
+) {
+    let run = match queue.get(&run_id).await {
+        Ok(Some(run)) => run,
+        _ => return,
+    };
+    let Some(project) = projects.get(&run.project).cloned() else {
+        return;
+    };
+    let Some(executor) = cfg.executors.by_kind(&handle.executor) else {
+        return;
+    };
+    eprintln!(
+        "Run {run_id}: following attempt {} again ({} `{}`)",
+        handle.attempt, handle.executor, handle.id
+    );
+    drive(
+        &queue,
+        &cfg,
+        &worker_id,
+        run,
+        project,
+        executor,
+        Start::Follow(handle),
+        stop,
+    )
+    .await;
+}
+
+/// How [`drive`] gets its attempt: launched now (the attempt is made with the run's live
+/// progress observer), or one already running.
+enum Start {
+    Launch(Box<dyn FnOnce(Arc<dyn RunObserver>) -> Attempt + Send>),
+    Follow(Handle),
+}
+
+/// Everything between the claim and the final state of one attempt: heartbeats, cancels,
+/// the run's time limit, live progress, and the final status by the project's policy.
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    queue: &Queue,
+    cfg: &WorkerConfig,
+    worker_id: &str,
+    run: RunRow,
+    project: Project,
+    executor: Arc<dyn Executor>,
+    start: Start,
+    mut stop: watch::Receiver<Option<Stop>>,
+) {
     // The run's own stop channel: server stop, or a cancel request seen by the heartbeat.
     let (run_stop_tx, run_stop_rx) = watch::channel(None);
     let heartbeat = {
@@ -203,37 +302,48 @@ async fn run_claimed(
             }
         })
     };
-    // `serve.timeout`: stop the attempt with `Stop::Deadline` (its steps then say the run's
-    // time limit was reached, not that it was cancelled), and remember why.
+    // `serve.timeout`, counted from the run's start (a taken-over attempt keeps its clock):
+    // stop the attempt with `Stop::Deadline` (its steps then say the run's time limit was
+    // reached, not that it was cancelled), and remember why.
     let timed_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let timer = project.serve.timeout.map(|limit| {
+        let elapsed = run
+            .started_at
+            .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
+            .unwrap_or_default();
+        let left = limit.saturating_sub(elapsed);
         let (tx, flag) = (run_stop_tx.clone(), timed_out.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(limit).await;
+            tokio::time::sleep(left).await;
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
             let _ = tx.send(Some(Stop::Deadline));
         })
     });
     let (observer, progress) = LiveProgress::start(queue.clone(), run.id.clone(), worker_id);
-    let attempt = Attempt {
-        project,
-        options: opts,
-        number: run.attempts,
-        observer,
-    };
-    let executor = cfg.executor.clone();
-    let result = match executor.launch(attempt).await {
-        Ok(handle) => {
-            let stored = serde_json::to_value(&handle).unwrap_or_default();
-            if let Err(e) = queue
-                .set_attempt_handle(&run.id, run.attempts, &stored)
-                .await
-            {
-                tracing_warn(&format!(
-                    "run {}: could not record its executor handle: {e}",
-                    run.id
-                ));
+    let launched = match start {
+        Start::Launch(make) => {
+            let attempt = make(observer.clone());
+            match executor.launch(attempt).await {
+                Ok(handle) => {
+                    let stored = serde_json::to_value(&handle).unwrap_or_default();
+                    if let Err(e) = queue
+                        .set_attempt_handle(&run.id, run.attempts, &stored)
+                        .await
+                    {
+                        tracing_warn(&format!(
+                            "run {}: could not record its executor handle: {e}",
+                            run.id
+                        ));
+                    }
+                    Ok(handle)
+                }
+                Err(e) => Err(e),
             }
+        }
+        Start::Follow(handle) => Ok(handle),
+    };
+    let result = match launched {
+        Ok(handle) => {
             // Stops (server stop, cancel, lost lease, timeout) go to the executor.
             let cancel = {
                 let (executor, handle, mut rx) = (executor.clone(), handle.clone(), run_stop_rx);
@@ -243,7 +353,7 @@ async fn run_claimed(
                     }
                 })
             };
-            let followed = executor.follow(&handle).await;
+            let followed = executor.follow(&handle, observer.clone()).await;
             cancel.abort();
             followed
         }
@@ -258,12 +368,40 @@ async fn run_claimed(
     }
     let timed_out = timed_out.load(std::sync::atomic::Ordering::SeqCst);
     let finish = match result {
-        Ok(outcome) => finish_of(&policy_project, outcome, timed_out),
+        Ok(Outcome::Ran(outcome)) => finish_of(&project, outcome, timed_out),
+        Ok(Outcome::Lost { error, .. }) if timed_out => Finish::Failed {
+            error: format!(
+                "{}; {error}",
+                policy::timeout_error(project.serve.timeout.unwrap_or_default())
+            ),
+            output: vec![],
+            manifest: serde_json::Value::Null,
+            retry: policy::retry_failure(&project, Failure::TimedOut),
+        },
+        Ok(Outcome::Lost {
+            error,
+            interrupted: true,
+        }) => Finish::Interrupted {
+            error,
+            output: vec![],
+            manifest: serde_json::Value::Null,
+        },
+        Ok(Outcome::Lost { error, .. }) => Finish::Failed {
+            error,
+            output: vec![],
+            manifest: serde_json::Value::Null,
+            retry: policy::retry_failure(&project, Failure::Executor),
+        },
+        Err(e) if e.is_infrastructure() => Finish::Interrupted {
+            error: e.to_string(),
+            output: vec![],
+            manifest: serde_json::Value::Null,
+        },
         Err(e) => Finish::Failed {
             error: e.to_string(),
             output: vec![],
             manifest: serde_json::Value::Null,
-            retry: false,
+            retry: policy::retry_failure(&project, Failure::Executor),
         },
     };
     if let Err(e) = queue.finish(&run.id, worker_id, finish).await {

@@ -95,6 +95,11 @@ impl StoreConfig {
         self
     }
 
+    /// Every key set, with its value (values can be secrets: never print them).
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
     /// The value of a key, if set and not empty.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.vars

@@ -317,6 +317,15 @@ pub struct RunArgs {
     /// Run as if this object had triggered the run (sets trigger_* context parameters).
     #[arg(long, value_name = "URI", env = "NBPIPE_TRIGGER_URI")]
     pub trigger: Option<String>,
+    /// The triggering object as JSON (bucket, key, uri, etag, version, size, event_time,
+    /// region): what a container executor passes in `NBPIPE_TRIGGER`; wins over `--trigger`.
+    #[arg(
+        long = "trigger-json",
+        value_name = "JSON",
+        env = "NBPIPE_TRIGGER",
+        hide = true
+    )]
+    pub trigger_json: Option<String>,
     /// Do not stream environment-building output.
     #[arg(short, long)]
     pub quiet: bool,
@@ -398,4 +407,17 @@ pub struct ServeArgs {
     /// from a zygote per environment.
     #[arg(long = "no-fork-server")]
     pub no_fork_server: bool,
+    /// Where every project's runs execute, whatever its `executor:` says: `local` (this
+    /// process) or `docker` (a container per attempt from the project's image, on the engine
+    /// `DOCKER_HOST` names).
+    #[arg(long = "executor", value_name = "NAME", value_parser = ["local", "docker"])]
+    pub executor: Option<String>,
+    /// The nbpipe binary put in projects' images for the Docker executor (default: this one;
+    /// use a `dist` build: images carry no debug info).
+    #[arg(
+        long = "image-binary",
+        value_name = "PATH",
+        env = "NBPIPE_IMAGE_BINARY"
+    )]
+    pub image_binary: Option<PathBuf>,
 }

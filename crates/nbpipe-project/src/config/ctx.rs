@@ -190,6 +190,15 @@ impl<'a> Ctx<'a> {
         Ok(map)
     }
 
+    /// A mapping at `path` whose keys are the user's own (strings, no duplicates).
+    pub(super) fn map_any<'n>(&self, node: &'n Node, path: &str) -> Result<&'n Map> {
+        let Kind::Map(map) = &node.kind else {
+            return Err(self.type_error(node, path, "a mapping"));
+        };
+        let keys: Vec<&str> = map.entries.iter().filter_map(|(k, _)| k.scalar()).collect();
+        self.map(node, path, &keys)
+    }
+
     pub(super) fn type_error(&self, node: &Node, path: &str, expected: &str) -> ConfigError {
         self.error(
             node.loc,

@@ -13,6 +13,7 @@
 
 mod ctx;
 mod error;
+mod executor;
 mod graph;
 mod image;
 mod schema;
@@ -24,6 +25,8 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_executor;
+#[cfg(test)]
 mod tests_image;
 #[cfg(test)]
 mod tests_serve;
@@ -34,6 +37,7 @@ use std::time::Duration;
 use nbpipe_params::Parameters;
 
 pub use error::{ConfigError, ErrorKind, Invalid};
+pub use executor::{memory_bytes, EXECUTORS};
 
 /// The project file names [`load`] looks for, in order.
 pub const FILE_NAMES: [&str; 2] = ["nbpipe.yaml", "nbpipe.yml"];
@@ -72,6 +76,58 @@ pub struct Project {
     pub serve: ServePolicy,
     /// `image:`, how `nbpipe image build` packages the project (all empty when absent).
     pub image: ImageConfig,
+    /// `executor:`, where `nbpipe serve` runs the project's runs (default local).
+    pub executor: ExecutorConfig,
+}
+
+/// `executor:`, where `nbpipe serve` runs a run attempt.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum ExecutorConfig {
+    /// In the server's own process, on its kernels (the default).
+    #[default]
+    Local,
+    /// One container per attempt, from the project's image, on a Docker engine.
+    Docker(DockerConfig),
+}
+
+impl ExecutorConfig {
+    /// The executor's name, as written in `nbpipe.yaml`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ExecutorConfig::Local => "local",
+            ExecutorConfig::Docker(_) => "docker",
+        }
+    }
+}
+
+/// `executor: {docker: ...}`: the containers' settings. Empty fields leave the engine's
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DockerConfig {
+    /// `cpus`, a CPU quota (`1.5`).
+    pub cpus: Option<f64>,
+    /// `memory`, the memory limit in bytes (`512m`, `2g`); swap is not added to it.
+    pub memory: Option<u64>,
+    /// `network`, the container's network (`host`, `none`, a network's name).
+    pub network: Option<String>,
+    /// `env`, variables added to the container's environment.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// `volumes`, folders mounted into the container.
+    pub volumes: Vec<Volume>,
+    /// `stop_grace`, how long a cancelled container has between SIGTERM and SIGKILL
+    /// (default 10 s).
+    pub stop_grace: Option<Duration>,
+}
+
+/// A folder of the host mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// The host's folder (relative paths in the file are resolved against the project).
+    pub host: PathBuf,
+    /// Where it appears in the container (absolute).
+    pub container: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// `image:`, the project's OCI image. Every field is empty when not written; `nbpipe image

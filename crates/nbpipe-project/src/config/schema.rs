@@ -24,6 +24,7 @@ const TOP_KEYS: &[&str] = &[
     "jobs",
     "serve",
     "image",
+    "executor",
     "S3TriggerBucket",
     "S3TriggerKeyPrefix",
     "S3TriggerKeySuffix",
@@ -103,6 +104,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
     let triggers = super::trigger::triggers(&ctx, top)?;
     let serve = super::serve::policy(&ctx, top)?;
     let image = super::image::image(&ctx, top)?;
+    let executor = super::executor::executor(&ctx, top)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: ctx.file.clone(),
@@ -115,6 +117,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         jobs,
         serve,
         image,
+        executor,
     })
 }
 

@@ -39,6 +39,38 @@ impl TriggerObject {
             "region": self.region, "path": self.path,
         })
     }
+
+    /// From its [`to_json`](TriggerObject::to_json) form (what a container receives in
+    /// `NBPIPE_TRIGGER`). `bucket`, `key` and `uri` are required.
+    pub fn from_json(v: &Json) -> Result<TriggerObject, String> {
+        let Json::Object(m) = v else {
+            return Err("the trigger must be a JSON object".into());
+        };
+        let text = |k: &str| match m.get(k) {
+            None | Some(Json::Null) => Ok(None),
+            Some(Json::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("trigger `{k}` must be a string, found {other}")),
+        };
+        let required = |k: &str| text(k)?.ok_or_else(|| format!("the trigger has no `{k}`"));
+        let size = match m.get("size") {
+            None | Some(Json::Null) => None,
+            Some(n) => Some(
+                n.as_u64()
+                    .ok_or_else(|| format!("trigger `size` must be a byte count, found {n}"))?,
+            ),
+        };
+        Ok(TriggerObject {
+            bucket: required("bucket")?,
+            key: required("key")?,
+            uri: required("uri")?,
+            etag: text("etag")?,
+            version: text("version")?,
+            size,
+            event_time: text("event_time")?,
+            region: text("region")?,
+            path: text("path")?,
+        })
+    }
 }
 
 /// All context values for one step.
@@ -110,6 +142,33 @@ mod tests {
             Some(&Value::Str("s3://b/in/a.csv".into()))
         );
         assert_eq!(p.get("trigger_bucket"), None, "not declared");
+    }
+
+    #[test]
+    fn triggers_round_trip_through_json() {
+        let t = TriggerObject {
+            bucket: "b".into(),
+            key: "in/a b+ç.csv".into(),
+            uri: "s3://b/in/a b+ç.csv".into(),
+            etag: Some("\"abc\"".into()),
+            version: None,
+            size: Some(12),
+            event_time: Some("2026-12-03T10:00:00Z".into()),
+            region: Some("ap-southeast-2".into()),
+            path: None,
+        };
+        assert_eq!(TriggerObject::from_json(&t.to_json()).unwrap(), t);
+        assert!(
+            TriggerObject::from_json(&json!({"bucket": "b", "key": "k"}))
+                .unwrap_err()
+                .contains("`uri`")
+        );
+        assert!(TriggerObject::from_json(
+            &json!({"bucket": "b", "key": "k", "uri": "u", "size": -1})
+        )
+        .unwrap_err()
+        .contains("size"));
+        assert!(TriggerObject::from_json(&json!([1])).is_err());
     }
 
     #[test]

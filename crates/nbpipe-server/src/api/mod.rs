@@ -16,6 +16,7 @@
 //! | `GET /api/runs/{id}` | a run with its steps and attempts |
 //! | `POST /api/runs/{id}/cancel`, `POST /api/runs/{id}/rerun` | state changes |
 //! | `GET /api/runs/{id}/events` | server-sent events: the run's status and steps on change |
+//! | `GET /api/runs/{id}/log?lines=` | the container log of the run's latest attempt (live, or as kept at its end) |
 //! | `POST /hooks/s3` | S3/MinIO/EventBridge notification bodies → `202 {events, queued, duplicates, superseded}` |
 //! | `GET /api/projects` | configured projects, their triggers and run policies |
 //! | `GET /runs/{id}/steps/{step}.html` | a step's HTML report, sandboxed by its CSP |
@@ -50,6 +51,7 @@ mod auth;
 mod error;
 mod events;
 mod hooks;
+pub(crate) mod logs;
 mod metrics;
 mod openapi;
 mod report;
@@ -242,6 +244,7 @@ pub(crate) fn route_defs() -> Vec<RouteDef> {
         def("post", "/api/runs/{id}/cancel", post(runs::cancel)),
         def("post", "/api/runs/{id}/rerun", post(runs::rerun)),
         def("get", "/api/runs/{id}/events", get(events::run_events)),
+        def("get", "/api/runs/{id}/log", get(logs::run_log)),
         def("get", "/api/projects", get(runs::projects)),
         def("post", "/hooks/s3", post(hooks::s3)),
         def("get", "/runs/{id}/steps/{file}", get(report::step_report)),

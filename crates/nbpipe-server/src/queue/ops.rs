@@ -259,29 +259,60 @@ impl Queue {
                 manifest,
                 retry,
             } => (output, manifest, Some(esc(error)), *retry, Status::Failed),
+            Finish::Interrupted {
+                error,
+                output,
+                manifest,
+            } => (output, manifest, Some(esc(error)), true, Status::Failed),
             Finish::Cancelled { output, manifest } => {
                 (output, manifest, None, false, Status::Cancelled)
             }
         };
+        let interrupted = matches!(outcome, Finish::Interrupted { .. });
         let output = serde_json::to_string(output)?;
         let manifest = serde_json::to_string(manifest)?;
         let status = write_tx!(&self.db, |tx, pg| {
             let sql = format!(
-                "SELECT attempts, max_attempts, cancel_requested, {BACKOFF_COLUMNS} FROM runs \
+                "SELECT attempts, max_attempts, cancel_requested, {BACKOFF_COLUMNS}, \
+                 interruptions, (SELECT interrupted_retries FROM project_policies pp \
+                 WHERE pp.project = runs.project) FROM runs \
                  WHERE id = $1 AND status = 'running' AND lease_owner = $2{}",
                 if pg { " FOR UPDATE" } else { "" }
             );
-            // attempts, max_attempts, cancel_requested, the project's backoff (ms)
-            type Running = (i64, i64, bool, Option<i64>, Option<i64>);
+            // attempts, max_attempts, cancel_requested, the project's backoff (ms),
+            // interruptions so far and the project's allowance
+            type Running = (i64, i64, bool, Option<i64>, Option<i64>, i64, Option<i64>);
             let row: Option<Running> = sqlx::query_as(&sql)
                 .bind(run_id)
                 .bind(worker)
                 .fetch_optional(&mut *tx)
                 .await?;
-            let Some((attempts, max_attempts, cancel_requested, base, max)) = row else {
+            let Some((
+                attempts,
+                mut max_attempts,
+                cancel_requested,
+                base,
+                max,
+                interruptions,
+                allowed,
+            )) = row
+            else {
                 return Ok(None);
             };
             let now = now_ms();
+            // An interruption within the allowance gives the run one more attempt, as a
+            // recovered run gets (see `recover`).
+            let allowed = allowed.unwrap_or(i64::from(super::DEFAULT_INTERRUPTED_RETRIES));
+            if interrupted && !cancel_requested && interruptions < allowed {
+                sqlx::query(
+                    "UPDATE runs SET interruptions = interruptions + 1, \
+                     max_attempts = max_attempts + 1 WHERE id = $1",
+                )
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?;
+                max_attempts += 1;
+            }
             // A cancel accepted while the run was running wins, whatever the attempt's
             // outcome: the API said the run would be cancelled.
             let status = match wanted {
@@ -312,7 +343,9 @@ impl Queue {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let attempt_outcome = if status == Status::Queued {
+            let attempt_outcome = if interrupted && !cancel_requested {
+                "interrupted"
+            } else if status == Status::Queued {
                 "retry"
             } else {
                 status.as_str()
@@ -444,6 +477,74 @@ impl Queue {
         )))
     }
 
+    /// Running runs whose lease expired and whose latest attempt has an executor handle:
+    /// `(run id, attempt, handle)`, for a server to ask its executors whether the attempt
+    /// still runs (a container outlives the server that started it) before [`Queue::recover`]
+    /// gives the run another attempt.
+    pub async fn expired_attempts(
+        &self,
+    ) -> Result<Vec<(String, u32, serde_json::Value)>, QueueError> {
+        let now = now_ms();
+        let rows: Vec<(String, i64, Option<String>)> = with_pool!(&self.db, p => {
+            sqlx::query_as(
+                "SELECT r.id, r.attempts, a.handle FROM runs r JOIN run_attempts a \
+                 ON a.run_id = r.id AND a.attempt = r.attempts \
+                 WHERE r.status = 'running' AND r.lease_until < $1 AND a.handle IS NOT NULL \
+                 ORDER BY r.seq",
+            )
+            .bind(now)
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, attempt, handle)| {
+                let handle = serde_json::from_str(handle.as_deref()?).ok()?;
+                Some((id, u32::try_from(attempt).ok()?, handle))
+            })
+            .collect())
+    }
+
+    /// Takes over attempt `attempt` of a running run whose lease expired and whose attempt
+    /// still runs (its container outlived its server): the lease becomes `worker`'s, the
+    /// attempt's history names it. `false` when the run is not in that state any more
+    /// (finished, recovered, taken over by another server, or its lease is alive).
+    pub async fn take_over(
+        &self,
+        run_id: &str,
+        attempt: u32,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<bool, QueueError> {
+        let now = now_ms();
+        let done = write_tx!(&self.db, |tx, _pg| {
+            let n = sqlx::query(
+                "UPDATE runs SET lease_owner = $3, lease_until = $4, updated_at = $5 \
+                 WHERE id = $1 AND attempts = $2 AND status = 'running' AND lease_until < $5",
+            )
+            .bind(run_id)
+            .bind(i64::from(attempt))
+            .bind(worker)
+            .bind(now.saturating_add(duration_ms(lease)))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n == 1 {
+                sqlx::query(
+                    "UPDATE run_attempts SET worker = $3 WHERE run_id = $1 AND attempt = $2",
+                )
+                .bind(run_id)
+                .bind(i64::from(attempt))
+                .bind(worker)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(n == 1)
+        })?;
+        Ok(done)
+    }
+
     /// Recovers runs whose lease expired (their server was killed or hung): back to
     /// `queued` (not before now + backoff) while the project's interrupted retries remain
     /// (such an attempt is not counted against `max_attempts`: it was not the notebook's
@@ -452,6 +553,16 @@ impl Queue {
     /// periodically; `worker` (the caller) is recorded in the attempt history. Each run is
     /// recovered once: the change and the check happen in one serialized transaction.
     pub async fn recover(&self, worker: &str) -> Result<Recovered, QueueError> {
+        self.recover_except(worker, &[]).await
+    }
+
+    /// [`Queue::recover`], leaving alone the runs in `keep` (their attempt may still run:
+    /// see `executors::take_over`).
+    pub async fn recover_except(
+        &self,
+        worker: &str,
+        keep: &[String],
+    ) -> Result<Recovered, QueueError> {
         write_tx!(&self.db, |tx, pg| {
             let now = now_ms();
             let sql = format!(
@@ -476,6 +587,9 @@ impl Queue {
             for (id, attempts, max_attempts, cancel_requested, base, max, interruptions, allowed) in
                 expired
             {
+                if keep.contains(&id) {
+                    continue;
+                }
                 let allowed = allowed.unwrap_or(i64::from(super::DEFAULT_INTERRUPTED_RETRIES));
                 // An interruption within the allowance gives the run one more attempt.
                 let forgiven = !cancel_requested && interruptions < allowed;

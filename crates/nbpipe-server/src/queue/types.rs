@@ -270,6 +270,17 @@ pub enum Finish {
         /// Retryable: back to `queued` with backoff while attempts remain.
         retry: bool,
     },
+    /// The infrastructure interrupted the attempt (its container was killed from outside,
+    /// the engine could not be reached): retried as a run whose server died is, within the
+    /// project's `serve.interrupted_retries`, not counted against its attempts.
+    Interrupted {
+        /// What happened.
+        error: String,
+        /// Output URIs written anyway.
+        output: Vec<String>,
+        /// Run manifest (steps).
+        manifest: Value,
+    },
     /// The worker stopped because a cancel was requested.
     Cancelled {
         /// Output URIs written before it stopped.

@@ -111,6 +111,22 @@
     });
   }
 
+  // Container log: refreshed every 2 s while the run is not finished.
+  var log = document.getElementById("container-log");
+  if (log && run) {
+    var refresh = function () {
+      if (["succeeded", "failed", "cancelled"].indexOf(run.dataset.status) >= 0) return;
+      fetch(log.dataset.logUrl, { headers: { Accept: "application/json" } })
+        .then(function (resp) { return resp.ok ? resp.json() : null; })
+        .then(function (data) {
+          if (data && data.lines && data.lines.length) log.textContent = data.lines.join("\n");
+        })
+        .catch(function () {})
+        .then(function () { window.setTimeout(refresh, 2000); });
+    };
+    window.setTimeout(refresh, 2000);
+  }
+
   // Runs list: refresh while some run is not finished.
   var list = document.getElementById("runs-page");
   if (list && list.dataset.live === "true") {

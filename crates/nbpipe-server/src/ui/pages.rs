@@ -303,6 +303,25 @@ pub(crate) async fn run_page(
             ),
         );
     }
+    if let Some(h) = detail
+        .attempts_history
+        .last()
+        .and_then(|a| a.handle.as_ref())
+        .filter(|h| h["executor"] != "local")
+    {
+        let text = |k: &str| h[k].as_str().unwrap_or_default().to_string();
+        fact(
+            "Executor",
+            format!(
+                "{} <code>{}</code>",
+                esc(&text("executor")),
+                esc(&text("id"))
+            ),
+        );
+        if !text("image").is_empty() {
+            fact("Image", format!("<code>{}</code>", esc(&text("image"))));
+        }
+    }
     if r.cancel_requested && !r.status.is_finished() {
         fact("Cancel", "requested".into());
     }
@@ -370,6 +389,22 @@ pub(crate) async fn run_page(
             );
         }
         None => b += "<p class=\"empty\" id=\"no-report\">No report to show yet.</p>",
+    }
+    // A container run's log: what the container printed (the engine's while it runs, the
+    // kept `container.log` after), refreshed by app.js while the run runs.
+    if let Ok(log) = crate::api::logs::load(&state, &r.id, 200).await {
+        if log.executor.as_deref().is_some_and(|e| e != "local") {
+            let _ = write!(
+                b,
+                "<h2>Container log</h2><pre class=\"log\" id=\"container-log\" \
+                 data-log-url=\"/api/runs/{idu}/log?lines=200\">{}</pre>",
+                if log.lines.is_empty() {
+                    "(nothing printed yet)".to_string()
+                } else {
+                    esc(&log.lines.join("\n"))
+                }
+            );
+        }
     }
     b += "</section>";
     page_response(layout(&format!("Run {}", r.id), "runs", token, &b))

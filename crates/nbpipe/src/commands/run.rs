@@ -57,7 +57,16 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let trigger = match args.trigger.as_deref().map(trigger_from_uri).transpose() {
+    let from_json = args.trigger_json.as_deref().map(|text| {
+        serde_json::from_str(text)
+            .map_err(|e| e.to_string())
+            .and_then(|v| TriggerObject::from_json(&v))
+            .map_err(|e| format!("NBPIPE_TRIGGER (--trigger-json): {e}"))
+    });
+    let trigger = match from_json
+        .or_else(|| args.trigger.as_deref().map(trigger_from_uri))
+        .transpose()
+    {
         Ok(t) => t,
         Err(e) => {
             eprintln!("error: {e}");

@@ -35,6 +35,8 @@ pub fn run(args: ServeArgs) -> u8 {
         lease: Duration::from_secs(args.lease.max(2)),
         warm_kernels: args.warm_kernels,
         no_fork_server: args.no_fork_server,
+        executor: args.executor,
+        image_binary: args.image_binary,
     };
     let runtime = match super::runtime(None) {
         Ok(r) => r,
