@@ -268,10 +268,28 @@ pub(crate) fn container_spec(
     }
 }
 
-/// The final manifest of run `run_id` at `output`, if its runner recorded one.
-async fn final_manifest(output: &str, run_id: &str) -> Option<RunManifest> {
+/// The final manifest of run `run_id` at `output`, if this container's runner recorded
+/// one: an earlier attempt's `run.json` (same run id, same prefix) started before the
+/// container did (`container_started`, RFC 3339) and does not count.
+async fn final_manifest(
+    output: &str,
+    run_id: &str,
+    container_started: Option<&str>,
+) -> Option<RunManifest> {
     let m = read_manifest(output).await?;
-    (m.run_id == run_id && m.status != status::RUNNING).then_some(m)
+    let ours = match (container_started.and_then(rfc3339), rfc3339(&m.started)) {
+        // A few seconds of slack for clocks: the runner writes `started` after the
+        // container started, never before.
+        (Some(container), Some(run)) => run + chrono::Duration::seconds(5) >= container,
+        _ => true,
+    };
+    (ours && m.run_id == run_id && m.status != status::RUNNING).then_some(m)
+}
+
+fn rfc3339(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 async fn read_manifest(output: &str) -> Option<RunManifest> {
@@ -409,7 +427,9 @@ impl Executor for DockerExecutor {
                      killer"
                 .to_string(),
         });
-        if let Some(mut m) = final_manifest(&output, &handle.run_id).await {
+        if let Some(mut m) =
+            final_manifest(&output, &handle.run_id, state.started_at.as_deref()).await
+        {
             if let Some(note) = &limit {
                 for s in m.steps.iter_mut().filter(|s| s.status == status::FAILED) {
                     s.error = Some(match &s.error {
@@ -456,7 +476,9 @@ impl Executor for DockerExecutor {
         let docker = self.docker().await?.clone();
         let c = match docker.inspect_container(&handle.id, None).await {
             Ok(c) => c,
-            Err(e) if is_not_found(&e) => return Err(ExecutorError::Unknown(Box::new(handle.clone()))),
+            Err(e) if is_not_found(&e) => {
+                return Err(ExecutorError::Unknown(Box::new(handle.clone())))
+            }
             Err(e) => return Err(engine_err(e)),
         };
         let grace = c
@@ -493,5 +515,155 @@ impl Executor for DockerExecutor {
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(engine_err(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nbpipe_project::run::{RunOptions, TriggerObject};
+
+    struct Quiet;
+    impl RunObserver for Quiet {}
+
+    #[test]
+    fn container_names_are_what_docker_accepts() {
+        assert_eq!(
+            container_name("20261203T101010Z-ab12cd34", 2),
+            "nbpipe-20261203T101010Z-ab12cd34-2"
+        );
+        assert_eq!(container_name("a b/ç:1", 1), "nbpipe-a-b---1-1");
+    }
+
+    #[test]
+    fn the_container_spec_carries_the_run_its_limits_and_its_mounts() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("a.ipynb"), "{}").unwrap();
+        std::fs::write(tmp.path().join("dropped.csv"), "x").unwrap();
+        let project = nbpipe_project::parse(
+            tmp.path(),
+            "nbpipe.yaml",
+            "name: demo\nnotebooks: [a.ipynb]\nexecutor:\n  docker:\n    cpus: 0.5\n    \
+             memory: 64m\n    network: host\n    env: {TZ: UTC}\n    volumes: ['data:/data:ro']\n    \
+             stop_grace: 3s\n",
+        )
+        .unwrap();
+        let mut parameters = nbpipe_params::Parameters::new();
+        parameters.set("n", nbpipe_params::Value::Int("3".into()));
+        parameters.set("q", nbpipe_params::Value::Str("it's \"x\"\n".into()));
+        let trigger = TriggerObject {
+            bucket: "in".into(),
+            key: "data/a b+ç.csv".into(),
+            uri: "s3://in/data/a b+ç.csv".into(),
+            region: Some("eu-west-3".into()),
+            path: Some(tmp.path().join("dropped.csv").display().to_string()),
+            ..Default::default()
+        };
+        let attempt = Attempt {
+            project: project.clone(),
+            options: RunOptions {
+                parameters,
+                trigger: Some(trigger.clone()),
+                jobs: 2,
+                ..Default::default()
+            },
+            number: 3,
+            observer: Arc::new(Quiet),
+        };
+        let ExecutorConfig::Docker(settings) = &project.executor else {
+            panic!("docker")
+        };
+        let out = tmp.path().join("runs/r1");
+        let output = Location::parse(&out.display().to_string()).unwrap();
+        let spec = container_spec(
+            &attempt,
+            settings,
+            "r1",
+            &output,
+            "sha256:cfg",
+            "reg:5000/demo@sha256:m",
+        );
+        let env = spec.env.unwrap();
+        let var = |k: &str| {
+            env.iter()
+                .find_map(|e| e.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} in {env:?}"))
+                .to_string()
+        };
+        assert_eq!(var("NBPIPE_RUN_ID"), "r1");
+        assert_eq!(var("NBPIPE_OUTPUT"), output.to_string());
+        assert_eq!(var("TZ"), "UTC");
+        assert_eq!(var("NBPIPE_TRIGGER_URI"), "s3://in/data/a b+ç.csv");
+        let t: serde_json::Value = serde_json::from_str(&var("NBPIPE_TRIGGER")).unwrap();
+        assert_eq!(TriggerObject::from_json(&t).unwrap(), trigger);
+        // Parameters round-trip as the container's `nbpipe run` reads them.
+        let p = nbpipe_params::parse_json(&var("NBPIPE_PARAMETERS")).unwrap();
+        assert_eq!(p, attempt.options.parameters);
+        let labels = spec.labels.unwrap();
+        assert_eq!(labels["nbpipe.run_id"], "r1");
+        assert_eq!(labels["nbpipe.project"], "demo");
+        assert_eq!(labels["nbpipe.attempt"], "3");
+        assert_eq!(labels["nbpipe.image"], "reg:5000/demo@sha256:m");
+        assert_eq!(labels["nbpipe.stop_grace"], "3");
+        assert_eq!(spec.image.as_deref(), Some("sha256:cfg"));
+        assert_eq!(
+            spec.cmd.unwrap(),
+            vec!["--quiet".to_string(), "--jobs".into(), "2".into()]
+        );
+        let host = spec.host_config.unwrap();
+        assert_eq!(host.memory, Some(64 * 1024 * 1024));
+        assert_eq!(host.memory_swap, host.memory, "no swap beyond the limit");
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.network_mode.as_deref(), Some("host"));
+        let binds = host.binds.unwrap();
+        let o = out.display().to_string();
+        let dropped = tmp.path().join("dropped.csv").display().to_string();
+        let data = tmp.path().join("data").display().to_string();
+        assert_eq!(
+            binds,
+            vec![
+                format!("{o}:{o}"),
+                format!("{dropped}:{dropped}:ro"),
+                format!("{data}:/data:ro"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn only_this_containers_final_run_json_counts() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().display().to_string();
+        let write = |status: &str, started: &str| {
+            let m = serde_json::json!({
+                "format": 1, "run_id": "r1", "project": "p", "status": status,
+                "started": started, "output": out, "parameters": {}, "steps": [],
+                "nbpipe_version": "0"
+            });
+            std::fs::write(tmp.path().join("run.json"), m.to_string()).unwrap();
+        };
+        assert!(
+            final_manifest(&out, "r1", None).await.is_none(),
+            "no run.json"
+        );
+        write("running", "2026-12-03T10:00:00Z");
+        assert!(
+            final_manifest(&out, "r1", None).await.is_none(),
+            "still running"
+        );
+        write("cancelled", "2026-12-03T10:00:00Z");
+        assert!(final_manifest(&out, "r1", None).await.is_some());
+        assert!(
+            final_manifest(&out, "r2", None).await.is_none(),
+            "another run's"
+        );
+        // An earlier attempt's record, left in the same prefix.
+        assert!(
+            final_manifest(&out, "r1", Some("2026-12-03T10:05:00.123456789Z"))
+                .await
+                .is_none()
+        );
+        assert!(final_manifest(&out, "r1", Some("2026-12-03T10:00:02Z"))
+            .await
+            .is_some());
     }
 }

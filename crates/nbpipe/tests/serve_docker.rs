@@ -368,6 +368,46 @@ fn served_runs_execute_in_containers_and_survive_a_killed_server() {
     assert_eq!(m["status"], "cancelled", "{m:#}");
     assert!(!printed_s3(&weed, "boxed", &cancelled).contains("slept"));
     assert!(containers_of(&c, &cancelled).is_empty());
+
+    // 4. A container killed from outside is the infrastructure's doing: the run is retried
+    //    as interrupted (serve.interrupted_retries, default 1) and succeeds.
+    assert_eq!(
+        server.post("/hooks/s3", &landed("data/slow-3.csv"), true),
+        202
+    );
+    let killed = run_of(&server, "data/slow-3.csv")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = server.get(&format!("/api/runs/{killed}")).unwrap();
+        if r["steps"][0]["status"] == "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "step never ran: {r:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = c.docker(&["kill", &format!("nbpipe-{killed}-1")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = wait_status(&server, &killed, |s| s == "succeeded" || s == "failed", 180);
+    assert_eq!(r["status"], "succeeded", "{r:#}");
+    assert_eq!(r["attempts"], 2, "{r:#}");
+    let history = r["attempts_history"].as_array().unwrap();
+    assert_eq!(history[0]["outcome"], "interrupted", "{r:#}");
+    assert!(
+        history[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("exit code 137"),
+        "{r:#}"
+    );
+    assert_eq!(history[1]["handle"]["id"], format!("nbpipe-{killed}-2"));
+    assert!(containers_of(&c, &killed).is_empty());
     assert_eq!(c.leftover_containers(), "", "no container left");
 }
 
