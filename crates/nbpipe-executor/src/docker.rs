@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -66,22 +66,13 @@ pub struct DockerExecutor {
     opts: DockerOptions,
     docker: Arc<tokio::sync::OnceCell<Docker>>,
     /// One image build at a time per project folder.
-    builds: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
+    builds: crate::images::ImageBuilds,
 }
 
 /// The container of attempt `attempt` of run `run_id`: `nbpipe-<run id>-<attempt>`, with
 /// characters Docker does not allow in names replaced by `-`.
 pub fn container_name(run_id: &str, attempt: u32) -> String {
-    let clean: String = run_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean = crate::sanitize(run_id, "_.-");
     format!("nbpipe-{clean}-{attempt}")
 }
 
@@ -102,10 +93,11 @@ fn is_not_found(e: &nbpipe_image::bollard::errors::Error) -> bool {
 impl DockerExecutor {
     /// A Docker executor; the engine is reached on first use.
     pub fn new(opts: DockerOptions) -> DockerExecutor {
+        let builds = crate::images::ImageBuilds::new(opts.binary.clone());
         DockerExecutor {
             opts,
             docker: Arc::new(tokio::sync::OnceCell::new()),
-            builds: Arc::default(),
+            builds,
         }
     }
 
@@ -126,24 +118,9 @@ impl DockerExecutor {
     /// Build the project's image from its current files and give it to the engine; the
     /// image id to run and the image's `repository@digest`.
     async fn image(&self, project: &Project) -> Result<(String, String), ExecutorError> {
-        let lock = {
-            let mut b = self.builds.lock().unwrap_or_else(|p| p.into_inner());
-            b.entry(project.dir.clone()).or_default().clone()
-        };
-        let _one_at_a_time = lock.lock().await;
-        let store = nbpipe_image::Store::default_location()
-            .map_err(|e| ExecutorError::Image(e.to_string()))?;
-        let opts = nbpipe_image::BuildOptions {
-            dir: project.dir.clone(),
-            binary: self.opts.binary.clone(),
-            quiet: true,
-            ..Default::default()
-        };
-        let built = nbpipe_image::build(&opts, &store)
-            .await
-            .map_err(|e| ExecutorError::Image(e.to_string()))?;
+        let built = self.builds.build(project).await?;
         let docker = self.docker().await?;
-        let id = nbpipe_image::provide(docker, &built, &store)
+        let id = nbpipe_image::provide(docker, &built.image, &built.store)
             .await
             .map_err(|e| match e {
                 nbpipe_image::ImageError::Engine(m) => {
@@ -151,9 +128,7 @@ impl DockerExecutor {
                 }
                 other => ExecutorError::Image(other.to_string()),
             })?;
-        let first = &built.references[0];
-        let repo = first.rsplit_once(':').map_or(first.as_str(), |(r, _)| r);
-        Ok((id, format!("{repo}@{}", built.digest)))
+        Ok((id, built.pinned(&built.image.digest)))
     }
 
     /// The last `lines` lines the container printed.
@@ -316,11 +291,7 @@ impl Executor for DockerExecutor {
     }
 
     async fn launch(&self, attempt: Attempt) -> Result<Handle, ExecutorError> {
-        let run_id = attempt
-            .options
-            .run_id
-            .clone()
-            .ok_or(ExecutorError::NoRunId)?;
+        let run_id = attempt.run_id()?;
         let name = container_name(&run_id, attempt.number);
         let handle = |output: String, image: String| Handle {
             executor: "docker".into(),

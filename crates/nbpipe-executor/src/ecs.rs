@@ -76,7 +76,7 @@ pub struct EcsExecutor {
     clients: Arc<tokio::sync::Mutex<HashMap<String, Clients>>>,
     /// Task definitions registered or found, by fingerprint.
     definitions: Arc<Mutex<HashMap<String, String>>>,
-    builds: Arc<Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>>,
+    builds: crate::images::ImageBuilds,
 }
 
 fn aws_err(what: &str, e: impl std::fmt::Display) -> ExecutorError {
@@ -91,16 +91,7 @@ fn sdk_err<E: std::error::Error + 'static>(what: &str, e: E) -> ExecutorError {
 /// The attempt's `startedBy` and `clientToken`: the run id and attempt, in the characters
 /// both accept (`[A-Za-z0-9_-]`, 36 at most for a token, 128 for `startedBy`).
 pub fn attempt_token(run_id: &str, attempt: u32) -> String {
-    let clean: String = run_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean = crate::sanitize(run_id, "-_");
     let suffix = format!("-a{attempt}");
     let keep = 36usize.saturating_sub(suffix.len());
     let start = clean.len().saturating_sub(keep);
@@ -120,11 +111,12 @@ fn arn_parts(arn: &str) -> Option<(String, String, String)> {
 impl EcsExecutor {
     /// An ECS executor; clients are made per region on first use.
     pub fn new(opts: EcsOptions) -> EcsExecutor {
+        let builds = crate::images::ImageBuilds::new(opts.binary.clone());
         EcsExecutor {
             opts,
             clients: Arc::default(),
             definitions: Arc::default(),
-            builds: Arc::default(),
+            builds,
         }
     }
 
@@ -179,28 +171,11 @@ impl EcsExecutor {
         if let Some(image) = &settings.image {
             return Ok(image.clone());
         }
-        let lock = {
-            let mut b = self.builds.lock().unwrap_or_else(|p| p.into_inner());
-            b.entry(project.dir.clone()).or_default().clone()
-        };
-        let _one_at_a_time = lock.lock().await;
-        let store = nbpipe_image::Store::default_location()
-            .map_err(|e| ExecutorError::Image(e.to_string()))?;
-        let opts = nbpipe_image::BuildOptions {
-            dir: project.dir.clone(),
-            binary: self.opts.binary.clone(),
-            quiet: true,
-            ..Default::default()
-        };
-        let built = nbpipe_image::build(&opts, &store)
-            .await
-            .map_err(|e| ExecutorError::Image(e.to_string()))?;
-        let digest = nbpipe_image::push(&built, &store)
+        let built = self.builds.build(project).await?;
+        let digest = nbpipe_image::push(&built.image, &built.store)
             .await
             .map_err(|e| ExecutorError::Image(format!("pushing the image: {e}")))?;
-        let first = &built.references[0];
-        let repo = first.rsplit_once(':').map_or(first.as_str(), |(r, _)| r);
-        Ok(format!("{repo}@{digest}"))
+        Ok(built.pinned(&digest))
     }
 
     fn log_group(project: &Project, settings: &EcsConfig) -> String {
@@ -419,16 +394,7 @@ impl EcsExecutor {
 }
 
 fn family_of(project: &str) -> String {
-    let clean: String = project
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let clean = crate::sanitize(project, "-_");
     format!("nbpipe-{clean}")
 }
 
@@ -447,11 +413,7 @@ impl Executor for EcsExecutor {
     }
 
     async fn launch(&self, attempt: Attempt) -> Result<Handle, ExecutorError> {
-        let run_id = attempt
-            .options
-            .run_id
-            .clone()
-            .ok_or(ExecutorError::NoRunId)?;
+        let run_id = attempt.run_id()?;
         let settings = Self::settings(&attempt.project)?;
         let region = Self::region(&settings)?;
         let c = self.clients(&region).await;

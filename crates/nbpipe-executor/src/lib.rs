@@ -26,6 +26,7 @@
 
 mod docker;
 mod ecs;
+mod images;
 mod local;
 
 use std::sync::Arc;
@@ -52,6 +53,27 @@ pub struct Attempt {
     pub number: u32,
     /// Live progress (the runner's manifest as it changes).
     pub observer: Arc<dyn RunObserver>,
+}
+
+/// `s` with every character that is not an ASCII letter or digit, nor in `keep`, replaced
+/// by `-` (names and tokens the engines accept).
+pub(crate) fn sanitize(s: &str, keep: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || keep.contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+impl Attempt {
+    /// The run id the attempt runs under.
+    pub fn run_id(&self) -> Result<String, ExecutorError> {
+        self.options.run_id.clone().ok_or(ExecutorError::NoRunId)
+    }
 }
 
 /// What designates a launched attempt, durably: stored by the service with the attempt.

@@ -48,11 +48,7 @@ impl Executor for LocalExecutor {
     }
 
     async fn launch(&self, attempt: Attempt) -> Result<Handle, ExecutorError> {
-        let run_id = attempt
-            .options
-            .run_id
-            .clone()
-            .ok_or(ExecutorError::NoRunId)?;
+        let run_id = attempt.run_id()?;
         let handle = Handle {
             executor: "local".into(),
             run_id,

@@ -147,23 +147,6 @@ fn run_of(server: &Server, key: &str) -> Value {
     }
 }
 
-fn wait_status(server: &Server, id: &str, pred: impl Fn(&str) -> bool, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(r) = server.get(&format!("/api/runs/{id}")) {
-            if pred(r["status"].as_str().unwrap_or_default()) {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {id} stayed {}: {r:#}",
-                r["status"]
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 /// An object's text, read with `nbpipe cat` from SeaweedFS.
 fn cat(weed: &seaweed::Seaweed, url: &str) -> String {
     let out = Command::new(image_support::under_test())

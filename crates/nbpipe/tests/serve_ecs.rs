@@ -103,23 +103,6 @@ fn write_notebook(dir: &Path) {
     std::fs::write(dir.join("nb.ipynb"), nb.to_string()).unwrap();
 }
 
-fn wait_status(server: &Server, id: &str, pred: impl Fn(&str) -> bool, secs: u64) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(r) = server.get(&format!("/api/runs/{id}")) {
-            if pred(r["status"].as_str().unwrap_or_default()) {
-                return r;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {id} stayed {}: {r:#}",
-                r["status"]
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
 fn submit(server: &Server, params: Value) -> String {
     let (code, body) = server.post_json(
         "/api/runs",

@@ -217,6 +217,24 @@ impl Drop for Server {
     }
 }
 
+/// Run `id` once its status satisfies `pred` (at most `secs` seconds).
+pub fn wait_status(server: &Server, id: &str, pred: impl Fn(&str) -> bool, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(r) = server.get(&format!("/api/runs/{id}")) {
+            if pred(r["status"].as_str().unwrap_or_default()) {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} stayed {}: {r:#}",
+                r["status"]
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// A project folder `proj` in the sandbox: `nbpipe.yaml` from `yaml` and `nb.ipynb`, whose
 /// parameters cell declares `trigger_key` and `trigger_uri`, followed by `cells`.
 pub fn project(sb: &Sandbox, yaml: &str, cells: &[&str]) -> PathBuf {
