@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import secrets
 import shutil
 import signal
@@ -446,6 +447,8 @@ def throughput_phase(nbpipe, env, warm: int, n: int, settle_s: float, timeout: f
                      fork: bool = True) -> dict:
     name = f"throughput-warm{warm}" + ("" if fork else "-nofork")
     srv = Server(nbpipe, env, name, warm, WORKERS, inbox=False, fork=fork)
+    cpu0 = children_cpu_s()
+    busy0 = core.cpu_busy()
     try:
         srv.start(settle_s)
         keys = [f"{PREFIX}{name}/{i:05d}.csv" for i in range(n)]
@@ -462,6 +465,7 @@ def throughput_phase(nbpipe, env, warm: int, n: int, settle_s: float, timeout: f
             raise BenchError(f"{name}: {queued} of {n} events queued")
         done = wait_runs(srv, set(keys), timeout, progress_every=15, poll_s=1.0)
         t_seen = time.time()
+        server_cpu = process_cpu_s(srv.proc.pid)
         all_runs = srv.runs()
         if len(all_runs) != n:
             raise BenchError(f"{name}: the server lists {len(all_runs)} runs, expected exactly {n}")
@@ -482,17 +486,42 @@ def throughput_phase(nbpipe, env, warm: int, n: int, settle_s: float, timeout: f
         srv.kill()
         raise
     stop = srv.stop()
+    # Where the CPU went, for the whole phase (server start and drain included): the server
+    # process itself, and everything it started (zygote, kernels: counted once reaped).
+    tree_cpu = children_cpu_s() - cpu0
+    cpu = {"nbpipe_serve_s": server_cpu, "server_tree_s": tree_cpu,
+           "kernels_and_zygote_s": tree_cpu - server_cpu,
+           "nbpipe_serve_ms_per_run": server_cpu / n * 1e3,
+           "kernels_ms_per_run": (tree_cpu - server_cpu) / n * 1e3,
+           "machine_cpu_busy_before": busy0, "machine_cpu_busy_after": core.cpu_busy()}
     elapsed = t_last - t_start
     rpm = n / elapsed * 60
     log(f"{name}: {n} runs finished ({len(good)} succeeded, {len(bad)} failed) in {elapsed:.1f} s "
         f"= {rpm:.0f} runs/min")
+    log(f"{name}: CPU per run: nbpipe serve {cpu['nbpipe_serve_ms_per_run']:.0f} ms, kernels and "
+        f"zygote {cpu['kernels_ms_per_run']:.0f} ms (machine busy {busy0:.0%} before)")
     for b in bad:
         log(f"  FAILED run {b['id']} ({b['status']}): {b['error'][:300]}")
     return {"warm_kernels": warm, "fork_server": fork, "workers": WORKERS, "events": n, "batch": BATCH,
             "post_s": t_posted - t_start, "elapsed_s": elapsed, "runs_per_min": rpm,
             "runs_listed": len(all_runs), "succeeded": len(good), "failed_runs": bad,
             "last_first_cell_s": lat[-1] if lat else None,
-            "server_stop": stop}
+            "cpu": cpu, "server_stop": stop}
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's reaped descendants (and theirs, once reaped)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds a live process has used itself (not its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
 
 
 def papermill_cold(env: dict, reps: int, timeout: float) -> dict:

@@ -260,9 +260,19 @@ impl Kernel {
             stderr: stderr.lock().map(|t| t.text()).unwrap_or_default(),
         };
 
-        // The kernel binds its ports some time after it starts: retry the connects until it
-        // does, dies, or the start timeout passes.
+        // The kernel binds its ports some time after it starts: wait until it does, dies, or
+        // the start timeout passes, then connect (retrying if a connect still fails).
         let connect = async {
+            wait_listening(
+                ip,
+                &[
+                    info.shell_port,
+                    info.iopub_port,
+                    info.stdin_port,
+                    info.control_port,
+                ],
+            )
+            .await;
             loop {
                 let attempt = async {
                     let identity = peer_identity_for_session(&session)?;
@@ -351,6 +361,9 @@ impl Kernel {
                         round = round.min(Instant::now() + Duration::from_millis(50));
                     }
                     Some(Event::IoPub(m)) if ids.contains(&m.parent_id) => iopub_seen = true,
+                    // JEP 65 (ipykernel >= 6.27): the kernel saw our subscription, so all it
+                    // publishes from now on reaches us.
+                    Some(Event::IoPub(m)) if m.msg_type == "iopub_welcome" => iopub_seen = true,
                     Some(_) => {}
                     None => break,
                 }
@@ -703,6 +716,28 @@ impl Drop for StartGuard {
         if self.armed {
             let _ = killpg(self.pgid, Signal::SIGKILL);
         }
+    }
+}
+
+/// Wait until something listens on each of `ports` of `ip`. The ZeroMQ connects back off
+/// exponentially from 50 ms while a port is not bound yet, which cost a kernel that binds its
+/// ports 20 ms after it starts (a forked one) 30 ms more, and a cold one up to a third of its
+/// start; a plain TCP connect every 2 ms finds each port as soon as it is bound (the kernel's
+/// ZeroMQ socket drops the probe, which never completes a ZMTP handshake).
+async fn wait_listening(ip: IpAddr, ports: &[u16]) {
+    let mut pending: Vec<u16> = ports.to_vec();
+    loop {
+        let mut still = Vec::new();
+        for &port in &pending {
+            if tokio::net::TcpStream::connect((ip, port)).await.is_err() {
+                still.push(port);
+            }
+        }
+        if still.is_empty() {
+            return;
+        }
+        pending = still;
+        sleep(Duration::from_millis(2)).await;
     }
 }
 

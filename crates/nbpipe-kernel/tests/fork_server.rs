@@ -146,7 +146,7 @@ async fn forked_kernels_are_distinct() {
 }
 
 const PROBE: &str = r#"
-import os, sys, json, signal, re
+import os, sys, json, signal, re, gc
 ns = get_ipython().user_ns
 print(json.dumps({
     "cwd": os.getcwd(),
@@ -164,6 +164,7 @@ print(json.dumps({
     "signals": {s: str(signal.getsignal(getattr(signal, s))) for s in ["SIGINT", "SIGTERM", "SIGCHLD", "SIGPIPE", "SIGHUP"]},
     "history": get_ipython().history_manager.hist_file,
     "displayhook": type(sys.displayhook).__name__,
+    "gc": [gc.isenabled(), gc.get_threshold()],
 }, sort_keys=True))
 "#;
 
@@ -206,6 +207,65 @@ async fn forked_kernel_looks_like_a_cold_kernel() {
         .ends_with(cwd.path().file_name().unwrap().to_str().unwrap()));
     cold.shutdown().await;
     forked.shutdown().await;
+    close(forks, &mark).await;
+}
+
+/// What the zygote prepares before forking (imports, warmed caches, a frozen heap) is shared;
+/// what a kernel makes is its own: names, IPython history, and collectable garbage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_kernels_share_no_names_or_history_and_collect_their_garbage() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = KernelSpec::for_python(&py);
+    let mut a = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    run(&mut a, "only_in_a = 41").await.unwrap();
+    let mut b = Kernel::launch(&spec, &opts(Some(&forks), &mark, cwd.path()))
+        .await
+        .unwrap();
+    let seen = |k: &'static str| {
+        format!(
+            "import json\nhm = get_ipython().history_manager\nprint(json.dumps({{\
+             'name': '{k}' in globals(), \
+             'history': [src for _, _, src in hm.get_range()], \
+             'In': [src for src in In if '{k}' in src and 'json' not in src]}}))"
+        )
+    };
+    let out = run(&mut b, &seen("only_in_a")).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["name"], false, "a name leaked between kernels: {out}");
+    assert_eq!(
+        v["In"],
+        serde_json::json!([]),
+        "input history leaked: {out}"
+    );
+    let history: Vec<String> = serde_json::from_value(v["history"].clone()).unwrap();
+    assert!(
+        history.iter().all(|src| !src.starts_with("only_in_a")),
+        "history session shared: {history:?}"
+    );
+    // a's own history has its cell, so the check above could fail.
+    let out = run(&mut a, &seen("only_in_a")).await.unwrap();
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["name"], true, "{out}");
+    assert_eq!(v["In"], serde_json::json!(["only_in_a = 41"]), "{out}");
+
+    // Cyclic garbage made by user code is collected (the zygote's frozen heap is not the
+    // kernel's: gc stays enabled and works).
+    let out = run(
+        &mut b,
+        "import gc, weakref\nclass C: pass\nx = C(); y = C(); x.y = y; y.x = x\n\
+         r = weakref.ref(x)\ndel x, y\ngc.collect()\nprint(r() is None, gc.isenabled())",
+    )
+    .await
+    .unwrap();
+    assert_eq!(out.trim(), "True True");
+    a.shutdown().await;
+    b.shutdown().await;
     close(forks, &mark).await;
 }
 
