@@ -63,12 +63,16 @@ fn boto(m: &moto::Moto, region: &str, script: &str, args: &[&str]) -> String {
 
 const REGIONS: [&str; 2] = ["eu-west-1", "us-east-1"];
 
-fn project_yaml(base: &str, mode: &str) -> String {
+/// A secret value with quotes, unicode and a newline: it must reach the notebook's
+/// environment and nothing else.
+const SECRET: &str = "hunter2 \"quoted\" ключ\nline2";
+
+fn project_yaml(base: &str, mode: &str, secret_arn: &str) -> String {
     format!(
         "name: hello\nnotebooks: [hello.ipynb]\nimage:\n  base: {base}\ndeploy:\n  mode: {mode}\n\
          regions:\n  eu-west-1:\n    trigger: {{bucket: in-eu, prefix: incoming/}}\n    \
          output: s3://out-eu/runs/{{run_id}}/\n    subnets: [subnet-0e0e0e0e]\n    \
-         secrets:\n      DB_PASSWORD: arn:aws:secretsmanager:eu-west-1:123456789012:secret:db-AbCdEf\n  \
+         secrets:\n      DB_PASSWORD: {secret_arn}\n  \
          us-east-1:\n    trigger: {{bucket: in-us, prefix: incoming/}}\n    \
          output: s3://out-us/runs/{{run_id}}/\n    subnets: [subnet-0a0a0a0a]\n"
     )
@@ -101,8 +105,27 @@ fn deploy_two_regions_plan_redeploy_switch_modes_and_destroy() {
     let bins = binaries(sb.dir.path());
     let dir = sb.path("hello");
     std::fs::create_dir_all(&dir).unwrap();
-    write_nb(&dir, "hello.ipynb", &[code("print('hello')")]);
-    std::fs::write(dir.join("nbpipe.yaml"), project_yaml(&c.base, "direct")).unwrap();
+    write_nb(
+        &dir,
+        "hello.ipynb",
+        &[code(
+            "import os\nsecret = os.environ['DB_PASSWORD']\n\
+             print('secret of length', len(secret))\nprint('trigger', os.environ['NBPIPE_TRIGGER'])",
+        )],
+    );
+    // The secret lives in eu-west-1's Secrets Manager; only its ARN goes into nbpipe.yaml.
+    let secret_arn = boto(
+        &m,
+        "eu-west-1",
+        "sm = boto3.client('secretsmanager', **kw)\n\
+         print(sm.create_secret(Name='db', SecretString=sys.argv[1])['ARN'])",
+        &[SECRET],
+    );
+    std::fs::write(
+        dir.join("nbpipe.yaml"),
+        project_yaml(&c.base, "direct", &secret_arn),
+    )
+    .unwrap();
     // The data buckets exist before and must outlive the stacks.
     for (region, buckets) in [
         ("eu-west-1", ["in-eu", "out-eu"]),
@@ -255,6 +278,8 @@ fn deploy_two_regions_plan_redeploy_switch_modes_and_destroy() {
         "{us_rules}"
     );
 
+    stand_in_for_eventbridge_and_fargate(&c, &m, &sb, &bins.0);
+
     // Again with nothing changed: nothing changes.
     let out = deploy(&[]);
     let all = text_of(&out);
@@ -272,7 +297,11 @@ fn deploy_two_regions_plan_redeploy_switch_modes_and_destroy() {
     );
 
     // Service mode: the rules now feed a queue per region, for `nbpipe serve --sqs-queue`.
-    std::fs::write(dir.join("nbpipe.yaml"), project_yaml(&c.base, "service")).unwrap();
+    std::fs::write(
+        dir.join("nbpipe.yaml"),
+        project_yaml(&c.base, "service", &secret_arn),
+    )
+    .unwrap();
     let out = deploy(&["--plan"]);
     let all = text_of(&out);
     assert!(out.status.success(), "{all}");
@@ -280,13 +309,15 @@ fn deploy_two_regions_plan_redeploy_switch_modes_and_destroy() {
         all.contains("plan (update)") && all.contains("AWS::SQS::Queue"),
         "{all}"
     );
+    let queues = boto(
+        &m,
+        "eu-west-1",
+        "print(sqs.list_queues().get('QueueUrls', []))",
+        &[],
+    );
     assert!(
-        boto(
-            &m,
-            "eu-west-1",
-            "print(sqs.list_queues().get('QueueUrls', []))",
-            &[]
-        ) == "[]"
+        !queues.contains("nbpipe-hello"),
+        "--plan made no queue: {queues}"
     );
     let out = deploy(&[]);
     let all = text_of(&out);
@@ -447,4 +478,254 @@ fn direct_mode_runs_a_trigger_once_and_runs_list_shows_it() {
         .iter()
         .all(|r| r["project"] == "claimed" && r["status"] == "succeeded"));
     assert!(runs.iter().all(|r| r["duration"].as_f64().unwrap() > 0.0));
+}
+
+/// Apply an EventBridge input transformer to `event`: `<name>` placeholders replaced by the
+/// values at their `$.a.b` paths (strings JSON-escaped, as inside a quoted template; missing
+/// and null values empty).
+fn transform(event: &Value, it: &Value) -> String {
+    let mut out = it["InputTemplate"].as_str().unwrap().to_string();
+    for (name, path) in it["InputPathsMap"].as_object().unwrap() {
+        let mut v = event;
+        for part in path.as_str().unwrap().trim_start_matches("$.").split('.') {
+            v = v.get(part).unwrap_or(&Value::Null);
+        }
+        let text = match v {
+            Value::String(s) => {
+                let q = serde_json::to_string(s).unwrap();
+                q[1..q.len() - 1].to_string()
+            }
+            Value::Null => String::new(),
+            other => other.to_string(),
+        };
+        out = out.replace(&format!("<{name}>"), &text);
+    }
+    out
+}
+
+/// EventBridge cannot deliver to an ECS target on moto, and no Fargate runs here. This test-only
+/// stand-in does their part, and nothing else: each region's deployed rule gets an SQS queue
+/// as its target in place of its RunTask target (so moto's own matcher decides, with the
+/// deployed pattern, which events the rule takes); an object put in eu-west-1's trigger bucket
+/// is matched there; the stand-in applies the rule's input transformer to the matched event
+/// and runs the rule's task definition (image, environment, secrets resolved from moto's
+/// Secrets Manager as ECS would, the transformer's overrides) on the local dockerd. The same
+/// event is delivered twice, as EventBridge may.
+fn stand_in_for_eventbridge_and_fargate(
+    c: &Containers,
+    m: &moto::Moto,
+    sb: &Sandbox,
+    nbpipe: &Path,
+) {
+    // Swap each region's RunTask target for a capture queue, keeping the target to replay.
+    let mut targets = Vec::new();
+    for r in REGIONS {
+        let t = boto(
+            m,
+            r,
+            "rule = [x for x in events.list_rules()['Rules'] if x['Name'].startswith(sys.argv[1])][0]\n\
+             t = events.list_targets_by_rule(Rule=rule['Name'])['Targets'][0]\n\
+             q = sqs.create_queue(QueueName='capture')['QueueUrl']\n\
+             arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=['QueueArn'])['Attributes']['QueueArn']\n\
+             events.remove_targets(Rule=rule['Name'], Ids=[t['Id']])\n\
+             events.put_targets(Rule=rule['Name'], Targets=[{'Id': 'capture', 'Arn': arn}])\n\
+             print(json.dumps({'target': t, 'queue': q}))",
+            &[&format!("nbpipe-hello-prod-{r}")],
+        );
+        targets.push(serde_json::from_str::<Value>(&t).unwrap());
+    }
+    // S3 → EventBridge for both trigger buckets; an object in eu-west-1's only.
+    for (r, b) in [("eu-west-1", "in-eu"), ("us-east-1", "in-us")] {
+        boto(
+            m,
+            r,
+            "s3.put_bucket_notification_configuration(Bucket=sys.argv[1],\n\
+             NotificationConfiguration={'EventBridgeConfiguration': {}})",
+            &[b],
+        );
+    }
+    boto(
+        m,
+        "eu-west-1",
+        "s3.put_object(Bucket='in-eu', Key='incoming/data.csv', Body=b'a,b\\n1,2\\n')\n\
+         s3.put_object(Bucket='in-eu', Key='elsewhere/other.csv', Body=b'x')",
+        &[],
+    );
+    let receive = |r: &str, q: &str| -> Vec<Value> {
+        let out = boto(
+            m,
+            r,
+            "ms = sqs.receive_message(QueueUrl=sys.argv[1], MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', [])\n\
+             print(json.dumps([json.loads(x['Body']) for x in ms]))",
+            &[q],
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let eu_events = receive("eu-west-1", targets[0]["queue"].as_str().unwrap());
+    let us_events = receive("us-east-1", targets[1]["queue"].as_str().unwrap());
+    assert_eq!(
+        eu_events.len(),
+        1,
+        "one matching object in eu-west-1: {eu_events:?}"
+    );
+    assert_eq!(eu_events[0]["detail"]["object"]["key"], "incoming/data.csv");
+    assert!(us_events.is_empty(), "nothing for us-east-1: {us_events:?}");
+
+    // Run the rule's task for the event, twice.
+    let target = &targets[0]["target"];
+    let ecs = &target["EcsParameters"];
+    assert_eq!(ecs["LaunchType"], "FARGATE");
+    let td: Value = serde_json::from_str(&boto(
+        m,
+        "eu-west-1",
+        "print(json.dumps(ecs.describe_task_definition(taskDefinition=sys.argv[1])['taskDefinition']['containerDefinitions'][0]))",
+        &[ecs["TaskDefinitionArn"].as_str().unwrap()],
+    ))
+    .unwrap();
+    let overrides: Value =
+        serde_json::from_str(&transform(&eu_events[0], &target["InputTransformer"])).unwrap();
+    let mut env: Vec<(String, String)> = Vec::new();
+    for e in td["environment"].as_array().unwrap() {
+        env.push((
+            e["name"].as_str().unwrap().into(),
+            e["value"].as_str().unwrap().into(),
+        ));
+    }
+    for s in td["secrets"].as_array().unwrap() {
+        let value = boto(
+            m,
+            "eu-west-1",
+            "sm = boto3.client('secretsmanager', **kw)\n\
+             sys.stdout.write(sm.get_secret_value(SecretId=sys.argv[1])['SecretString'])",
+            &[s["valueFrom"].as_str().unwrap()],
+        );
+        env.push((s["name"].as_str().unwrap().into(), value));
+    }
+    assert_eq!(overrides["containerOverrides"][0]["name"], td["name"]);
+    for e in overrides["containerOverrides"][0]["environment"]
+        .as_array()
+        .unwrap()
+    {
+        env.push((
+            e["name"].as_str().unwrap().into(),
+            e["value"].as_str().unwrap().into(),
+        ));
+    }
+    // The task role's credentials and the endpoint: moto's.
+    for (k, v) in m.aws_env() {
+        if k != "AWS_REGION" {
+            env.push((k.into(), v));
+        }
+    }
+    let run_task = || {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--rm".into(),
+            "--network".into(),
+            "host".into(),
+        ];
+        for (k, v) in &env {
+            args.push("-e".into());
+            args.push(format!("{k}={v}"));
+        }
+        args.push(td["image"].as_str().unwrap().into());
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        c.docker(&refs)
+    };
+    let first = run_task();
+    assert!(first.status.success(), "{}", text_of(&first));
+    let again = run_task();
+    assert_eq!(again.status.code(), Some(0), "{}", text_of(&again));
+    assert!(
+        text_of(&again).contains("already claimed"),
+        "{}",
+        text_of(&again)
+    );
+
+    // Outputs in eu-west-1's output bucket only; one run; the secret nowhere.
+    let objects: Value = serde_json::from_str(&boto(
+        m,
+        "eu-west-1",
+        "out = {}\n\
+         for b in ('out-eu', 'out-us'):\n    \
+             for o in s3.list_objects_v2(Bucket=b).get('Contents', []):\n        \
+                 out[b + '/' + o['Key']] = s3.get_object(Bucket=b, Key=o['Key'])['Body'].read().decode('utf-8', 'replace')\n\
+         print(json.dumps(out))",
+        &[],
+    ))
+    .unwrap();
+    let objects = objects.as_object().unwrap();
+    let manifests: Vec<&String> = objects
+        .keys()
+        .filter(|k| k.ends_with("/run.json"))
+        .collect();
+    assert_eq!(manifests.len(), 1, "{:?}", objects.keys());
+    assert!(manifests[0].starts_with("out-eu/runs/"), "{manifests:?}");
+    assert!(objects
+        .keys()
+        .any(|k| k.starts_with("out-eu/runs/.nbpipe/claims/")));
+    assert!(
+        objects.keys().all(|k| k.starts_with("out-eu/")),
+        "{:?}",
+        objects.keys()
+    );
+    let manifest: Value =
+        serde_json::from_str(objects[manifests[0].as_str()].as_str().unwrap()).unwrap();
+    assert_eq!(manifest["status"], "succeeded", "{manifest}");
+    assert_eq!(
+        manifest["trigger"]["key"], "incoming/data.csv",
+        "{manifest}"
+    );
+    assert_eq!(manifest["trigger"]["region"], "eu-west-1", "{manifest}");
+    let notebook = objects
+        .iter()
+        .find(|(k, _)| k.ends_with("hello.ipynb"))
+        .map(|(_, v)| v.as_str().unwrap())
+        .expect("the output notebook");
+    assert!(
+        notebook.contains(&format!("secret of length {}", SECRET.chars().count())),
+        "{notebook}"
+    );
+    for (k, v) in objects {
+        for part in ["hunter2", "ключ"] {
+            assert!(!v.as_str().unwrap().contains(part), "the secret is in {k}");
+        }
+    }
+    for out in [&first, &again] {
+        assert!(
+            !text_of(out).contains("hunter2"),
+            "the secret is in the task's log"
+        );
+    }
+
+    // Direct mode's history.
+    let mut list = Command::new(nbpipe);
+    sb.isolate(&mut list);
+    for (k, v) in m.aws_env() {
+        list.env(k, v);
+    }
+    let out = list
+        .env("AWS_REGION", "eu-west-1")
+        .args(["runs", "list", "s3://out-eu/runs/"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text_of(&out));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(table.lines().count(), 2, "{table}");
+    assert!(
+        table.contains("hello") && table.contains("succeeded"),
+        "{table}"
+    );
+
+    // Put the RunTask targets back, as deployed.
+    for (r, t) in REGIONS.iter().zip(&targets) {
+        boto(
+            m,
+            r,
+            "rule = [x for x in events.list_rules()['Rules'] if x['Name'].startswith(sys.argv[1])][0]\n\
+             events.remove_targets(Rule=rule['Name'], Ids=['capture'])\n\
+             events.put_targets(Rule=rule['Name'], Targets=[json.loads(sys.argv[2])])",
+            &[&format!("nbpipe-hello-prod-{r}"), &t["target"].to_string()],
+        );
+    }
 }
