@@ -31,24 +31,27 @@ fn yaml(deploy: &str) -> String {
     )
 }
 
-/// Lint `t` with cfn-lint; fails the test with its findings.
-fn lint(name: &str, t: &Value) {
+/// Lint the templates (name, template) with one cfn-lint run; fails the test with its findings.
+fn lint(templates: &[(String, Value)]) {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join(format!("{name}.json"));
-    std::fs::write(&file, serde_json::to_string_pretty(t).unwrap()).unwrap();
+    let mut files = Vec::new();
+    for (name, t) in templates {
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, serde_json::to_string_pretty(t).unwrap()).unwrap();
+        files.push(file);
+    }
     let out = Command::new(moto::test_env_bin("cfn-lint"))
         .arg("--regions")
         .arg("eu-west-1")
         .arg("--")
-        .arg(&file)
+        .args(&files)
         .output()
         .expect("run cfn-lint");
     assert!(
         out.status.success(),
-        "cfn-lint rejects the {name} template:\n{}{}\n{}",
+        "cfn-lint rejects templates:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
-        serde_json::to_string_pretty(t).unwrap()
     );
 }
 
@@ -71,14 +74,14 @@ fn every_template_shape_passes_cfn_lint() {
              'arn:aws:iam::123456789012:role/e', cluster: shared, cpu: 512, memory: 4096",
         ),
     ];
+    let mut templates = Vec::new();
     for (name, deploy) in shapes {
         let t = resolve(&project(&yaml(deploy)), "prod", "eu-west-1").unwrap();
-        lint(name, &template(&t));
-        lint(
-            &format!("{name}-bootstrap"),
-            &nbpipe_deploy::template::bootstrap(&t),
-        );
+        templates.push((name.to_string(), template(&t)));
+        let boot = nbpipe_deploy::template::bootstrap(&t);
+        templates.push((format!("{name}-bootstrap"), boot));
     }
+    lint(&templates);
 }
 
 #[test]
