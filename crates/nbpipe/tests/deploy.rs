@@ -336,6 +336,26 @@ fn deploy_two_regions_plan_redeploy_switch_modes_and_destroy() {
     }
     // (The stacks' outputs are not asserted: moto computes none for stacks made through
     // change sets.)
+    // An object in eu-west-1's trigger bucket reaches eu-west-1's queue, through the deployed
+    // rule (moto's S3 → EventBridge → SQS), and no other.
+    boto(
+        &m,
+        "eu-west-1",
+        "s3.put_object(Bucket='in-eu', Key='incoming/next.csv', Body=b'1')",
+        &[],
+    );
+    let waiting = |r: &str| {
+        boto(
+            &m,
+            r,
+            "q = sqs.get_queue_url(QueueName=sys.argv[1])['QueueUrl']\n\
+             ms = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10, WaitTimeSeconds=1).get('Messages', [])\n\
+             print(json.dumps([json.loads(x['Body'])['detail']['object']['key'] for x in ms]))",
+            &[&format!("nbpipe-hello-prod-{r}")],
+        )
+    };
+    assert_eq!(waiting("eu-west-1"), r#"["incoming/next.csv"]"#);
+    assert_eq!(waiting("us-east-1"), "[]");
 
     // Destroy: stacks gone, buckets kept.
     let out = deploy(&["--destroy"]);
