@@ -12,12 +12,11 @@
 //!   task definition only; `service` — `Rule` → `Queue` (SQS) + `QueuePolicy`, for
 //!   `nbpipe serve --sqs-queue`.
 //!
-//! Must not: talk to AWS. The event patterns come from `nbpipe_server::intake::rules`, the
-//! same ones the intake's tests deliver through moto.
+//! Must not: talk to AWS. The event patterns come from `nbpipe-eventbridge`, the same ones
+//! `nbpipe serve`'s intake documents and its tests deliver through moto.
 
+use nbpipe_eventbridge::{event_pattern, RuleSource};
 use nbpipe_project::config::{DeployMode, TriggerSource};
-use nbpipe_server::intake::routing::Route;
-use nbpipe_server::intake::rules::{event_pattern, RuleSource};
 use serde_json::{json, Value};
 
 use crate::Target;
@@ -62,17 +61,11 @@ fn assume(service: &str) -> Value {
 /// The rule's event pattern: the intake's, with the suffix matched by EventBridge itself
 /// when no intake stands between the rule and the task (`direct`).
 pub fn pattern(t: &Target) -> Value {
-    let route = Route::new(
-        t.project.clone(),
-        t.trigger.bucket.clone(),
-        t.trigger.prefix.clone(),
-        t.trigger.suffix.as_deref(),
-    );
     let source = match t.trigger_source {
         TriggerSource::ObjectCreated => RuleSource::ObjectCreated,
         TriggerSource::CloudTrail => RuleSource::CloudTrail,
     };
-    let mut p = event_pattern(&route, source);
+    let mut p = event_pattern(&t.trigger.bucket, &t.trigger.prefix, source);
     if let (DeployMode::Direct, Some(suffix)) = (t.mode, &t.trigger.suffix) {
         let esc = |s: &str| s.replace('\\', "\\\\").replace('*', "\\*");
         let matcher =
