@@ -327,7 +327,7 @@ impl Region {
         }
     }
 
-    /// Delete `t`'s stack (`plan`: say what would be deleted).
+    /// Delete `t`'s stack; [`Outcome::Absent`] when there is none. Buckets are never in it.
     pub async fn destroy(&self, t: &Target) -> Result<Outcome, DeployError> {
         if self.status(&t.stack_name).await?.is_none() {
             return Ok(Outcome::Absent);
