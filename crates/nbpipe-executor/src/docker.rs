@@ -86,7 +86,7 @@ pub fn container_name(run_id: &str, attempt: u32) -> String {
 }
 
 fn engine_err(e: impl std::fmt::Display) -> ExecutorError {
-    ExecutorError::Engine(e.to_string())
+    ExecutorError::Engine(format!("the Docker engine: {e}"))
 }
 
 fn is_not_found(e: &nbpipe_image::bollard::errors::Error) -> bool {
@@ -119,7 +119,7 @@ impl DockerExecutor {
     fn settings(&self, project: &Project) -> DockerConfig {
         match &project.executor {
             ExecutorConfig::Docker(d) => d.clone(),
-            ExecutorConfig::Local => self.opts.defaults.clone(),
+            _ => self.opts.defaults.clone(),
         }
     }
 
@@ -146,7 +146,9 @@ impl DockerExecutor {
         let id = nbpipe_image::provide(docker, &built, &store)
             .await
             .map_err(|e| match e {
-                nbpipe_image::ImageError::Engine(m) => ExecutorError::Engine(m),
+                nbpipe_image::ImageError::Engine(m) => {
+                    ExecutorError::Engine(format!("the Docker engine: {m}"))
+                }
                 other => ExecutorError::Image(other.to_string()),
             })?;
         let first = &built.references[0];
@@ -180,7 +182,7 @@ impl DockerExecutor {
 }
 
 /// The output prefix of a run: the template with `{run_id}` filled in.
-fn output_of(attempt: &Attempt, run_id: &str) -> Result<Location, ExecutorError> {
+pub(crate) fn output_of(attempt: &Attempt, run_id: &str) -> Result<Location, ExecutorError> {
     let template = attempt
         .options
         .output
@@ -271,7 +273,7 @@ pub(crate) fn container_spec(
 /// The final manifest of run `run_id` at `output`, if this container's runner recorded
 /// one: an earlier attempt's `run.json` (same run id, same prefix) started before the
 /// container did (`container_started`, RFC 3339) and does not count.
-async fn final_manifest(
+pub(crate) async fn final_manifest(
     output: &str,
     run_id: &str,
     container_started: Option<&str>,
@@ -292,7 +294,7 @@ fn rfc3339(t: &str) -> Option<chrono::DateTime<chrono::Utc>> {
         .map(|t| t.with_timezone(&chrono::Utc))
 }
 
-async fn read_manifest(output: &str) -> Option<RunManifest> {
+pub(crate) async fn read_manifest(output: &str) -> Option<RunManifest> {
     let loc = Location::parse(output).ok()?.join("run.json");
     let bytes = loc.get().await.ok()?;
     serde_json::from_slice(&bytes).ok()
@@ -327,6 +329,7 @@ impl Executor for DockerExecutor {
             id: name.clone(),
             output: Some(output),
             image: Some(image),
+            detail: Default::default(),
         };
         let docker = self.docker().await?;
         // Idempotent: the attempt's container exists already (a retried launch).
@@ -334,7 +337,7 @@ impl Executor for DockerExecutor {
             let labels = c.config.and_then(|c| c.labels).unwrap_or_default();
             if labels.get("nbpipe.run_id") != Some(&run_id) {
                 return Err(ExecutorError::Engine(format!(
-                    "a container named `{name}` exists and is not this run's"
+                    "the Docker engine: a container named `{name}` exists and is not this run's"
                 )));
             }
             let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
@@ -350,7 +353,11 @@ impl Executor for DockerExecutor {
                 spec,
             )
             .await
-            .map_err(|e| ExecutorError::Engine(format!("creating container `{name}`: {e}")))?;
+            .map_err(|e| {
+                ExecutorError::Engine(format!(
+                    "the Docker engine: creating container `{name}`: {e}"
+                ))
+            })?;
         if let Err(e) = docker.start_container(&name, None).await {
             let _ = docker
                 .remove_container(
@@ -359,7 +366,7 @@ impl Executor for DockerExecutor {
                 )
                 .await;
             return Err(ExecutorError::Engine(format!(
-                "starting container `{name}`: {e}"
+                "the Docker engine: starting container `{name}`: {e}"
             )));
         }
         Ok(handle(output.to_string(), digest))

@@ -15,13 +15,17 @@
 //! - [`DockerExecutor`], one container per attempt from the project's image (built and
 //!   provided to the engine before the run), named after the attempt and labelled with the
 //!   run and project, so a launch is idempotent and a restarted server finds its containers
-//!   again; progress comes back through the output prefix (`run.json`).
+//!   again; progress comes back through the output prefix (`run.json`);
+//! - [`EcsExecutor`], one ECS task per attempt (Fargate by default), its task definition
+//!   reused while unchanged, launches idempotent by `startedBy`/`clientToken`, logs from
+//!   CloudWatch.
 //!
 //! This crate does not decide what runs or record results: the service's workers claim runs
 //! from the queue, launch them here, and record what [`follow`](Executor::follow) returns.
 #![deny(missing_docs)]
 
 mod docker;
+mod ecs;
 mod local;
 
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use nbpipe_project::Project;
 use serde::{Deserialize, Serialize};
 
 pub use docker::{container_name, DockerExecutor, DockerOptions};
+pub use ecs::{attempt_token, EcsExecutor, EcsOptions};
 pub use local::LocalExecutor;
 
 /// One attempt of a run, as the service hands it to an executor.
@@ -66,6 +71,10 @@ pub struct Handle {
     /// The image the attempt runs (manifest digest and repository), for container executors.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// What else the executor needs to find the attempt again (ECS: region, cluster, log
+    /// group and stream).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub detail: std::collections::BTreeMap<String, String>,
 }
 
 /// How an attempt ended.
@@ -103,8 +112,9 @@ pub enum ExecutorError {
         /// What happened.
         reason: String,
     },
-    /// The container engine failed or cannot be reached (worth another attempt later).
-    #[error("the Docker engine: {0}")]
+    /// The container engine or cloud API failed or cannot be reached (worth another
+    /// attempt later).
+    #[error("{0}")]
     Engine(String),
     /// The project's image could not be built or given to the engine.
     #[error("the project's image: {0}")]

@@ -60,6 +60,7 @@ impl Executor for LocalExecutor {
             id: std::process::id().to_string(),
             output: None,
             image: None,
+            detail: Default::default(),
         };
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         // Idempotent: launching an attempt that runs already returns its handle.
@@ -224,6 +225,7 @@ mod tests {
             id: "1".into(),
             output: None,
             image: None,
+            detail: Default::default(),
         };
         let text = serde_json::to_string(&other).unwrap();
         assert_eq!(serde_json::from_str::<Handle>(&text).unwrap(), other);

@@ -80,12 +80,13 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
     let dir =
         std::fs::canonicalize(&opts.dir).map_err(|e| ImageError::io("reading", &opts.dir, e))?;
     let project = nbpipe_project::config::load(&dir)?;
-    if !project.image.apt.is_empty() {
+    if !project.image.apt.is_empty() && !crate::smoke::engine_reachable().await {
         return Err(ImageError::Unsupported(format!(
-            "`image.apt` ({}) needs a package manager run inside the image, which this \
-             daemon-less build does not do: build with `nbpipe image dockerfile {}` and your \
-             own builder, or use a base image that has them (`image.base`)",
+            "`image.apt` ({}) is installed by running apt-get in the base image on a Docker \
+             engine, and none answers at {}; start one (or set DOCKER_HOST), or build with \
+             `nbpipe image dockerfile {}` and your own builder",
             project.image.apt.join(", "),
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
             opts.dir.display()
         )));
     }
@@ -110,6 +111,20 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
             base.python.version, base.python.path
         ),
     );
+    let apt = if project.image.apt.is_empty() {
+        None
+    } else {
+        Some(
+            crate::apt::layer(
+                store,
+                &base_ref,
+                &base.digest,
+                &project.image.apt,
+                opts.quiet,
+            )
+            .await?,
+        )
+    };
     let (store2, dir2, req, python, quiet) = (
         store.clone(),
         dir.clone(),
@@ -147,7 +162,15 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
         "nbpipe.requirements_hash": env.hash,
         "nbpipe.version": env!("CARGO_PKG_VERSION"),
     });
-    let ours = [
+    let apt_note = format!(
+        "nbpipe: system packages (apt-get install {})",
+        project.image.apt.join(" ")
+    );
+    let mut ours: Vec<(&str, &Layer, &str)> = Vec::new();
+    if let Some(apt) = &apt {
+        ours.push(("apt", apt, &apt_note));
+    }
+    ours.extend([
         (
             "env",
             &env.layer,
@@ -155,7 +178,7 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
         ),
         ("binary", &bin_layer, "nbpipe: binary"),
         ("project", &project_layer, "nbpipe: project files"),
-    ];
+    ]);
     let config = image_config(&base, &ours, labels, &created);
     let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
     let config_blob = store.put(&config_bytes, media::CONFIG)?;

@@ -5,11 +5,14 @@
 //!
 //! 1. the base image's layers (`image.base`, default `python:3.11-slim`), pulled from its
 //!    registry and reused byte for byte;
-//! 2. the kernel environment (requirements + ipykernel) installed **on the host** with `uv`
+//! 2. system packages (`image.apt`), installed with `apt-get` in a throwaway container of the
+//!    base on a Docker engine — the only step that needs one ([`apt`](crate) layer, cached by
+//!    base digest and packages);
+//! 3. the kernel environment (requirements + ipykernel) installed **on the host** with `uv`
 //!    for the base's Python version and Linux x86-64 wheels, at `/opt/nbpipe/env`
 //!    ([`envlayer`]); cached while the requirements and the base's Python are unchanged;
-//! 3. the nbpipe binary at `/opt/nbpipe/bin/nbpipe` (the running one unless told otherwise);
-//! 4. the project's files at `/project` ([`project`]).
+//! 4. the nbpipe binary at `/opt/nbpipe/bin/nbpipe` (the running one unless told otherwise);
+//! 5. the project's files at `/project` ([`project`]).
 //!
 //! Layers are deterministic tarballs ([`layer`]): rebuilding with nothing changed gives the
 //! same manifest digest. Everything is stored content-addressed in a local [`Store`]
@@ -21,6 +24,7 @@
 //! `NBPIPE_PARAMETERS` (a JSON object) and `NBPIPE_OUTPUT` give it a run's context.
 #![deny(missing_docs)]
 
+mod apt;
 pub mod base;
 mod build;
 mod dockerfile;

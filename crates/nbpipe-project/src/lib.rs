@@ -53,6 +53,6 @@ pub mod config;
 pub mod run;
 
 pub use config::{
-    load, parse, ConfigError, DockerConfig, EnvConfig, ExecutorConfig, Project, ServePolicy, Step,
-    Trigger, Volume,
+    load, parse, CapacityProvider, ConfigError, DockerConfig, EcsConfig, EnvConfig, ExecutorConfig,
+    Project, ServePolicy, Step, Trigger, Volume,
 };

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use nbpipe_executor::{DockerExecutor, DockerOptions, Executor, Handle, LocalExecutor};
+use nbpipe_executor::{
+    DockerExecutor, DockerOptions, EcsExecutor, EcsOptions, Executor, Handle, LocalExecutor,
+};
 use nbpipe_project::{ExecutorConfig, Project};
 
 use crate::queue::Queue;
@@ -18,6 +20,7 @@ use crate::queue::Queue;
 pub struct Executors {
     local: Arc<dyn Executor>,
     docker: Arc<dyn Executor>,
+    ecs: Arc<dyn Executor>,
     force: Option<String>,
 }
 
@@ -31,9 +34,17 @@ impl Executors {
     /// The local and Docker executors; `force` (`local` or `docker`) overrides every
     /// project's choice.
     pub fn new(force: Option<String>, docker: DockerOptions) -> Executors {
+        let ecs = EcsOptions {
+            binary: docker.binary.clone(),
+            poll: std::env::var("NBPIPE_ECS_POLL_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(std::time::Duration::from_millis),
+        };
         Executors {
             local: Arc::new(LocalExecutor::new()),
             docker: Arc::new(DockerExecutor::new(docker)),
+            ecs: Arc::new(EcsExecutor::new(ecs)),
             force,
         }
     }
@@ -64,6 +75,7 @@ impl Executors {
         match kind {
             "local" => Some(self.local.clone()),
             "docker" => Some(self.docker.clone()),
+            "ecs" => Some(self.ecs.clone()),
             _ => None,
         }
     }

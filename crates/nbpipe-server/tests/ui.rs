@@ -282,6 +282,20 @@ async fn server() -> Server {
         .update_manifest(running.run_id(), w, &manifest)
         .await
         .unwrap();
+    // It runs in a container: its handle names it and its image; its log was kept (no engine
+    // answers in this test, so the page falls back to the stored `container.log`).
+    std::fs::write(
+        out.join("container.log"),
+        "Run r of `models` → out/\n[train] running <step>\n",
+    )
+    .unwrap();
+    let handle = json!({"executor": "docker", "run_id": running.run_id(), "attempt": 1,
+        "id": format!("nbpipe-{}-1", running.run_id()), "output": out.display().to_string(),
+        "image": "127.0.0.1:5000/demo/models@sha256:abc123"});
+    queue
+        .set_attempt_handle(running.run_id(), 1, &handle)
+        .await
+        .unwrap();
 
     // 4. Queued.
     let queued = queue
@@ -467,6 +481,14 @@ async fn running_step_shows_cell_progress_and_a_live_report() {
     assert!(dom.contains("cell 3 of 3"), "{dom}");
     assert!(dom.contains(">Cancel</button>"));
     assert!(dom.contains(&format!("src=\"/runs/{}/steps/train.html\"", s.ids[2])));
+    // A container run: where it runs, the image, and its log (escaped).
+    assert!(
+        dom.contains(&format!("docker <code>nbpipe-{}-1</code>", s.ids[2])),
+        "{dom}"
+    );
+    assert!(dom.contains("<code>127.0.0.1:5000/demo/models@sha256:abc123</code>"));
+    assert!(dom.contains("id=\"container-log\""), "{dom}");
+    assert!(dom.contains("[train] running &lt;step&gt;"), "{dom}");
     let report = dump_dom(&format!("{}/runs/{}/steps/train.html", s.base, s.ids[2])).await;
     assert!(report.contains("Quarterly sales"));
     assert!(report.contains("train(model)"));

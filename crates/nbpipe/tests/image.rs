@@ -242,6 +242,75 @@ fn image_builds_pushes_runs_in_a_container_and_rebuilds_reproducibly() {
 }
 
 #[test]
+fn image_apt_packages_are_installed_in_their_own_cached_layer() {
+    let Some(c) = Containers::start() else { return };
+    let sb = Sandbox::new();
+    let bins = binaries(sb.dir.path());
+    let dir = sb.path("apt");
+    write_project(&dir, &c.registry_addr, &c.base, "hello");
+    let yaml = std::fs::read_to_string(dir.join("nbpipe.yaml")).unwrap();
+    std::fs::write(dir.join("nbpipe.yaml"), format!("{yaml}  apt: [jq]\n")).unwrap();
+    let out = image_build(&sb, &c, &bins, &dir, &["--push"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("smoke check passed"), "{err}");
+    let img = built(&dir);
+    let roles: Vec<&str> = img["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["role"].as_str().unwrap())
+        .filter(|r| *r != "base")
+        .collect();
+    assert_eq!(roles, ["apt", "env", "binary", "project"]);
+    let pinned = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("@sha256:"))
+        .unwrap()
+        .to_string();
+    let jq = c.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "jq",
+        &pinned,
+        "--version",
+    ]);
+    assert!(
+        jq.status.success() && String::from_utf8_lossy(&jq.stdout).starts_with("jq-"),
+        "{}{}",
+        String::from_utf8_lossy(&jq.stdout),
+        String::from_utf8_lossy(&jq.stderr)
+    );
+    // No apt lists or caches left in the layer; the rebuild reuses it: same digest.
+    let lists = c.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "sh",
+        &pinned,
+        "-c",
+        "ls /var/lib/apt/lists | wc -l",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&lists.stdout).trim(), "0");
+    let again = image_build(&sb, &c, &bins, &dir, &["--no-smoke"]);
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{err}");
+    assert!(
+        err.contains("system packages layer unchanged (cached)"),
+        "{err}"
+    );
+    assert_eq!(built(&dir)["digest"], img["digest"]);
+    assert_eq!(c.leftover_containers(), "", "containers left behind");
+    let apt_left = c.docker(&["ps", "-aq", "--filter", "name=nbpipe-apt"]);
+    assert_eq!(String::from_utf8_lossy(&apt_left.stdout).trim(), "");
+}
+
+#[test]
 fn image_build_rejects_what_it_cannot_build() {
     let sb = Sandbox::new();
     let dir = sb.path("p");
@@ -252,15 +321,22 @@ fn image_build_rejects_what_it_cannot_build() {
         "notebooks: [a.ipynb]\nimage:\n  apt: [libgomp1]\n",
     )
     .unwrap();
+    // System packages need an engine to run apt-get in the base: none answers here.
     let out = image_support::nbpipe(&sb)
         .args(["image", "build", "--no-smoke"])
         .arg(&dir)
+        .env(
+            "DOCKER_HOST",
+            format!("unix://{}", sb.path("no-engine.sock").display()),
+        )
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("`image.apt` (libgomp1)") && err.contains("nbpipe image dockerfile"),
+        err.contains("`image.apt` (libgomp1)")
+            && err.contains("none answers")
+            && err.contains("nbpipe image dockerfile"),
         "{err}"
     );
     // The Dockerfile path does honour it.

@@ -89,7 +89,18 @@ fn start(sb: &Sandbox, projects: &[&Path], env: &[(String, String)]) -> Server {
         .iter()
         .map(|p| p.display().to_string())
         .collect();
-    args.extend(["--lease", "3", "--no-inbox", "--warm-kernels", "0"].map(String::from));
+    args.extend(
+        [
+            "--lease",
+            "3",
+            "--no-inbox",
+            "--warm-kernels",
+            "0",
+            "--drain-timeout",
+            "2",
+        ]
+        .map(String::from),
+    );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Server::start_with(sb, first, &args, env.iter().cloned())
 }
@@ -408,6 +419,40 @@ fn served_runs_execute_in_containers_and_survive_a_killed_server() {
     );
     assert_eq!(history[1]["handle"]["id"], format!("nbpipe-{killed}-2"));
     assert!(containers_of(&c, &killed).is_empty());
+
+    // 5. A server told to stop drains: after --drain-timeout its running container is
+    //    stopped like a cancel, and the server exits leaving no container.
+    assert_eq!(
+        server.post("/hooks/s3", &landed("data/slow-4.csv"), true),
+        202
+    );
+    let drained = run_of(&server, "data/slow-4.csv")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while containers_of(&c, &drained).is_empty() {
+        assert!(Instant::now() < deadline, "no container for {drained}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut server = server;
+    server.signal("-TERM");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = server.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not drain and exit"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        containers_of(&c, &drained).is_empty(),
+        "drained: no container left"
+    );
     assert_eq!(c.leftover_containers(), "", "no container left");
 }
 

@@ -102,6 +102,8 @@ pub enum ExecutorConfig {
     Local,
     /// One container per attempt, from the project's image, on a Docker engine.
     Docker(DockerConfig),
+    /// One ECS task per attempt (Fargate by default).
+    Ecs(EcsConfig),
 }
 
 impl ExecutorConfig {
@@ -110,6 +112,7 @@ impl ExecutorConfig {
         match self {
             ExecutorConfig::Local => "local",
             ExecutorConfig::Docker(_) => "docker",
+            ExecutorConfig::Ecs(_) => "ecs",
         }
     }
 }
@@ -131,6 +134,55 @@ pub struct DockerConfig {
     /// `stop_grace`, how long a cancelled container has between SIGTERM and SIGKILL
     /// (default 10 s).
     pub stop_grace: Option<Duration>,
+}
+
+/// `executor: {ecs: ...}`: where and how the project's tasks run on ECS.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EcsConfig {
+    /// `cluster` (default `default`).
+    pub cluster: String,
+    /// `region` (default: the server's `AWS_REGION`).
+    pub region: Option<String>,
+    /// `launch_type` (`FARGATE`, `EC2`, `EXTERNAL`); default `FARGATE` unless a capacity
+    /// provider strategy is given.
+    pub launch_type: Option<String>,
+    /// `capacity_provider_strategy` (e.g. `FARGATE_SPOT`).
+    pub capacity_provider_strategy: Vec<CapacityProvider>,
+    /// `cpu`, task CPU units (1024 = 1 vCPU; default 1024).
+    pub cpu: Option<u32>,
+    /// `memory`, task memory in MiB (default 2048).
+    pub memory: Option<u32>,
+    /// `subnets` of the task's network interface (required).
+    pub subnets: Vec<String>,
+    /// `security_groups` of the task's network interface.
+    pub security_groups: Vec<String>,
+    /// `assign_public_ip` (needed in public subnets without a NAT to pull images).
+    pub assign_public_ip: bool,
+    /// `task_role`, the role the notebooks run with (ARN).
+    pub task_role: Option<String>,
+    /// `execution_role`, the role ECS pulls the image and writes logs with (ARN).
+    pub execution_role: Option<String>,
+    /// `log_group` for the container's log (default `/nbpipe/<project>`).
+    pub log_group: Option<String>,
+    /// `env`, variables added to the container's environment.
+    pub env: std::collections::BTreeMap<String, String>,
+    /// `image`, a fixed image reference to run (default: the server builds the project's
+    /// image and pushes it to `image.name`).
+    pub image: Option<String>,
+    /// `stop_timeout`, between SIGTERM and SIGKILL when a task is stopped (ECS default 30 s,
+    /// at most 120 s).
+    pub stop_timeout: Option<Duration>,
+}
+
+/// One entry of `executor.ecs.capacity_provider_strategy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapacityProvider {
+    /// The capacity provider (`FARGATE`, `FARGATE_SPOT`, or a cluster's own).
+    pub provider: String,
+    /// Its relative weight.
+    pub weight: Option<i32>,
+    /// Tasks placed on it first.
+    pub base: Option<i32>,
 }
 
 /// A folder of the host mounted into a container.

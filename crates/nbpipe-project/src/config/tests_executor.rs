@@ -74,8 +74,10 @@ fn memory_sizes_read_as_docker_reads_them() {
 
 #[test]
 fn bad_executors_are_refused_with_the_key_and_line() {
-    let e = err("executor: ecs\n", 2, "executor");
-    assert!(e.contains("unknown executor `ecs`"), "{e}");
+    let e = err("executor: k8s\n", 2, "executor");
+    assert!(e.contains("unknown executor `k8s`"), "{e}");
+    let e = err("executor: ecs\n", 2, "executor.ecs");
+    assert!(e.contains("needs its settings"), "{e}");
     let e = err("executor: [docker]\n", 2, "executor");
     assert!(e.contains("must be"), "{e}");
     let e = err("executor:\n  docker: {}\n  local: {}\n", 3, "executor");
@@ -122,4 +124,79 @@ fn bad_executors_are_refused_with_the_key_and_line() {
     );
     assert!(e.contains("unknown mode `rx`"), "{e}");
     err("executor:\n  local: {x: 1}\n", 3, "executor.local.x");
+}
+
+#[test]
+fn ecs_settings_are_read_and_checked() {
+    let ExecutorConfig::Ecs(e) = executor(
+        "executor:\n  ecs:\n    cluster: analytics\n    region: eu-west-3\n    \
+         capacity_provider_strategy: [{provider: FARGATE_SPOT, weight: 3}, {provider: FARGATE, base: 1}]\n    \
+         cpu: 2048\n    memory: 4g\n    subnets: [subnet-1, subnet-2]\n    security_groups: sg-1\n    \
+         assign_public_ip: true\n    task_role: arn:aws:iam::123456789012:role/t\n    \
+         log_group: /teams/a\n    env: {TZ: UTC}\n    stop_timeout: 60s\n",
+    )
+    .unwrap() else {
+        panic!("ecs")
+    };
+    assert_eq!(e.cluster, "analytics");
+    assert_eq!(e.region.as_deref(), Some("eu-west-3"));
+    assert_eq!(e.capacity_provider_strategy.len(), 2);
+    assert_eq!(e.capacity_provider_strategy[0].provider, "FARGATE_SPOT");
+    assert_eq!(e.capacity_provider_strategy[0].weight, Some(3));
+    assert_eq!(e.capacity_provider_strategy[1].base, Some(1));
+    assert_eq!((e.cpu, e.memory), (Some(2048), Some(4096)));
+    assert_eq!(e.subnets, ["subnet-1", "subnet-2"]);
+    assert_eq!(e.security_groups, ["sg-1"]);
+    assert!(e.assign_public_ip);
+    assert_eq!(e.env["TZ"], "UTC");
+    assert_eq!(e.stop_timeout, Some(Duration::from_secs(60)));
+    let ExecutorConfig::Ecs(e) =
+        executor("executor:\n  ecs: {subnets: [s], memory: 512}\n").unwrap()
+    else {
+        panic!("ecs")
+    };
+    assert_eq!((e.cluster.as_str(), e.memory), ("default", Some(512)));
+
+    let e = err(
+        "executor:\n  ecs: {cluster: c}\n",
+        3,
+        "executor.ecs.subnets",
+    );
+    assert!(e.contains("needs `subnets`"), "{e}");
+    let e = err(
+        "executor:\n  ecs: {subnets: [s], launch_type: fargate}\n",
+        3,
+        "executor.ecs.launch_type",
+    );
+    assert!(e.contains("`FARGATE`"), "{e}");
+    err(
+        "executor:\n  ecs:\n    subnets: [s]\n    launch_type: FARGATE\n    capacity_provider_strategy: [{provider: FARGATE_SPOT}]\n",
+        6,
+        "executor.ecs.capacity_provider_strategy",
+    );
+    err(
+        "executor:\n  ecs: {subnets: [s], cpu: 100000}\n",
+        3,
+        "executor.ecs.cpu",
+    );
+    err(
+        "executor:\n  ecs: {subnets: [s], memory: 64}\n",
+        3,
+        "executor.ecs.memory",
+    );
+    err(
+        "executor:\n  ecs: {subnets: [s], task_role: admin}\n",
+        3,
+        "executor.ecs.task_role",
+    );
+    err(
+        "executor:\n  ecs: {subnets: [s], stop_timeout: 10m}\n",
+        3,
+        "executor.ecs.stop_timeout",
+    );
+    err(
+        "executor:\n  ecs: {subnets: [s], clustr: x}\n",
+        3,
+        "executor.ecs.clustr",
+    );
 }
