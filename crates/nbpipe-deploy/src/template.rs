@@ -406,6 +406,9 @@ pub fn template(t: &Target) -> Value {
         json!({"Value": {"Ref": "TaskDefinition"}}),
     );
     outputs.insert("LogGroup".into(), json!({"Value": {"Ref": "LogGroup"}}));
+    // For `executor: {ecs: …}` of `nbpipe serve` in service mode.
+    outputs.insert("TaskRole".into(), json!({"Value": task_role}));
+    outputs.insert("ExecutionRole".into(), json!({"Value": execution_role}));
     outputs.insert("Rule".into(), json!({"Value": {"Ref": "Rule"}}));
     json!({
         "AWSTemplateFormatVersion": "2010-09-09",
