@@ -350,6 +350,26 @@ pub async fn push(built: &BuiltImage, store: &Store) -> Result<String, ImageErro
     Ok(digest)
 }
 
+/// Push `built` to `repository` (`registry/path`, whatever the image's own references are)
+/// under `tags`, with `credentials` (user, password) when given, else those of the
+/// environment; returns the pushed manifest digest. `nbpipe deploy aws` pushes to each
+/// region's ECR repository this way.
+pub async fn push_to(
+    built: &BuiltImage,
+    store: &Store,
+    repository: &str,
+    tags: &[String],
+    credentials: Option<(String, String)>,
+) -> Result<String, ImageError> {
+    let reference = registry::parse(repository)?;
+    let reg = match credentials {
+        Some((user, password)) => Registry::with_credentials(&reference, user, password),
+        None => Registry::for_reference(&reference),
+    };
+    reg.push(&reference, tags, &built.blobs, store, &built.manifest)
+        .await
+}
+
 fn note(quiet: bool, msg: &str) {
     if !quiet {
         eprintln!("nbpipe: {msg}");

@@ -38,7 +38,9 @@ mod smoke;
 pub mod store;
 
 pub use bollard;
-pub use build::{build, push, repository, BuildOptions, BuiltImage, LayerInfo, DEFAULT_BASE};
+pub use build::{
+    build, push, push_to, repository, BuildOptions, BuiltImage, LayerInfo, DEFAULT_BASE,
+};
 pub use dockerfile::dockerfile;
 pub use error::ImageError;
 pub use smoke::{engine, engine_reachable, provide, smoke, SmokeReport};

@@ -66,6 +66,14 @@ impl Registry {
         }
     }
 
+    /// A client for `reference`'s registry with these credentials (user, password) instead
+    /// of the ones found in the environment: e.g. an ECR authorization token.
+    pub fn with_credentials(reference: &Reference, user: String, password: String) -> Registry {
+        let mut r = Registry::for_reference(reference);
+        r.auth = RegistryAuth::Basic(user, password);
+        r
+    }
+
     fn err(&self, action: String, e: impl std::fmt::Display) -> ImageError {
         ImageError::Registry {
             registry: self.name.clone(),

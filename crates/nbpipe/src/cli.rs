@@ -40,6 +40,87 @@ pub enum Command {
     Cat(CatArgs),
     /// Build a project's OCI image (no daemon needed), push it, or print its Dockerfile.
     Image(ImageArgs),
+    /// Deploy a project to a cloud: one stack per environment and region.
+    Deploy(DeployArgs),
+    /// Runs recorded under an output prefix (their run.json files).
+    Runs(RunsArgs),
+}
+
+/// `nbpipe deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Where to deploy.
+    #[command(subcommand)]
+    pub command: DeployCommand,
+}
+
+/// `nbpipe deploy` targets.
+#[derive(Debug, Subcommand)]
+pub enum DeployCommand {
+    /// AWS: one CloudFormation stack per project, environment and region (ECR, ECS on
+    /// Fargate, EventBridge, and SQS in service mode).
+    Aws(DeployAwsArgs),
+}
+
+/// `nbpipe deploy aws`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 deployed (or planned, destroyed, written), 1 an AWS call, the image build or push failed, 2 bad project or usage. AWS endpoint, credentials and account come from the standard AWS environment."
+)]
+pub struct DeployAwsArgs {
+    /// The project folder (with nbpipe.yaml).
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// The environment: part of stack, repository and tag names (`prod`, `staging`).
+    #[arg(long, value_name = "ENV")]
+    pub env: String,
+    /// A region to deploy to (repeatable; each must be in `regions:` when the file has it).
+    #[arg(long = "region", value_name = "REGION", num_args = 1.., action = ArgAction::Append, required = true)]
+    pub regions: Vec<String>,
+    /// Print each stack's change set and change nothing.
+    #[arg(long, conflicts_with_all = ["destroy", "template"])]
+    pub plan: bool,
+    /// Delete the stacks (the trigger and output buckets are never part of them).
+    #[arg(long, conflicts_with = "template")]
+    pub destroy: bool,
+    /// Write the template(s) to FILE instead of deploying (`{region}` in FILE is replaced by
+    /// each region; needed with several regions; `-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<String>,
+    /// The nbpipe binary to put in the image (default: this one; use a `--profile dist` build).
+    #[arg(long, value_name = "PATH", env = "NBPIPE_IMAGE_BINARY")]
+    pub binary: Option<PathBuf>,
+    /// The base image (overrides image.base).
+    #[arg(long, value_name = "IMAGE")]
+    pub base: Option<String>,
+    /// Do not print progress notes.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `nbpipe runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+/// `nbpipe runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List the runs whose run.json is under PREFIX (newest first).
+    List(RunsListArgs),
+}
+
+/// `nbpipe runs list`.
+#[derive(Debug, Args)]
+pub struct RunsListArgs {
+    /// The output prefix (`s3://bucket/runs/`, a folder).
+    pub prefix: String,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `nbpipe cat` (hidden).
@@ -335,6 +416,10 @@ pub struct RunArgs {
     /// Start every kernel cold instead of forking it from the environment's zygote.
     #[arg(long = "no-fork-server")]
     pub no_fork_server: bool,
+    /// Claim the trigger before running (what a direct-mode deployment sets): a marker under
+    /// the output prefix, created only if absent; a trigger already claimed exits 0 at once.
+    #[arg(long, env = "NBPIPE_CLAIM", hide = true, value_parser = clap::builder::BoolishValueParser::new())]
+    pub claim: bool,
 }
 
 /// `nbpipe render`.

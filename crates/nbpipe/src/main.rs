@@ -47,6 +47,8 @@ fn main() -> ExitCode {
         cli::Command::Kernels(a) => commands::kernels::run(a),
         cli::Command::Cat(a) => commands::cat::run(a),
         cli::Command::Image(a) => commands::image::run(a),
+        cli::Command::Deploy(a) => commands::deploy::run(a),
+        cli::Command::Runs(a) => commands::runs::run(a),
     };
     ExitCode::from(status)
 }

@@ -12,11 +12,14 @@
 //! ``nbpipe.yaml:12:5: unknown key `timout` in `notebooks[1]` (did you mean `timeout`?)``.
 
 mod ctx;
+mod deploy;
 mod error;
 mod executor;
 mod graph;
 mod image;
+mod regions;
 mod schema;
+mod secrets;
 mod serve;
 mod steps;
 mod trigger;
@@ -24,6 +27,8 @@ mod yaml;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_deploy;
 #[cfg(test)]
 mod tests_executor;
 #[cfg(test)]
@@ -36,8 +41,11 @@ use std::time::Duration;
 
 use nbpipe_params::Parameters;
 
+pub use deploy::{DeployConfig, DeployMode, TriggerSource, DEFAULT_CPU, DEFAULT_MEMORY};
 pub use error::{ConfigError, ErrorKind, Invalid};
 pub use executor::{memory_bytes, EXECUTORS};
+pub use regions::{s3_bucket_of, valid_region, RegionConfig, S3Location};
+pub use secrets::{split_arn, AwsArn, Secret, SecretSource};
 
 /// The project file names [`load`] looks for, in order.
 pub const FILE_NAMES: [&str; 2] = ["nbpipe.yaml", "nbpipe.yml"];
@@ -78,6 +86,12 @@ pub struct Project {
     pub image: ImageConfig,
     /// `executor:`, where `nbpipe serve` runs the project's runs (default local).
     pub executor: ExecutorConfig,
+    /// `deploy:`, how `nbpipe deploy aws` sets the project up (defaults when absent).
+    pub deploy: DeployConfig,
+    /// `regions:`, the AWS regions the project is deployed to, in file order.
+    pub regions: Vec<RegionConfig>,
+    /// `secrets:`, environment variables whose values the platform injects, in file order.
+    pub secrets: Vec<Secret>,
 }
 
 /// `executor:`, where `nbpipe serve` runs a run attempt.

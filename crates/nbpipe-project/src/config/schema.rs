@@ -25,6 +25,9 @@ const TOP_KEYS: &[&str] = &[
     "serve",
     "image",
     "executor",
+    "deploy",
+    "regions",
+    "secrets",
     "S3TriggerBucket",
     "S3TriggerKeyPrefix",
     "S3TriggerKeySuffix",
@@ -105,6 +108,9 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
     let serve = super::serve::policy(&ctx, top)?;
     let image = super::image::image(&ctx, top)?;
     let executor = super::executor::executor(&ctx, top)?;
+    let deploy = super::deploy::deploy(&ctx, top)?;
+    let regions = super::regions::regions(&ctx, top)?;
+    let secrets = super::secrets::secrets(&ctx, top.get("secrets"), "secrets")?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: ctx.file.clone(),
@@ -118,6 +124,9 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         serve,
         image,
         executor,
+        deploy,
+        regions,
+        secrets,
     })
 }
 

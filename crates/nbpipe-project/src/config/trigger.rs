@@ -93,7 +93,7 @@ pub(super) fn triggers(ctx: &Ctx<'_>, top: &Map) -> Result<Vec<Trigger>> {
     Ok(out)
 }
 
-fn s3_bucket(ctx: &Ctx<'_>, node: &Node, path: &str) -> Result<String> {
+pub(super) fn s3_bucket(ctx: &Ctx<'_>, node: &Node, path: &str) -> Result<String> {
     let bucket = ctx.string(node, path)?;
     let why = if has_scheme(&bucket) {
         Some("write the bucket name alone, without a scheme; put the key path in the prefix")

@@ -9,72 +9,26 @@
 //!
 //! Both match on bucket and key prefix only: a route's suffix is applied by the intake, as are
 //! the key safety checks ([`super::routing`]). The patterns are what deployments write into
-//! their rules; the tests deliver events through moto's EventBridge with them.
+//! their rules; the tests deliver events through moto's EventBridge with them. They live in
+//! `nbpipe-eventbridge`, shared with `nbpipe deploy aws`; this module applies them to a route.
 //!
 //! Must not: talk to AWS.
 
-use serde_json::{json, Value};
+use serde_json::Value;
+
+pub use nbpipe_eventbridge::{RuleSource, CREATING_CALLS};
 
 use super::routing::Route;
 
-/// Which EventBridge events a rule matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RuleSource {
-    /// S3's EventBridge notifications (`detail-type` `Object Created`).
-    ObjectCreated,
-    /// CloudTrail data events (`detail-type` `AWS API Call via CloudTrail`).
-    CloudTrail,
-}
-
-/// The S3 API calls whose CloudTrail records report a new object (also what the intake takes).
-pub const CREATING_CALLS: [&str; 4] = [
-    "PutObject",
-    "CompleteMultipartUpload",
-    "CopyObject",
-    "PostObject",
-];
-
 /// The event pattern of a rule that matches `route`'s new objects in events of `source`.
 pub fn event_pattern(route: &Route, source: RuleSource) -> Value {
-    let key = (!route.prefix.is_empty()).then(|| json!([{ "prefix": route.prefix }]));
-    match source {
-        RuleSource::ObjectCreated => {
-            let mut object = json!({});
-            if let Some(key) = key {
-                object["key"] = key;
-            }
-            let mut detail = json!({ "bucket": { "name": [route.bucket] } });
-            if object.as_object().is_some_and(|o| !o.is_empty()) {
-                detail["object"] = object;
-            }
-            json!({
-                "source": ["aws.s3"],
-                "detail-type": ["Object Created"],
-                "detail": detail,
-            })
-        }
-        RuleSource::CloudTrail => {
-            let mut request = json!({ "bucketName": [route.bucket] });
-            if let Some(key) = key {
-                request["key"] = key;
-            }
-            json!({
-                "source": ["aws.s3"],
-                "detail-type": ["AWS API Call via CloudTrail"],
-                "detail": {
-                    "eventSource": ["s3.amazonaws.com"],
-                    "eventName": CREATING_CALLS,
-                    "requestParameters": request,
-                    "errorCode": [{ "exists": false }],
-                },
-            })
-        }
-    }
+    nbpipe_eventbridge::event_pattern(&route.bucket, &route.prefix, source)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn patterns_name_bucket_and_prefix_where_each_shape_keeps_them() {

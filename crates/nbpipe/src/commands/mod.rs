@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes `run(args) -> exit code`.
 
 pub mod cat;
+pub mod deploy;
 pub mod env;
 pub mod exec;
 pub mod image;
@@ -9,6 +10,7 @@ pub mod kernels;
 mod params;
 pub mod render;
 pub mod run;
+pub mod runs;
 pub mod serve;
 
 /// The async runtime of a subcommand (`worker_threads`: `None` for one per CPU); when it cannot

@@ -73,6 +73,24 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
+    if args.claim {
+        let Some(t) = &trigger else {
+            eprintln!(
+                "error: NBPIPE_CLAIM (--claim) needs the trigger to claim (NBPIPE_TRIGGER or \
+                 --trigger)"
+            );
+            return exit::USAGE;
+        };
+        let output = args
+            .output
+            .clone()
+            .unwrap_or_else(|| project.output.clone());
+        match claim(&output, t, args.run_id.as_deref()) {
+            Ok(true) => {}
+            Ok(false) => return exit::OK,
+            Err(code) => return code,
+        }
+    }
     let opts = RunOptions {
         parameters,
         output: args.output,
@@ -199,6 +217,26 @@ fn seconds(s: f64) -> String {
     } else {
         let whole = s.round() as u64;
         format!("{} min {:02} s", whole / 60, whole % 60)
+    }
+}
+
+/// Direct mode's guard: claim `trigger` under `output`. `Ok(true)`: run; `Ok(false)`:
+/// another run has it (said on stderr).
+fn claim(output: &str, trigger: &TriggerObject, run_id: Option<&str>) -> Result<bool, u8> {
+    let runtime = super::runtime(Some(1))?;
+    match runtime.block_on(nbpipe_deploy::claim::claim(output, trigger, run_id)) {
+        Ok(nbpipe_deploy::claim::Claim::Claimed { .. }) => Ok(true),
+        Ok(nbpipe_deploy::claim::Claim::Taken { marker }) => {
+            eprintln!(
+                "nbpipe: `{}` was already claimed by another run (`{marker}`): nothing to do",
+                trigger.uri
+            );
+            Ok(false)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit::CELL_ERROR)
+        }
     }
 }
 
