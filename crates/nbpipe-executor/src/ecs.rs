@@ -24,6 +24,9 @@
 //!   (`TaskFailedToStart`, `SpotInterruption`, …) are the infrastructure's.
 //! - **Cancel / timeout.** StopTask with the reason; ECS sends SIGTERM, SIGKILL after the
 //!   container's `stop_timeout`.
+//! - **Secrets.** The project's `secrets:` (ARNs) go into the task definition as the
+//!   container's ECS `secrets`: ECS injects the values as environment variables with the
+//!   execution role; nbpipe never reads them.
 //! - **Reattach.** A handle designates its task (region and cluster are in the handle).
 
 use std::collections::{BTreeMap, HashMap};
@@ -206,6 +209,7 @@ impl EcsExecutor {
                 "cpu": cpu, "memory": memory, "task_role": settings.task_role,
                 "execution_role": settings.execution_role,
                 "stop_timeout": settings.stop_timeout.map(|d| d.as_secs()),
+                "secrets": secrets_of(project),
                 "fargate": settings.launch_type.as_deref().unwrap_or("FARGATE") == "FARGATE",
             })
             .to_string();
@@ -284,6 +288,17 @@ impl EcsExecutor {
             .log_configuration(log);
         if let Some(t) = settings.stop_timeout {
             container = container.stop_timeout(t.as_secs() as i32);
+        }
+        // `secrets:` reach the container as environment variables that ECS reads from
+        // Secrets Manager / SSM with the execution role: nbpipe never sees their values.
+        for (name, arn) in secrets_of(project) {
+            container = container.secrets(
+                ecs::Secret::builder()
+                    .name(name)
+                    .value_from(arn)
+                    .build()
+                    .map_err(|e| aws_err("secret", e))?,
+            );
         }
         let mut req = c
             .ecs
@@ -396,6 +411,17 @@ impl EcsExecutor {
 fn family_of(project: &str) -> String {
     let clean = crate::sanitize(project, "-_");
     format!("nbpipe-{clean}")
+}
+
+/// The project's secrets with an ARN: `(variable, ARN)`, sorted.
+fn secrets_of(project: &Project) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = project
+        .secrets
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), s.arn()?.arn.clone())))
+        .collect();
+    v.sort();
+    v
 }
 
 fn tag(k: &str, v: &str) -> ecs::Tag {

@@ -83,7 +83,8 @@ fn project_yaml(c: &Containers, network: &str) -> String {
         "name: ecsproj\nnotebooks: [nb.ipynb]\noutput: s3://{BUCKET}/ecsproj/{{run_id}}/\n\
          image:\n  name: {reg}/team/ecsproj\n  base: {base}\n\
          executor:\n  ecs:\n    cluster: analytics\n    region: {region}\n    subnets: [{subnet}]\n    security_groups: [{sg}]\n    \
-         cpu: 512\n    memory: 1024\n    env: {{TZ: UTC}}\n    stop_timeout: 20s\n",
+         cpu: 512\n    memory: 1024\n    env: {{TZ: UTC}}\n    stop_timeout: 20s\n\
+         secrets:\n  DB_PASSWORD: arn:aws:secretsmanager:{region}:123456789012:secret:db-AbCdEf\n",
         reg = c.registry_addr,
         base = c.base,
         region = moto::REGION,
@@ -236,6 +237,18 @@ fn served_runs_execute_as_ecs_tasks_once_each_and_are_followed_again_after_a_res
         &[],
     );
     assert_eq!(revisions, "1");
+    // The secret is in the task definition by ARN only (ECS injects its value).
+    let secrets = moto.boto(
+        "ecs = boto3.client('ecs', **kw)\n\
+         arn = ecs.list_task_definitions(familyPrefix='nbpipe-ecsproj')['taskDefinitionArns'][0]\n\
+         print(json.dumps(ecs.describe_task_definition(taskDefinition=arn)['taskDefinition']['containerDefinitions'][0].get('secrets')))",
+        &[],
+    );
+    let secrets: Value = serde_json::from_str(&secrets).unwrap();
+    assert_eq!(
+        secrets,
+        json!([{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"}])
+    );
 
     // 3. kill -9 of the server while a task runs → the restarted server follows the same
     //    task to its end: one task for the run, one attempt.
