@@ -334,15 +334,7 @@ fn served_runs_execute_in_containers_and_survive_a_killed_server() {
         .to_string();
     wait_status(&server, &cancelled, |s| s == "running", 120);
     // Wait until the sleeping cell runs (its notebook is in the bucket).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = server.get(&format!("/api/runs/{cancelled}")).unwrap();
-        if r["steps"][0]["status"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "step never ran: {r:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_first_step_running(&server, &cancelled, 120);
     std::thread::sleep(Duration::from_secs(2));
     let (code, body) = server.post_json(&format!("/api/runs/{cancelled}/cancel"), "{}");
     assert_eq!(code, 200, "{body}");
@@ -373,15 +365,7 @@ fn served_runs_execute_in_containers_and_survive_a_killed_server() {
         .as_str()
         .unwrap()
         .to_string();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = server.get(&format!("/api/runs/{killed}")).unwrap();
-        if r["steps"][0]["status"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "step never ran: {r:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_first_step_running(&server, &killed, 120);
     let out = c.docker(&["kill", &format!("nbpipe-{killed}-1")]);
     assert!(
         out.status.success(),

@@ -13,7 +13,7 @@ mod serve_support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use image_support::{binaries, Containers};
@@ -253,15 +253,7 @@ fn served_runs_execute_as_ecs_tasks_once_each_and_are_followed_again_after_a_res
     // 3. kill -9 of the server while a task runs → the restarted server follows the same
     //    task to its end: one task for the run, one attempt.
     let slow = submit(&server, json!({"seconds": 8}));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = server.get(&format!("/api/runs/{slow}")).unwrap();
-        if r["steps"][0]["status"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ran: {r:#}\n{}", log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_first_step_running(&server, &slow, 120);
     let mut server = server;
     server.signal("-9");
     let _ = server.child.wait();
@@ -285,15 +277,7 @@ fn served_runs_execute_as_ecs_tasks_once_each_and_are_followed_again_after_a_res
 
     // 4. Cancel → StopTask with the reason; the notebook is saved with the cancel.
     let cancelled = submit(&server, json!({"seconds": 30}));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let r = server.get(&format!("/api/runs/{cancelled}")).unwrap();
-        if r["steps"][0]["status"] == "running" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ran: {r:#}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_first_step_running(&server, &cancelled, 120);
     std::thread::sleep(Duration::from_secs(2));
     let (code, body) = server.post_json(&format!("/api/runs/{cancelled}/cancel"), "{}");
     assert_eq!(code, 200, "{body}");

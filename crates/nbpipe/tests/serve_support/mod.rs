@@ -235,6 +235,22 @@ pub fn wait_status(server: &Server, id: &str, pred: impl Fn(&str) -> bool, secs:
     }
 }
 
+/// Run `id` once its first step is running (at most `secs` seconds).
+pub fn wait_first_step_running(server: &Server, id: &str, secs: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let r = server.get(&format!("/api/runs/{id}")).unwrap_or_default();
+        if r["steps"][0]["status"] == "running" {
+            return r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {id}'s first step never ran: {r:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A project folder `proj` in the sandbox: `nbpipe.yaml` from `yaml` and `nb.ipynb`, whose
 /// parameters cell declares `trigger_key` and `trigger_uri`, followed by `cells`.
 pub fn project(sb: &Sandbox, yaml: &str, cells: &[&str]) -> PathBuf {
