@@ -284,6 +284,46 @@ fn human_bytes(n: i64) -> String {
     }
 }
 
+/// Reports the attempt's `run.json` to the observer each time it changes (what every
+/// executor whose attempt runs elsewhere polls).
+#[derive(Default)]
+pub(crate) struct Progress {
+    last_seen: Option<String>,
+}
+
+impl Progress {
+    /// Read `{output}/run.json`; tell `observer` if it is run `run_id`'s and changed.
+    pub async fn poll(&mut self, output: &str, run_id: &str, observer: &dyn RunObserver) {
+        if let Some(m) = read_manifest(output).await {
+            let text = serde_json::to_string(&m).unwrap_or_default();
+            if m.run_id == run_id && self.last_seen.as_deref() != Some(text.as_str()) {
+                observer.manifest(&m);
+                self.last_seen = Some(text);
+            }
+        }
+    }
+}
+
+/// Keep an attempt's log as `container.log` next to its `run.json` (a warning if not).
+pub(crate) async fn keep_log(output: &str, log: &[String], what: &str) {
+    if let Ok(loc) = Location::parse(output) {
+        let text = log.join("\n") + if log.is_empty() { "" } else { "\n" };
+        if let Err(e) = loc.join("container.log").put(text.into_bytes()).await {
+            eprintln!("warning: could not keep the log of {what}: {e}");
+        }
+    }
+}
+
+/// `\nlast log lines:\n…` with the last `n` lines of `log` (empty when there are none).
+pub(crate) fn last_lines(log: &[String], n: usize) -> String {
+    let last = &log[log.len().saturating_sub(n)..];
+    if last.is_empty() {
+        String::new()
+    } else {
+        format!("\nlast log lines:\n{}", last.join("\n"))
+    }
+}
+
 #[async_trait::async_trait]
 impl Executor for DockerExecutor {
     fn kind(&self) -> &'static str {
@@ -351,7 +391,7 @@ impl Executor for DockerExecutor {
         let docker = self.docker().await?;
         let name = &handle.id;
         let output = handle.output.clone().unwrap_or_default();
-        let mut last_seen: Option<String> = None;
+        let mut progress = Progress::default();
         let mut limit: Option<i64>;
         let state = loop {
             let c = match docker.inspect_container(name, None).await {
@@ -368,25 +408,16 @@ impl Executor for DockerExecutor {
             };
             limit = c.host_config.and_then(|h| h.memory).filter(|m| *m > 0);
             let state = c.state.unwrap_or_default();
-            if let Some(m) = read_manifest(&output).await {
-                let text = serde_json::to_string(&m).unwrap_or_default();
-                if m.run_id == handle.run_id && last_seen.as_deref() != Some(text.as_str()) {
-                    observer.manifest(&m);
-                    last_seen = Some(text);
-                }
-            }
+            progress
+                .poll(&output, &handle.run_id, observer.as_ref())
+                .await;
             if !state.running.unwrap_or(false) && !state.restarting.unwrap_or(false) {
                 break state;
             }
             tokio::time::sleep(POLL).await;
         };
         let log = self.tail(name, LOG_LINES).await.unwrap_or_default();
-        if let Ok(loc) = Location::parse(&output) {
-            let text = log.join("\n") + if log.is_empty() { "" } else { "\n" };
-            if let Err(e) = loc.join("container.log").put(text.into_bytes()).await {
-                eprintln!("warning: could not keep the log of container `{name}`: {e}");
-            }
-        }
+        keep_log(&output, &log, &format!("container `{name}`")).await;
         let _ = docker
             .remove_container(
                 name,
@@ -418,13 +449,6 @@ impl Executor for DockerExecutor {
             }
             return Ok(Outcome::Ran(Ok(m)));
         }
-        let last: Vec<&str> = log
-            .iter()
-            .rev()
-            .take(ERROR_LOG_LINES)
-            .rev()
-            .map(String::as_str)
-            .collect();
         let mut error = format!(
             "container `{name}` ended with exit code {code} without recording the run's end"
         );
@@ -434,9 +458,7 @@ impl Executor for DockerExecutor {
         if let Some(e) = state.error.filter(|e| !e.is_empty()) {
             error.push_str(&format!("; the engine says: {e}"));
         }
-        if !last.is_empty() {
-            error.push_str(&format!("\nlast log lines:\n{}", last.join("\n")));
-        }
+        error.push_str(&last_lines(&log, ERROR_LOG_LINES));
         // Killed from outside (SIGKILL/SIGTERM not sent by nbpipe, the engine restarting)
         // is the infrastructure's doing; running out of memory or exiting is the run's.
         let interrupted = !oom && matches!(code, 137 | 143);

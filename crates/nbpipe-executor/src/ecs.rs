@@ -38,9 +38,8 @@ use aws_sdk_ecs::types as ecs;
 use nbpipe_exec::Stop;
 use nbpipe_project::run::RunObserver;
 use nbpipe_project::{EcsConfig, ExecutorConfig, Project};
-use nbpipe_store::Location;
 
-use crate::docker::{final_manifest, output_of, read_manifest};
+use crate::docker::{final_manifest, keep_log, last_lines, output_of, Progress};
 use crate::{Attempt, Executor, ExecutorError, Handle, Outcome};
 
 /// The task definition's one container.
@@ -590,19 +589,14 @@ impl Executor for EcsExecutor {
         let output = handle.output.clone().unwrap_or_default();
         let base = self.opts.poll.unwrap_or(Duration::from_secs(2));
         let mut wait = base;
-        let mut last_seen: Option<String> = None;
+        let mut progress = Progress::default();
         let task = loop {
             match Self::describe(&c, &cluster, &handle.id).await {
                 Ok(Some(t)) => {
                     wait = base;
-                    if let Some(m) = read_manifest(&output).await {
-                        let text = serde_json::to_string(&m).unwrap_or_default();
-                        if m.run_id == handle.run_id && last_seen.as_deref() != Some(text.as_str())
-                        {
-                            observer.manifest(&m);
-                            last_seen = Some(text);
-                        }
-                    }
+                    progress
+                        .poll(&output, &handle.run_id, observer.as_ref())
+                        .await;
                     if t.last_status() == Some("STOPPED") {
                         break t;
                     }
@@ -643,15 +637,7 @@ impl Executor for EcsExecutor {
             tokio::time::sleep(Duration::from_millis(500)).await;
         };
         let log = Self::tail(&c, handle, LOG_LINES).await.unwrap_or_default();
-        if let Ok(loc) = Location::parse(&output) {
-            let text = log.join("\n") + if log.is_empty() { "" } else { "\n" };
-            if let Err(e) = loc.join("container.log").put(text.into_bytes()).await {
-                eprintln!(
-                    "warning: could not keep the log of task `{}`: {e}",
-                    handle.id
-                );
-            }
-        }
+        keep_log(&output, &log, &format!("task `{}`", handle.id)).await;
         if let Some(m) = manifest {
             return Ok(Outcome::Ran(Ok(m)));
         }
@@ -673,16 +659,7 @@ impl Executor for EcsExecutor {
         if let Some(reason) = container.and_then(|c| c.reason()) {
             error.push_str(&format!(": {reason}"));
         }
-        let last: Vec<&str> = log
-            .iter()
-            .rev()
-            .take(ERROR_LOG_LINES)
-            .rev()
-            .map(String::as_str)
-            .collect();
-        if !last.is_empty() {
-            error.push_str(&format!("\nlast log lines:\n{}", last.join("\n")));
-        }
+        error.push_str(&last_lines(&log, ERROR_LOG_LINES));
         let reason = container.and_then(|c| c.reason()).unwrap_or_default();
         let interrupted = stop_code
             .as_deref()
