@@ -92,6 +92,9 @@ pub struct Project {
     pub regions: Vec<RegionConfig>,
     /// `secrets:`, environment variables whose values the platform injects, in file order.
     pub secrets: Vec<Secret>,
+    /// The environment (`environments:` entry) these settings are for, `None` for the
+    /// top-level settings.
+    pub environment: Option<String>,
 }
 
 /// `executor:`, where `nbpipe serve` runs a run attempt.

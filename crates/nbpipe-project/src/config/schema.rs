@@ -127,6 +127,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         deploy,
         regions,
         secrets,
+        environment: None,
     })
 }
 
