@@ -190,6 +190,11 @@ pub(crate) fn container_spec(
     env.push(format!("NBPIPE_RUN_ID={run_id}"));
     env.push(format!("NBPIPE_OUTPUT={output}"));
     env.push(format!("NBPIPE_PARAMETERS={}", o.parameters.to_json()));
+    env.extend(
+        crate::revision_env(&attempt.project, o)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
     let mut binds = Vec::new();
     if let Location::Local(p) = output {
         binds.push(format!("{}:{}", p.display(), p.display()));

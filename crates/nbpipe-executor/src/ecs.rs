@@ -489,6 +489,9 @@ impl Executor for EcsExecutor {
             kv("NBPIPE_OUTPUT", output.to_string()),
             kv("NBPIPE_PARAMETERS", o.parameters.to_json().to_string()),
         ];
+        for (k, v) in crate::revision_env(&attempt.project, o) {
+            env.push(kv(k, v));
+        }
         if let Some(t) = &o.trigger {
             env.push(kv("NBPIPE_TRIGGER_URI", &t.uri));
             env.push(kv("NBPIPE_TRIGGER", t.to_json().to_string()));

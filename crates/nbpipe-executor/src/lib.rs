@@ -172,3 +172,19 @@ pub trait Executor: Send + Sync {
     /// Whether `handle` (from this or an earlier process) designates a live attempt.
     async fn reattach(&self, handle: &Handle) -> Result<bool, ExecutorError>;
 }
+
+/// The environment variables that carry a run's project environment and revision into a
+/// container (`NBPIPE_ENV`, `NBPIPE_GIT_COMMIT`, `NBPIPE_GIT_BRANCH`): the container's own
+/// `nbpipe run` then loads the same `environments:` entry and records the same commit, which
+/// its image (built without `.git`) cannot tell it.
+pub fn revision_env(project: &Project, options: &RunOptions) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    if let Some(name) = &project.environment {
+        env.push(("NBPIPE_ENV", name.clone()));
+    }
+    if let Some(git) = &options.git {
+        env.push(("NBPIPE_GIT_COMMIT", git.commit.clone()));
+        env.push(("NBPIPE_GIT_BRANCH", git.branch.clone()));
+    }
+    env
+}

@@ -29,6 +29,7 @@ pub mod event;
 pub mod executors;
 pub mod intake;
 pub mod policy;
+pub mod projects;
 pub mod queue;
 pub mod serve;
 pub mod ui;

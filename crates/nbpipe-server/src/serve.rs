@@ -56,6 +56,9 @@ pub struct ServeOptions {
     pub sqs_queues: Vec<String>,
     /// How long running runs may take to finish after a shutdown request.
     pub drain_timeout: Duration,
+    /// Serve the projects' settings of this environment (`None`: each folder's checked-out
+    /// branch decides).
+    pub env: Option<String>,
     /// How long a worker's claim lasts without a heartbeat; a run whose server died is
     /// retried (or failed, per its retry policy) about this long after the death.
     pub lease: Duration,
@@ -104,20 +107,24 @@ pub enum ServeError {
 }
 
 /// Load and index the projects by name.
-pub fn load_projects(dirs: &[PathBuf]) -> Result<Projects, ServeError> {
+pub fn load_projects(dirs: &[PathBuf], env: Option<&str>) -> Result<Projects, ServeError> {
     if dirs.is_empty() {
         return Err(ServeError::NoProjects);
     }
-    let mut map = HashMap::new();
+    let select = match env {
+        Some(name) => nbpipe_project::config::Select::Named(name),
+        None => nbpipe_project::config::Select::CheckedOut,
+    };
+    let mut list: Vec<nbpipe_project::Project> = Vec::new();
     for dir in dirs {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-        let p = nbpipe_project::load(&dir)?;
-        if map.contains_key(&p.name) {
-            return Err(ServeError::DuplicateName(p.name));
+        let p = nbpipe_project::config::load_env(&dir, select)?;
+        if list.iter().any(|q| q.key() == p.key()) {
+            return Err(ServeError::DuplicateName(p.key()));
         }
-        map.insert(p.name.clone(), p);
+        list.push(p);
     }
-    Ok(Arc::new(map))
+    Ok(Projects::new(list))
 }
 
 /// The default database: `<first project>/.nbpipe/nbpipe.db`.
@@ -213,7 +220,7 @@ impl QueueSink {
         let attempts = self
             .projects
             .get(&req.project)
-            .map(max_attempts)
+            .map(|p| max_attempts(&p))
             .unwrap_or(1);
         let outcome = self
             .queue
@@ -262,7 +269,7 @@ pub fn inbox_routes(inbox: &std::path::Path, projects: &Projects) -> Vec<(PathBu
             } = t
             {
                 let root = inbox.join(bucket);
-                let route = Route::new(&p.name, bucket, prefix, suffix.as_deref());
+                let route = Route::new(p.key(), bucket, prefix, suffix.as_deref());
                 out.push((root, route));
             }
         }
@@ -280,8 +287,8 @@ pub async fn run_schedules(
 ) -> Result<(), ServeError> {
     let mut all = Vec::new();
     for p in projects.values() {
-        for s in Schedule::from_project(p)? {
-            all.push((p.name.clone(), s));
+        for s in Schedule::from_project(&p)? {
+            all.push((p.key(), s));
         }
     }
     if all.is_empty() {
@@ -449,7 +456,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     crate::api::check_listen(&opts.listen, opts.token.as_deref())
         .map_err(|e| ServeError::Config(e.to_string()))?;
-    let projects = load_projects(&opts.projects)?;
+    let projects = load_projects(&opts.projects, opts.env.as_deref())?;
     let first_dir = opts.projects[0].clone();
     let url = opts.database.clone().unwrap_or_else(|| {
         default_database(&std::fs::canonicalize(&first_dir).unwrap_or(first_dir))
@@ -459,7 +466,7 @@ pub async fn serve(
     // by the policies in their nbpipe.yaml as of the latest start.
     for p in projects.values() {
         queue
-            .set_project_policy(&p.name, &crate::policy::stored_policy(p))
+            .set_project_policy(&p.key(), &crate::policy::stored_policy(&p))
             .await?;
     }
     let startup_worker = Queue::new_worker_id();
@@ -472,7 +479,7 @@ pub async fn serve(
     );
     // Attempts still running elsewhere (containers a killed server started) are followed
     // again, not started twice; the other runs a dead server left are recovered.
-    let remote = executors.any_remote(projects.values());
+    let remote = executors.any_remote(projects.values().iter());
     let (taken_tx, taken_rx) = tokio::sync::mpsc::unbounded_channel();
     let take_over = {
         let (queue, executors, worker, lease) = (
@@ -509,7 +516,7 @@ pub async fn serve(
         );
     }
 
-    let routes = routing::routes(projects.values());
+    let routes = routing::routes(projects.values().iter());
     let wake = Arc::new(tokio::sync::Notify::new());
     let sink = Arc::new(QueueSink::new(
         queue.clone(),
@@ -556,7 +563,7 @@ pub async fn serve(
         }));
     }
     if let Some(every) = opts.poll {
-        for route in routing::routes(projects.values()) {
+        for route in routing::routes(projects.values().iter()) {
             let url = format!("s3://{}/{}", route.bucket, route.prefix);
             let poller = crate::intake::poll::PrefixPoller::new(
                 &url,
@@ -619,8 +626,10 @@ pub async fn serve(
         queue: queue.clone(),
         projects: projects
             .values()
+            .iter()
             .map(|p| crate::api::ProjectInfo::from_project(p, opts.per_project))
-            .collect(),
+            .collect::<Vec<_>>()
+            .into(),
         token: opts.token.clone(),
         hooks,
         intake: counters,
@@ -743,7 +752,7 @@ async fn warm_pool(
 ) {
     for p in projects.values() {
         // Ensured through the workers' cache, so the first run reuses it too.
-        let Some(env) = envs.get_or_ensure(p).await else {
+        let Some(env) = envs.get_or_ensure(&p).await else {
             eprintln!(
                 "warning: project `{}`: no warm kernels (its environment could not be prepared; runs will say why)",
                 p.name
@@ -756,7 +765,7 @@ async fn warm_pool(
             }
             let launch = nbpipe_kernel::LaunchOptions {
                 fork: forks.filter(|_| p.env.fork_server).cloned(),
-                ..nbpipe_project::run::pool_launch(p, i)
+                ..nbpipe_project::run::pool_launch(&p, i)
             };
             pool.warm(&env.kernelspec(), &launch);
         }

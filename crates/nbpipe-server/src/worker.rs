@@ -70,8 +70,7 @@ impl Default for WorkerConfig {
     }
 }
 
-/// The projects a server runs, by name.
-pub type Projects = Arc<HashMap<String, Project>>;
+pub use crate::projects::Projects;
 
 /// Run one worker until `drain` becomes true (then finish the current run and return) or
 /// `stop` carries a reason (then stop the current run too).
@@ -122,7 +121,7 @@ async fn run_claimed(
     run: RunRow,
     stop: watch::Receiver<Option<Stop>>,
 ) {
-    let Some(project) = projects.get(&run.project).cloned() else {
+    let Some(project) = projects.get(&run.project) else {
         let _ = queue
             .finish(
                 &run.id,
@@ -176,6 +175,7 @@ async fn run_claimed(
         // The server decides: its zygotes, or cold starts; a run never makes its own.
         no_fork_server: cfg.envs.forks().is_none(),
         shutdowns: Some(cfg.shutdowns.clone()),
+        git: None,
     };
     let number = run.attempts;
     drive(
@@ -212,7 +212,7 @@ pub async fn follow_taken_over(
         Ok(Some(run)) => run,
         _ => return,
     };
-    let Some(project) = projects.get(&run.project).cloned() else {
+    let Some(project) = projects.get(&run.project) else {
         return;
     };
     let Some(executor) = cfg.executors.by_kind(&handle.executor) else {

@@ -220,7 +220,7 @@ async fn a_failing_sink_answers_503_so_the_sender_retries() {
         .unwrap();
     f.app = api::router(AppState {
         queue: q,
-        projects: vec![],
+        projects: vec![].into(),
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Err("database is locked".to_string()) })),
         intake: Default::default(),

@@ -71,7 +71,8 @@ pub struct DeployAwsArgs {
     /// The project folder (with nbpipe.yaml).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// The environment: part of stack, repository and tag names (`prod`, `staging`).
+    /// The environment: part of stack, repository and tag names (`prod`, `staging`); when the
+    /// project declares `environments:`, it must be one of them and its settings are deployed.
     #[arg(long, value_name = "ENV")]
     pub env: String,
     /// A region to deploy to (repeatable; each must be in `regions:` when the file has it).
@@ -420,6 +421,17 @@ pub struct RunArgs {
     /// the output prefix, created only if absent; a trigger already claimed exits 0 at once.
     #[arg(long, env = "NBPIPE_CLAIM", hide = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub claim: bool,
+    /// The project's environment (an `environments:` entry) to run with (default: the one
+    /// whose branch is checked out, else the top-level settings).
+    #[arg(long = "env", value_name = "NAME", env = "NBPIPE_ENV")]
+    pub env: Option<String>,
+    /// The commit the project's files are at, recorded in `run.json` when the folder has no
+    /// `.git` (what container executors pass in `NBPIPE_GIT_COMMIT`).
+    #[arg(long = "git-commit", value_name = "SHA", env = "NBPIPE_GIT_COMMIT", hide = true)]
+    pub git_commit: Option<String>,
+    /// The branch that commit was on (`NBPIPE_GIT_BRANCH`).
+    #[arg(long = "git-branch", value_name = "NAME", env = "NBPIPE_GIT_BRANCH", hide = true)]
+    pub git_branch: Option<String>,
 }
 
 /// `nbpipe render`.
@@ -442,6 +454,10 @@ pub struct ServeArgs {
     /// Project folders (each with an nbpipe.yaml).
     #[arg(required = true)]
     pub projects: Vec<PathBuf>,
+    /// Serve the projects' settings of this environment (an `environments:` entry; default:
+    /// the one whose branch each folder has checked out, else the top-level settings).
+    #[arg(long = "env", value_name = "NAME", env = "NBPIPE_ENV")]
+    pub env: Option<String>,
     /// Address of the HTTP API and UI (loopback unless told otherwise; a public address needs a token).
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: std::net::SocketAddr,

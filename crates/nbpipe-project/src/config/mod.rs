@@ -45,7 +45,7 @@ use std::time::Duration;
 use nbpipe_params::Parameters;
 
 pub use deploy::{DeployConfig, DeployMode, TriggerSource, DEFAULT_CPU, DEFAULT_MEMORY};
-pub use environments::{checked_out_branch, Environment, Revision, Select, MERGED};
+pub use environments::{checked_out_branch, Environment, Select, MERGED};
 pub use error::{ConfigError, ErrorKind, Invalid};
 pub use executor::{memory_bytes, EXECUTORS};
 pub use regions::{s3_bucket_of, valid_region, RegionConfig, S3Location};
@@ -409,6 +409,16 @@ pub(crate) fn has_scheme(s: &str) -> bool {
 }
 
 impl Project {
+    /// The project's identity in a server: its name, with its environment after an `@`
+    /// when it has one (`sales@staging`), so that one server can serve several environments
+    /// of a project, each with its own runs, limits and deduplication.
+    pub fn key(&self) -> String {
+        match &self.environment {
+            Some(env) => format!("{}@{env}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     /// The index of the step with this id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)

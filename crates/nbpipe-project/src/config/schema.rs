@@ -142,9 +142,23 @@ fn build(ctx: &mut Ctx<'_>, root: &Node) -> Result<Project> {
     };
     ctx.first_tag = params_first_tag(top);
 
-    let name = match ctx.opt_string(top, "", "name")? {
-        Some(n) => n,
-        None => default_name(dir),
+    let name = match top.get("name").filter(|n| !n.is_null()) {
+        Some(n) => {
+            let name = ctx.string(n, "name")?;
+            if name.contains('@') {
+                return Err(ctx.error(
+                    n.loc,
+                    "name",
+                    ErrorKind::Value,
+                    format!(
+                        "invalid project name `{name}`: `@` separates a project from its \
+                         environment (`sales@staging`)"
+                    ),
+                ));
+            }
+            name
+        }
+        None => default_name(dir).replace('@', "-"),
     };
     let parameters = match top.get("parameters") {
         Some(n) => ctx.parameters(n, "parameters", &[Seg::Key("parameters")])?,
@@ -153,12 +167,12 @@ fn build(ctx: &mut Ctx<'_>, root: &Node) -> Result<Project> {
     let output = match top.get("output").filter(|n| !n.is_null()) {
         Some(n) => {
             let s = ctx.string(n, "output")?;
-            check_template(&ctx, n, &s)?;
+            check_template(ctx, n, &s)?;
             resolve_location(dir, &s)
         }
         None => resolve_location(dir, DEFAULT_OUTPUT),
     };
-    let env = env(&ctx, top)?;
+    let env = env(ctx, top)?;
     let jobs = match top.get("jobs").filter(|n| !n.is_null()) {
         Some(n) => match ctx.uint(n, "jobs")? {
             0 => {

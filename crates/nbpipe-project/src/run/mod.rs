@@ -66,6 +66,10 @@ pub struct RunOptions {
     /// waits for when it stops). Without one, the run makes its own and waits for it before
     /// it returns, so a step never waits for the previous step's kernel to exit.
     pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
+    /// The commit and branch the project's files are at, when the caller knows them (a
+    /// revision folder the server checked out has no `.git`). Without it, `git` is asked
+    /// about the project folder.
+    pub git: Option<GitInfo>,
 }
 
 /// See [`RunOptions::before_step`].
@@ -255,7 +259,11 @@ async fn run_with(
             python: env.python.display().to_string(),
             freeze_uri,
         }),
-        git: git_info(&project.dir).await,
+        git: match &opts.git {
+            Some(g) => Some(g.clone()),
+            None => git_info(&project.dir).await,
+        },
+        environment_name: project.environment.clone(),
         steps,
         nbpipe_version: env!("CARGO_PKG_VERSION").to_string(),
     };

@@ -23,6 +23,7 @@ pub(crate) async fn serve(State(state): State<Shared>) -> Json<Value> {
     let mut doc = openapi_document();
     let names: Vec<Value> = state
         .projects
+        .all()
         .iter()
         .map(|p| Value::String(p.name.clone()))
         .collect();

@@ -167,6 +167,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, OBJECT_SEQUENCERS),
     (4, INTERRUPTED_RETRIES),
     (5, ATTEMPT_HANDLES),
+    (6, RUN_ENVIRONMENTS),
 ];
 
 /// Version 1: runs, their attempts, trigger cursors.
@@ -261,6 +262,13 @@ ALTER TABLE project_policies ADD COLUMN interrupted_retries BIGINT
 /// an attempt can be found again after its server restarts. NULL: not launched yet.
 const ATTEMPT_HANDLES: &str = r#"
 ALTER TABLE run_attempts ADD COLUMN handle TEXT
+"#;
+
+/// Version 6: the project environment (`environments:` entry) each run belongs to, for
+/// filtering runs by environment. NULL: the project's top-level settings.
+const RUN_ENVIRONMENTS: &str = r#"
+ALTER TABLE runs ADD COLUMN environment TEXT;
+CREATE INDEX runs_by_environment ON runs (environment, seq)
 "#;
 
 /// The newest schema version this build knows.
@@ -358,7 +366,8 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
 /// The columns [`run_from_row`] reads, for `SELECT {RUN_COLUMNS} FROM runs`.
 pub(crate) const RUN_COLUMNS: &str = "id, project, status, attempts, max_attempts, reason, \
      trigger_json, parameters, dedup_key, rerun_of, created_at, started_at, finished_at, \
-     not_before, lease_owner, lease_until, cancel_requested, output, error, manifest, updated_at";
+     not_before, lease_owner, lease_until, cancel_requested, output, error, manifest, updated_at, \
+     environment";
 
 fn corrupt(id: &str, what: &str, err: impl std::fmt::Display) -> QueueError {
     QueueError::Corrupt(format!("run `{id}`: {what}: {err}"))
@@ -398,6 +407,7 @@ where
     };
     Ok(RunRow {
         project: row.try_get("project")?,
+        environment: row.try_get("environment")?,
         status,
         attempts: count("attempts")?,
         max_attempts: count("max_attempts")?,

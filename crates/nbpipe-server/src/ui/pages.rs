@@ -133,7 +133,7 @@ pub(crate) async fn runs_page(
     let sel_project = query.project.clone().unwrap_or_default();
     let sel_status = query.status.clone().unwrap_or_default();
     b += "<form class=\"filters\" method=\"get\" action=\"/\"><label>Project <select name=\"project\"><option value=\"\">any</option>";
-    for p in &state.projects {
+    for p in &state.projects.all() {
         let sel = if p.name == sel_project {
             " selected"
         } else {
@@ -412,12 +412,13 @@ pub(crate) async fn run_page(
 
 pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
     let mut b = String::from("<h1>Projects</h1>");
-    if state.projects.is_empty() {
+    let projects = state.projects.all();
+    if projects.is_empty() {
         b += "<p class=\"empty\">No projects configured.</p>";
     } else {
         b += "<table class=\"projects\" id=\"projects\"><thead><tr><th>Project</th><th>Directory</th>\
               <th>Triggers</th><th>Run policy</th><th></th></tr></thead><tbody>";
-        for p in &state.projects {
+        for p in &projects {
             let triggers = if p.triggers.is_empty() {
                 "<span class=\"muted\">none (API and UI only)</span>".to_string()
             } else {
