@@ -175,7 +175,13 @@ async fn run_claimed(
         // The server decides: its zygotes, or cold starts; a run never makes its own.
         no_fork_server: cfg.envs.forks().is_none(),
         shutdowns: Some(cfg.shutdowns.clone()),
-        git: None,
+        // The revision the server checked out, else (for a container, whose image has no
+        // `.git`) what git says of the project folder; a local run asks git itself.
+        git: match projects.served(&run.project).and_then(|s| s.git.clone()) {
+            Some(g) => Some(g),
+            None if !local => nbpipe_project::run::git_info(&project.dir).await,
+            None => None,
+        },
     };
     let number = run.attempts;
     drive(

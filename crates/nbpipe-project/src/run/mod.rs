@@ -469,7 +469,8 @@ fn output_prefix(template: &str, run_id: &str) -> Result<Location, RunError> {
     Ok(loc)
 }
 
-async fn git_info(dir: &std::path::Path) -> Option<GitInfo> {
+/// The commit, branch and dirtiness of the git work tree `dir` is in (`None`: not in one).
+pub async fn git_info(dir: &std::path::Path) -> Option<GitInfo> {
     let git = |args: &[&str]| {
         let dir = PathBuf::from(dir);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -154,6 +154,23 @@ pub(crate) async fn runs_page(
         };
         let _ = write!(b, "<option value=\"{s}\"{sel}>{s}</option>", s = s.as_str());
     }
+    // Environments, when any project is served with one.
+    let mut envs: Vec<String> = state
+        .projects
+        .all()
+        .into_iter()
+        .filter_map(|p| p.environment)
+        .collect();
+    envs.sort();
+    envs.dedup();
+    let sel_env = query.environment.clone().unwrap_or_default();
+    if !envs.is_empty() || !sel_env.is_empty() {
+        b += "</select></label> <label>Environment <select name=\"environment\"><option value=\"\">any</option>";
+        for e in &envs {
+            let sel = if *e == sel_env { " selected" } else { "" };
+            let _ = write!(b, "<option value=\"{e}\"{sel}>{e}</option>", e = esc(e));
+        }
+    }
     let _ = write!(
         b,
         "</select></label> <label>Trigger contains <input name=\"q\" value=\"{}\"></label> \
@@ -282,6 +299,29 @@ pub(crate) async fn run_page(
             esc(&r.project)
         ),
     );
+    if let Some(env) = &r.environment {
+        fact(
+            "Environment",
+            format!(
+                "<a href=\"/?environment={}\">{}</a>",
+                url_part(env),
+                esc(env)
+            ),
+        );
+    }
+    if let Some(commit) = &r.commit {
+        let short: String = commit.chars().take(12).collect();
+        let branch = r
+            .branch
+            .as_deref()
+            .filter(|b| *b != "HEAD")
+            .map(|b| format!(" on <code>{}</code>", esc(b)))
+            .unwrap_or_default();
+        fact(
+            "Revision",
+            format!("<code title=\"{}\">{}</code>{branch}", esc(commit), esc(&short)),
+        );
+    }
     fact("Trigger", trigger_cell(r));
     fact("Reason", esc(&r.reason));
     fact("Created", time(&r.created_at));
