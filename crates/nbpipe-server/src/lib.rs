@@ -27,6 +27,7 @@
 pub mod api;
 pub mod event;
 pub mod executors;
+pub mod gitops;
 pub mod intake;
 pub mod policy;
 pub mod projects;

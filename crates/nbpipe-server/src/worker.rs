@@ -483,6 +483,11 @@ impl EnvCache {
     /// The project's environment: cached while its requirements file is unchanged, else
     /// ensured now (`None` if that fails: the runner then reports the error itself).
     pub async fn get_or_ensure(&self, project: &Project) -> Option<nbpipe_env::ManagedEnv> {
+        self.ensure(project).await.ok()
+    }
+
+    /// [`EnvCache::get_or_ensure`], saying why the environment could not be prepared.
+    pub async fn ensure(&self, project: &Project) -> Result<nbpipe_env::ManagedEnv, String> {
         let req = project
             .env
             .requirements
@@ -492,9 +497,9 @@ impl EnvCache {
             .ok()
             .and_then(|m| Some((m.len(), m.modified().ok()?)));
         if let Ok(map) = self.inner.lock() {
-            if let Some((env, seen)) = map.get(&project.name) {
+            if let Some((env, seen)) = map.get(&project.key()) {
                 if *seen == stamp {
-                    return Some(env.clone());
+                    return Ok(env.clone());
                 }
             }
         }
@@ -509,15 +514,15 @@ impl EnvCache {
         );
         let env = tokio::task::spawn_blocking(move || nbpipe_env::ensure(&dir, &opts))
             .await
-            .ok()?
-            .ok()?;
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         if let Ok(mut map) = self.inner.lock() {
-            map.insert(project.name.clone(), (env.clone(), stamp));
+            map.insert(project.key(), (env.clone(), stamp));
         }
         if let Some(forks) = self.forks.as_ref().filter(|_| project.env.fork_server) {
-            forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
+            forks.enable(&project.key(), &env.python, &env.hash, &project.env.preload);
         }
-        Some(env)
+        Ok(env)
     }
 }
 

@@ -46,6 +46,7 @@ impl Server {
         let app = api::router(AppState {
             queue: queue.clone(),
             projects: vec![].into(),
+            git: None,
             token: None,
             hooks,
             intake: sink.counters(),

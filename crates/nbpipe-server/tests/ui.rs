@@ -328,6 +328,7 @@ async fn server() -> Server {
     let state = AppState {
         queue: queue.clone(),
         projects: projects.into(),
+        git: None,
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
         intake: Default::default(),
@@ -534,6 +535,7 @@ async fn an_open_run_page_follows_the_run_to_its_end() {
     let state = AppState {
         queue: s.queue.clone(),
         projects: vec![].into(),
+        git: None,
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
         intake: Default::default(),

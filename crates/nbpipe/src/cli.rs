@@ -452,12 +452,30 @@ matches s3://<bucket>/<key>. The first SIGINT/SIGTERM drains (no new runs; runni
 )]
 pub struct ServeArgs {
     /// Project folders (each with an nbpipe.yaml).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "git")]
     pub projects: Vec<PathBuf>,
-    /// Serve the projects' settings of this environment (an `environments:` entry; default:
-    /// the one whose branch each folder has checked out, else the top-level settings).
-    #[arg(long = "env", value_name = "NAME", env = "NBPIPE_ENV")]
-    pub env: Option<String>,
+    /// Serve the projects' settings of this environment (an `environments:` entry;
+    /// repeatable: each environment is served as `name@environment`). Default: the one whose
+    /// branch each folder has checked out, else the top-level settings; with `--git`, every
+    /// environment the default branch's nbpipe.yaml declares.
+    #[arg(long = "env", value_name = "NAME", env = "NBPIPE_ENV", value_delimiter = ',')]
+    pub envs: Vec<String>,
+    /// Follow this git repository (URL or path): each environment's branch is served, and
+    /// every new commit is checked out, validated and its environment built before it
+    /// replaces the running revision (runs in flight finish on theirs).
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// How often the followed repository is fetched (a push webhook makes it sooner).
+    #[arg(long = "git-poll", value_name = "SECS", default_value_t = 60, requires = "git")]
+    pub git_poll: u64,
+    /// The secret `POST /hooks/git` pushes are signed with (GitHub, Gitea: HMAC-SHA256;
+    /// GitLab: the token). Without it the hook is refused and the repository is polled only.
+    #[arg(long = "git-webhook-secret", value_name = "SECRET", env = "NBPIPE_GIT_WEBHOOK_SECRET", hide_env_values = true, requires = "git")]
+    pub git_webhook_secret: Option<String>,
+    /// Where the repository's mirror, revision folders and relative outputs live (default:
+    /// `.nbpipe/git/<hash of the URL>` in the current folder).
+    #[arg(long = "git-workdir", value_name = "DIR", requires = "git")]
+    pub git_workdir: Option<PathBuf>,
     /// Address of the HTTP API and UI (loopback unless told otherwise; a public address needs a token).
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: std::net::SocketAddr,

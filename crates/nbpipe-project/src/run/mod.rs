@@ -202,7 +202,7 @@ async fn run_with(
     };
     if let Some(forks) = &opts.fork {
         // Keyed by the environment's hash: changed requirements get a new zygote.
-        forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
+        forks.enable(&project.key(), &env.python, &env.hash, &project.env.preload);
     }
     let freeze_uri = match &env.freeze {
         Some(freeze) => {

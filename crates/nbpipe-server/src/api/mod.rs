@@ -73,6 +73,7 @@ use crate::intake::{IntakeCounters, Submitted};
 use crate::queue::Queue;
 
 pub use error::ApiError;
+pub(crate) use auth::tokens_equal;
 pub use openapi::openapi_document;
 pub use runs::{RunDetail, StepView, MAX_DEDUP_KEY_CHARS, MAX_LIST_LIMIT, MAX_LIST_OFFSET};
 
@@ -170,6 +171,8 @@ pub struct AppState {
     pub queue: Queue,
     /// The configured projects (replaced when a new revision is served).
     pub projects: ProjectList,
+    /// The git repository followed, for `POST /hooks/git` (`None`: none).
+    pub git: Option<GitHook>,
     /// Bearer token required for every state change and the hooks (`None`: none required;
     /// only allowed on a loopback listener, see [`check_listen`]).
     pub token: Option<String>,
@@ -187,6 +190,15 @@ impl AppState {
     pub fn project(&self, name: &str) -> Option<ProjectInfo> {
         self.projects.all().into_iter().find(|p| p.name == name)
     }
+}
+
+/// What `POST /hooks/git` needs: the secret pushes are signed with and the follower to wake.
+#[derive(Clone)]
+pub struct GitHook {
+    /// The webhook secret (`None`: the hook is refused; the repository is polled only).
+    pub secret: Option<String>,
+    /// The follower.
+    pub ops: Arc<crate::gitops::GitOps>,
 }
 
 /// The projects as the API shows them; shared with whatever replaces a project by a newer
@@ -278,6 +290,8 @@ pub(crate) fn route_defs() -> Vec<RouteDef> {
         def("get", "/api/runs/{id}/log", get(logs::run_log)),
         def("get", "/api/projects", get(runs::projects)),
         def("post", "/hooks/s3", post(hooks::s3)),
+        def("post", "/hooks/git", post(hooks::git)),
+        def("get", "/api/revisions", get(runs::revisions)),
         def("get", "/runs/{id}/steps/{file}", get(report::step_report)),
     ];
     v.extend(crate::ui::route_defs());

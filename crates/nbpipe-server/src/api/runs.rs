@@ -405,3 +405,30 @@ pub(crate) async fn rerun(
 pub(crate) async fn projects(State(state): State<Shared>) -> Json<Value> {
     Json(json!({"projects": state.projects.all()}))
 }
+
+/// Query of `GET /api/revisions`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RevisionsQuery {
+    /// Only this project (its key, `name@environment`).
+    pub project: Option<String>,
+    /// At most this many (default 100, 1 to [`MAX_LIST_LIMIT`]).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/revisions`: the commits the server saw for each project environment it serves
+/// from git, newest first — serving, refused (with the error) or superseded.
+pub(crate) async fn revisions(
+    State(state): State<Shared>,
+    query: Result<Query<RevisionsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be 1 to {MAX_LIST_LIMIT}, not {limit}"
+        )));
+    }
+    let project = query.project.as_deref().filter(|p| !p.is_empty());
+    let rows = state.queue.revisions(project, limit).await?;
+    Ok(Json(json!({"revisions": rows})))
+}

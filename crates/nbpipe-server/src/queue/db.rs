@@ -168,6 +168,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, INTERRUPTED_RETRIES),
     (5, ATTEMPT_HANDLES),
     (6, RUN_ENVIRONMENTS),
+    (7, REVISIONS),
 ];
 
 /// Version 1: runs, their attempts, trigger cursors.
@@ -269,6 +270,22 @@ ALTER TABLE run_attempts ADD COLUMN handle TEXT
 const RUN_ENVIRONMENTS: &str = r#"
 ALTER TABLE runs ADD COLUMN environment TEXT;
 CREATE INDEX runs_by_environment ON runs (environment, seq)
+"#;
+
+/// Version 7: the revision history of projects served from git (see `queue::revisions`).
+/// Self-contained: touches no other table.
+const REVISIONS: &str = r#"
+CREATE TABLE revisions (
+    project TEXT NOT NULL,
+    environment TEXT,
+    commit_sha TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('serving', 'refused', 'superseded')),
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (project, commit_sha)
+)
 "#;
 
 /// The newest schema version this build knows.

@@ -50,11 +50,13 @@ mod history;
 mod ops;
 mod ordering;
 mod policy;
+mod revisions;
 mod types;
 
 use std::path::{Path, PathBuf};
 
 pub use ordering::SEQUENCER_RETENTION;
+pub use revisions::RevisionRow;
 pub use types::{
     AttemptRow, Backoff, CancelResult, Claimed, Counts, Enqueued, Finish, Limits, ProjectPolicy,
     Recovered, RunFilter, RunRow, Status,

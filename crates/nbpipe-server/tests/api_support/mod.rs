@@ -100,6 +100,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
     let app = api::router(AppState {
         queue: queue.clone(),
         projects: projects.into(),
+        git: None,
         token: token.map(str::to_string),
         hooks,
         intake: Default::default(),

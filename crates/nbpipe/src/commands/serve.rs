@@ -37,7 +37,17 @@ pub fn run(args: ServeArgs) -> u8 {
         no_fork_server: args.no_fork_server,
         executor: args.executor,
         image_binary: args.image_binary,
-        env: args.env,
+        git: args.git.as_ref().map(|url| nbpipe_server::gitops::GitOptions {
+            url: url.clone(),
+            envs: args.envs.clone(),
+            poll: Duration::from_secs(args.git_poll.max(1)),
+            workdir: args
+                .git_workdir
+                .clone()
+                .unwrap_or_else(|| nbpipe_server::gitops::default_workdir(url)),
+        }),
+        git_webhook_secret: args.git_webhook_secret.filter(|s| !s.is_empty()),
+        envs: args.envs,
     };
     let runtime = match super::runtime(None) {
         Ok(r) => r,
