@@ -521,6 +521,11 @@ impl Executor for DockerExecutor {
             Err(e) => Err(engine_err(e)),
         }
     }
+
+    /// Builds the project's image (layers cached; loaded or pushed at the first launch).
+    async fn prepare(&self, project: &Project) -> Result<(), ExecutorError> {
+        self.builds.build(project).await.map(|_| ())
+    }
 }
 
 #[cfg(test)]

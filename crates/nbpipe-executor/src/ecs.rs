@@ -707,6 +707,15 @@ impl Executor for EcsExecutor {
         let c = self.clients(&region).await;
         Ok(Self::describe(&c, &cluster, &handle.id).await?.is_some())
     }
+
+    /// Builds the project's image unless `executor.ecs.image` names one (pushed at the
+    /// first launch).
+    async fn prepare(&self, project: &Project) -> Result<(), ExecutorError> {
+        match Self::settings(project)?.image {
+            Some(_) => Ok(()),
+            None => self.builds.build(project).await.map(|_| ()),
+        }
+    }
 }
 
 #[cfg(test)]

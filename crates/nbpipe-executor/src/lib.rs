@@ -171,6 +171,12 @@ pub trait Executor: Send + Sync {
     async fn cancel(&self, handle: &Handle, why: Stop) -> Result<(), ExecutorError>;
     /// Whether `handle` (from this or an earlier process) designates a live attempt.
     async fn reattach(&self, handle: &Handle) -> Result<bool, ExecutorError>;
+    /// Make what `project`'s attempts will need ahead of its first launch (the image, for
+    /// executors that run one), so that a new revision that cannot be built is refused
+    /// before it is served. Default: nothing to prepare.
+    async fn prepare(&self, _project: &Project) -> Result<(), ExecutorError> {
+        Ok(())
+    }
 }
 
 /// The environment variables that carry a run's project environment and revision into a

@@ -506,6 +506,13 @@ pub async fn serve(
         .map(|p| crate::api::ProjectInfo::from_project(p, opts.per_project))
         .collect::<Vec<_>>()
         .into();
+    let executors = crate::executors::Executors::new(
+        opts.executor.clone(),
+        nbpipe_executor::DockerOptions {
+            binary: opts.image_binary.clone(),
+            ..Default::default()
+        },
+    );
     // A repository followed: its environments are served from its branches before anything
     // else starts (a server that cannot serve them does not start).
     let gitops = match &opts.git {
@@ -521,6 +528,7 @@ pub async fn serve(
                     list.clone(),
                     queue.clone(),
                     envs.clone(),
+                    executors.clone(),
                     opts.per_project,
                     on_switch,
                 )
@@ -538,13 +546,6 @@ pub async fn serve(
             .await?;
     }
     let startup_worker = Queue::new_worker_id();
-    let executors = crate::executors::Executors::new(
-        opts.executor.clone(),
-        nbpipe_executor::DockerOptions {
-            binary: opts.image_binary.clone(),
-            ..Default::default()
-        },
-    );
     // Attempts still running elsewhere (containers a killed server started) are followed
     // again, not started twice; the other runs a dead server left are recovered.
     let remote = executors.any_remote(projects.values().iter());

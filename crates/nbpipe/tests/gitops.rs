@@ -269,6 +269,30 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     wait_status(&server, &s3, |s| s == "succeeded", 120);
     assert!(printed_in(&gitwork, "sales@staging", &s3).contains("greeting staging-v2"));
 
+    // A commit whose kernel environment cannot be built is refused too (before it serves).
+    std::fs::write(work.join("nbpipe.yaml"), yaml("staging-v4", "prod-v1")).unwrap();
+    std::fs::write(work.join("requirements.txt"), "nbpipe-no-such-package-xyz==0.0.1\n").unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "unbuildable"]);
+    let unbuildable = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", "origin", "staging"]);
+    let body = json!({"ref": "refs/heads/staging"}).to_string();
+    let gh = format!("X-Hub-Signature-256: sha256={}", sign(&body));
+    let (code, _) = server.request("POST", "/hooks/git", &[&gh], Some(&body));
+    assert_eq!(code, 202);
+    wait_for("the unbuildable commit to be refused", 180, || {
+        server.get("/api/revisions?project=sales@staging").unwrap()["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r["commit"] == unbuildable.as_str()
+                    && r["status"] == "refused"
+                    && r["error"].as_str().unwrap_or("").contains("kernel environment")
+            })
+    });
+    assert_eq!(serving(&server, "sales@staging").as_deref(), Some(staging2.as_str()));
+
     // GitLab's token header; a push to a branch no environment follows is not followed.
     let other = json!({"ref": "refs/heads/feature"}).to_string();
     let gl = format!("X-Gitlab-Token: {SECRET}");
@@ -284,6 +308,19 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
         .unwrap();
     let page = String::from_utf8_lossy(&page.stdout);
     assert!(page.contains("Environment") && page.contains(&staging2[..12]), "{page}");
+    // The projects page shows each environment's revision history, refusals with their error.
+    let page = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/projects")])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains(&format!(
+            "data-project=\"sales@staging\" data-commit=\"{broken}\" data-status=\"refused\""
+        )) && page.contains("missing.ipynb"),
+        "{page}"
+    );
+    assert!(page.contains(&format!("data-commit=\"{staging1}\" data-status=\"superseded\"")));
 }
 
 /// The manifest of the only run under `dir/runs/`.

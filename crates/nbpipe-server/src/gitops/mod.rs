@@ -94,6 +94,7 @@ pub struct GitOps {
     list: ProjectList,
     queue: Queue,
     envs: EnvCache,
+    executors: crate::executors::Executors,
     per_project: usize,
     wake: Arc<Notify>,
     on_switch: Box<dyn Fn(&Projects) + Send + Sync>,
@@ -109,6 +110,7 @@ impl GitOps {
         list: ProjectList,
         queue: Queue,
         envs: EnvCache,
+        executors: crate::executors::Executors,
         per_project: usize,
         on_switch: Box<dyn Fn(&Projects) + Send + Sync>,
     ) -> Result<Arc<GitOps>, GitError> {
@@ -131,6 +133,7 @@ impl GitOps {
             list,
             queue,
             envs,
+            executors,
             per_project,
             wake: Arc::new(Notify::new()),
             on_switch,
@@ -429,11 +432,20 @@ impl GitOps {
         if let Some(rest) = project.output.strip_prefix(&prefix) {
             project.output = format!("{}{rest}", stable.display());
         }
-        if project.executor == nbpipe_project::ExecutorConfig::Local {
+        let executor = self
+            .executors
+            .for_project(&project)
+            .map_err(GitError::Refused)?;
+        if executor.kind() == "local" {
             self.envs
                 .ensure(&project)
                 .await
                 .map_err(|e| GitError::Refused(format!("kernel environment: {e}")))?;
+        } else {
+            executor
+                .prepare(&project)
+                .await
+                .map_err(|e| GitError::Refused(format!("{} image: {e}", executor.kind())))?;
         }
         Ok(project)
     }

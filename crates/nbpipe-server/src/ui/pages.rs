@@ -484,6 +484,41 @@ pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
         }
         b += "</tbody></table>";
     }
+    // Projects served from git: each environment's revision history.
+    if let Ok(revs) = state.queue.revisions(None, 200).await {
+        if !revs.is_empty() {
+            b += "<h2>Revisions</h2><table class=\"revisions\" id=\"revisions\"><thead><tr>\
+                  <th>Project</th><th>Commit</th><th>Branch</th><th>Status</th><th>Since</th>\
+                  <th></th></tr></thead><tbody>";
+            for r in &revs {
+                let short: String = r.commit.chars().take(12).collect();
+                let why = r
+                    .error
+                    .as_deref()
+                    .map(|e| format!("<pre class=\"error\">{}</pre>", esc(e)))
+                    .unwrap_or_default();
+                let _ = write!(
+                    b,
+                    "<tr data-project=\"{p}\" data-commit=\"{c}\" data-status=\"{st}\"><td>{p}</td>\
+                     <td><code title=\"{c}\">{short}</code></td><td><code>{br}</code></td>\
+                     <td><span class=\"badge st-{class}\">{st}</span></td><td>{since}</td>\
+                     <td>{why}</td></tr>",
+                    p = esc(&r.project),
+                    c = esc(&r.commit),
+                    short = esc(&short),
+                    br = esc(&r.branch),
+                    st = esc(&r.status),
+                    class = match r.status.as_str() {
+                        "serving" => "succeeded",
+                        "refused" => "failed",
+                        _ => "cancelled",
+                    },
+                    since = time(&r.updated_at),
+                );
+            }
+            b += "</tbody></table>";
+        }
+    }
     page_response(layout("Projects", "projects", state.token.is_some(), &b))
 }
 
