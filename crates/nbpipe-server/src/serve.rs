@@ -187,7 +187,11 @@ impl QueueSink {
     pub async fn submit_events(&self, events: &[ObjectEvent]) -> Result<Submitted, SinkError> {
         let mut done = Submitted::default();
         for ev in events {
-            let routes = self.routes.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let routes = self
+                .routes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
             for req in routing::requests(&routes, ev) {
                 match self.submit_request(&req).await? {
                     Enqueued::New(_) => done.queued += 1,
@@ -473,7 +477,11 @@ pub async fn serve(
         return Err(ServeError::NoProjects);
     }
     // A followed repository's environments come from it, not from folders.
-    let folder_envs = if opts.git.is_some() { &[][..] } else { &opts.envs[..] };
+    let folder_envs = if opts.git.is_some() {
+        &[][..]
+    } else {
+        &opts.envs[..]
+    };
     let projects = load_projects(&opts.projects, folder_envs)?;
     // The first project folder's `.nbpipe/`, else (a server following git only) the work
     // folder's.

@@ -427,10 +427,20 @@ pub struct RunArgs {
     pub env: Option<String>,
     /// The commit the project's files are at, recorded in `run.json` when the folder has no
     /// `.git` (what container executors pass in `NBPIPE_GIT_COMMIT`).
-    #[arg(long = "git-commit", value_name = "SHA", env = "NBPIPE_GIT_COMMIT", hide = true)]
+    #[arg(
+        long = "git-commit",
+        value_name = "SHA",
+        env = "NBPIPE_GIT_COMMIT",
+        hide = true
+    )]
     pub git_commit: Option<String>,
     /// The branch that commit was on (`NBPIPE_GIT_BRANCH`).
-    #[arg(long = "git-branch", value_name = "NAME", env = "NBPIPE_GIT_BRANCH", hide = true)]
+    #[arg(
+        long = "git-branch",
+        value_name = "NAME",
+        env = "NBPIPE_GIT_BRANCH",
+        hide = true
+    )]
     pub git_branch: Option<String>,
 }
 
@@ -458,7 +468,12 @@ pub struct ServeArgs {
     /// repeatable: each environment is served as `name@environment`). Default: the one whose
     /// branch each folder has checked out, else the top-level settings; with `--git`, every
     /// environment the default branch's nbpipe.yaml declares.
-    #[arg(long = "env", value_name = "NAME", env = "NBPIPE_ENV", value_delimiter = ',')]
+    #[arg(
+        long = "env",
+        value_name = "NAME",
+        env = "NBPIPE_ENV",
+        value_delimiter = ','
+    )]
     pub envs: Vec<String>,
     /// Follow this git repository (URL or path): each environment's branch is served, and
     /// every new commit is checked out, validated and its environment built before it
@@ -466,11 +481,22 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub git: Option<String>,
     /// How often the followed repository is fetched (a push webhook makes it sooner).
-    #[arg(long = "git-poll", value_name = "SECS", default_value_t = 60, requires = "git")]
+    #[arg(
+        long = "git-poll",
+        value_name = "SECS",
+        default_value_t = 60,
+        requires = "git"
+    )]
     pub git_poll: u64,
     /// The secret `POST /hooks/git` pushes are signed with (GitHub, Gitea: HMAC-SHA256;
     /// GitLab: the token). Without it the hook is refused and the repository is polled only.
-    #[arg(long = "git-webhook-secret", value_name = "SECRET", env = "NBPIPE_GIT_WEBHOOK_SECRET", hide_env_values = true, requires = "git")]
+    #[arg(
+        long = "git-webhook-secret",
+        value_name = "SECRET",
+        env = "NBPIPE_GIT_WEBHOOK_SECRET",
+        hide_env_values = true,
+        requires = "git"
+    )]
     pub git_webhook_secret: Option<String>,
     /// Where the repository's mirror, revision folders and relative outputs live (default:
     /// `.nbpipe/git/<hash of the URL>` in the current folder).

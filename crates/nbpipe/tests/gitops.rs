@@ -94,7 +94,12 @@ fn sign(body: &str) -> String {
 /// What run `id`'s notebook printed (outputs of a project served from git live under the
 /// work folder, per project key).
 fn printed_in(work: &Path, key: &str, id: &str) -> String {
-    let path = work.join("outputs").join(key).join("runs").join(id).join("nb.ipynb");
+    let path = work
+        .join("outputs")
+        .join(key)
+        .join("runs")
+        .join(id)
+        .join("nb.ipynb");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("run notebook {}: {e}", path.display()));
     let nb: Value = serde_json::from_str(&text).unwrap();
@@ -103,7 +108,10 @@ fn printed_in(work: &Path, key: &str, id: &str) -> String {
         for o in cell["outputs"].as_array().into_iter().flatten() {
             match &o["text"] {
                 Value::String(t) => out += t,
-                Value::Array(parts) => parts.iter().filter_map(Value::as_str).for_each(|t| out += t),
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .for_each(|t| out += t),
                 _ => {}
             }
         }
@@ -143,7 +151,10 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     std::fs::create_dir_all(&origin).unwrap();
     git(&origin, &["init", "-q", "--bare", "-b", "main"]);
     let work = sb.path("clone");
-    git(sb.dir.path(), &["clone", "-q", &origin.to_string_lossy(), "clone"]);
+    git(
+        sb.dir.path(),
+        &["clone", "-q", &origin.to_string_lossy(), "clone"],
+    );
     std::fs::write(work.join("nbpipe.yaml"), yaml("staging-v1", "prod-v1")).unwrap();
     std::fs::write(work.join("nb.ipynb"), notebook()).unwrap();
     git(&work, &["checkout", "-q", "-b", "main"]);
@@ -186,8 +197,14 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
         .collect();
     names.sort();
     assert_eq!(names, ["sales@production", "sales@staging"]);
-    assert_eq!(serving(&server, "sales@staging").as_deref(), Some(staging1.as_str()));
-    assert_eq!(serving(&server, "sales@production").as_deref(), Some(main1.as_str()));
+    assert_eq!(
+        serving(&server, "sales@staging").as_deref(),
+        Some(staging1.as_str())
+    );
+    assert_eq!(
+        serving(&server, "sales@production").as_deref(),
+        Some(main1.as_str())
+    );
 
     let s1 = submit(&server, "sales@staging", json!({}));
     let p1 = submit(&server, "sales@production", json!({}));
@@ -215,14 +232,29 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     git(&work, &["commit", "-q", "-am", "staging v2"]);
     let staging2 = git(&work, &["rev-parse", "HEAD"]);
     git(&work, &["push", "-q", "origin", "staging"]);
-    let body = json!({"ref": "refs/heads/staging", "after": staging2, "repository": {"clone_url": url}})
-        .to_string();
+    let body =
+        json!({"ref": "refs/heads/staging", "after": staging2, "repository": {"clone_url": url}})
+            .to_string();
     // A forged signature is refused; the real one wakes the follower (it polls every 30 s).
     let bad = format!("X-Hub-Signature-256: sha256={}", "0".repeat(64));
-    let (code, v) = server.request("POST", "/hooks/git", &[&bad, "X-GitHub-Event: push"], Some(&body));
-    assert_eq!((code, v["error"]["code"].as_str()), (401, Some("bad_signature")), "{v}");
+    let (code, v) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&bad, "X-GitHub-Event: push"],
+        Some(&body),
+    );
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (401, Some("bad_signature")),
+        "{v}"
+    );
     let good = format!("X-Hub-Signature-256: sha256={}", sign(&body));
-    let (code, v) = server.request("POST", "/hooks/git", &[&good, "X-GitHub-Event: push"], Some(&body));
+    let (code, v) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&good, "X-GitHub-Event: push"],
+        Some(&body),
+    );
     assert_eq!(code, 202, "{v}");
     assert_eq!(v["followed"], true);
     wait_for("staging v2 to be served", 120, || {
@@ -234,7 +266,10 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     let r = wait_status(&server, &slow, |s| s == "succeeded", 120);
     assert_eq!(r["commit"], staging1.as_str(), "{r:#}");
     assert!(printed_in(&gitwork, "sales@staging", &slow).contains("greeting staging-v1"));
-    assert_eq!(serving(&server, "sales@production").as_deref(), Some(main1.as_str()));
+    assert_eq!(
+        serving(&server, "sales@production").as_deref(),
+        Some(main1.as_str())
+    );
 
     // A commit whose nbpipe.yaml is broken is refused with the error; v2 keeps serving.
     std::fs::write(
@@ -247,7 +282,12 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     git(&work, &["push", "-q", "origin", "staging"]);
     let body = json!({"ref": "refs/heads/staging", "after": broken}).to_string();
     let gitea = format!("X-Gitea-Signature: {}", sign(&body));
-    let (code, _) = server.request("POST", "/hooks/git", &[&gitea, "X-Gitea-Event: push"], Some(&body));
+    let (code, _) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&gitea, "X-Gitea-Event: push"],
+        Some(&body),
+    );
     assert_eq!(code, 202);
     let mut refused = Value::Null;
     wait_for("the broken commit to be refused", 60, || {
@@ -264,14 +304,21 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
         refused["error"].as_str().unwrap().contains("missing.ipynb"),
         "{refused:#}"
     );
-    assert_eq!(serving(&server, "sales@staging").as_deref(), Some(staging2.as_str()));
+    assert_eq!(
+        serving(&server, "sales@staging").as_deref(),
+        Some(staging2.as_str())
+    );
     let s3 = submit(&server, "sales@staging", json!({}));
     wait_status(&server, &s3, |s| s == "succeeded", 120);
     assert!(printed_in(&gitwork, "sales@staging", &s3).contains("greeting staging-v2"));
 
     // A commit whose kernel environment cannot be built is refused too (before it serves).
     std::fs::write(work.join("nbpipe.yaml"), yaml("staging-v4", "prod-v1")).unwrap();
-    std::fs::write(work.join("requirements.txt"), "nbpipe-no-such-package-xyz==0.0.1\n").unwrap();
+    std::fs::write(
+        work.join("requirements.txt"),
+        "nbpipe-no-such-package-xyz==0.0.1\n",
+    )
+    .unwrap();
     git(&work, &["add", "."]);
     git(&work, &["commit", "-q", "-m", "unbuildable"]);
     let unbuildable = git(&work, &["rev-parse", "HEAD"]);
@@ -288,17 +335,33 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
             .any(|r| {
                 r["commit"] == unbuildable.as_str()
                     && r["status"] == "refused"
-                    && r["error"].as_str().unwrap_or("").contains("kernel environment")
+                    && r["error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("kernel environment")
             })
     });
-    assert_eq!(serving(&server, "sales@staging").as_deref(), Some(staging2.as_str()));
+    assert_eq!(
+        serving(&server, "sales@staging").as_deref(),
+        Some(staging2.as_str())
+    );
 
     // GitLab's token header; a push to a branch no environment follows is not followed.
     let other = json!({"ref": "refs/heads/feature"}).to_string();
     let gl = format!("X-Gitlab-Token: {SECRET}");
-    let (code, v) = server.request("POST", "/hooks/git", &[&gl, "X-Gitlab-Event: Push Hook"], Some(&other));
+    let (code, v) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&gl, "X-Gitlab-Event: Push Hook"],
+        Some(&other),
+    );
     assert_eq!((code, &v["followed"]), (202, &json!(false)), "{v}");
-    let (code, _) = server.request("POST", "/hooks/git", &["X-Gitlab-Token: nope"], Some(&other));
+    let (code, _) = server.request(
+        "POST",
+        "/hooks/git",
+        &["X-Gitlab-Token: nope"],
+        Some(&other),
+    );
     assert_eq!(code, 401);
 
     // The UI's run page shows the environment and the revision.
@@ -307,7 +370,10 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
         .output()
         .unwrap();
     let page = String::from_utf8_lossy(&page.stdout);
-    assert!(page.contains("Environment") && page.contains(&staging2[..12]), "{page}");
+    assert!(
+        page.contains("Environment") && page.contains(&staging2[..12]),
+        "{page}"
+    );
     // The projects page shows each environment's revision history, refusals with their error.
     let page = Command::new("curl")
         .args(["-s", &format!("http://127.0.0.1:{port}/projects")])
@@ -320,12 +386,17 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
         )) && page.contains("missing.ipynb"),
         "{page}"
     );
-    assert!(page.contains(&format!("data-commit=\"{staging1}\" data-status=\"superseded\"")));
+    assert!(page.contains(&format!(
+        "data-commit=\"{staging1}\" data-status=\"superseded\""
+    )));
 }
 
 /// The manifest of the only run under `dir/runs/`.
 fn only_manifest(dir: &Path) -> Value {
-    let runs: Vec<_> = std::fs::read_dir(dir.join("runs")).unwrap().flatten().collect();
+    let runs: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
     let text = std::fs::read_to_string(runs[0].path().join("run.json")).unwrap();
     serde_json::from_str(&text).unwrap()
@@ -354,14 +425,20 @@ fn nbpipe_run_takes_the_checked_out_branch_or_env_and_records_it() {
             .args(extra)
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     // The checked-out branch chooses `staging`.
     let (code, err) = run(&[]);
     assert_eq!(code, Some(0), "{err}");
     let m = only_manifest(&dir);
     assert_eq!(m["environment_name"], "staging");
-    assert_eq!((&m["git"]["commit"], &m["git"]["branch"]), (&json!(commit), &json!("staging")));
+    assert_eq!(
+        (&m["git"]["commit"], &m["git"]["branch"]),
+        (&json!(commit), &json!("staging"))
+    );
     assert_eq!(m["parameters"]["greeting"], "staging-v1", "{m:#}");
     // `--env` wins over the branch.
     let (code, err) = run(&["--env", "production"]);

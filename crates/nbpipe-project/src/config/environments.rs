@@ -170,7 +170,11 @@ fn merge_node(base: &mut Node, over: &Node) {
     match (&mut base.kind, &over.kind) {
         (Kind::Map(b), Kind::Map(o)) => {
             for (k, v) in &o.entries {
-                match b.entries.iter_mut().find(|(bk, _)| bk.scalar() == k.scalar()) {
+                match b
+                    .entries
+                    .iter_mut()
+                    .find(|(bk, _)| bk.scalar() == k.scalar())
+                {
                     Some(slot) => *slot = (k.clone(), v.clone()),
                     None => b.entries.push((k.clone(), v.clone())),
                 }

@@ -9,11 +9,11 @@ use std::path::Path;
 use nbpipe_params::Parameters;
 
 use super::ctx::{params_first_tag, Ctx, Result, Seg};
+use super::environments::{self, Environment, Select};
+use super::error::ConfigError;
 use super::error::ErrorKind;
 use super::yaml::{self, Kind, Loc, Map, Node};
 use super::DEFAULT_OUTPUT;
-use super::environments::{self, Environment, Select};
-use super::error::ConfigError;
 use super::{resolve_location, EnvConfig, Project};
 
 const TOP_KEYS: &[&str] = &[

@@ -55,8 +55,14 @@ fn an_environment_replaces_keys_and_merges_parameters_and_serve() {
     let prod = load_as(FILE, Select::Named("production")).unwrap();
     // `serve` is merged key by key, `notebooks` replaced (with its own parameters read).
     assert_eq!(prod.serve.retries, Some(2));
-    assert_eq!(prod.serve.timeout, Some(std::time::Duration::from_secs(7200)));
-    assert_eq!(prod.step_parameters(0).get("full"), Some(&Value::Bool(true)));
+    assert_eq!(
+        prod.serve.timeout,
+        Some(std::time::Duration::from_secs(7200))
+    );
+    assert_eq!(
+        prod.step_parameters(0).get("full"),
+        Some(&Value::Bool(true))
+    );
     assert_eq!(prod.parameters.get("limit"), Some(&Value::int(10)));
     assert!(prod.output.ends_with("/runs/{run_id}/"), "{}", prod.output);
 
@@ -68,7 +74,9 @@ fn an_environment_replaces_keys_and_merges_parameters_and_serve() {
 
 #[test]
 fn an_unknown_environment_is_refused_naming_the_declared_ones() {
-    let e = load_as(FILE, Select::Named("prod")).unwrap_err().to_string();
+    let e = load_as(FILE, Select::Named("prod"))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("declares no environment `prod` (it declares: staging, production)"),
         "{e}"
@@ -132,7 +140,10 @@ fn the_checked_out_branch_chooses_the_environment() {
     assert_eq!(checked_out_branch(dir.path()).as_deref(), Some("staging"));
 
     git(dir.path(), &["checkout", "-q", "-b", "main"]);
-    assert_eq!(load(dir.path()).unwrap().environment.as_deref(), Some("production"));
+    assert_eq!(
+        load(dir.path()).unwrap().environment.as_deref(),
+        Some("production")
+    );
     // A branch no environment follows: the top level; `--env` still chooses.
     git(dir.path(), &["checkout", "-q", "-b", "feature"]);
     assert_eq!(load(dir.path()).unwrap().environment, None);

@@ -72,8 +72,8 @@ use crate::event::ObjectEvent;
 use crate::intake::{IntakeCounters, Submitted};
 use crate::queue::Queue;
 
-pub use error::ApiError;
 pub(crate) use auth::tokens_equal;
+pub use error::ApiError;
 pub use openapi::openapi_document;
 pub use runs::{RunDetail, StepView, MAX_DEDUP_KEY_CHARS, MAX_LIST_LIMIT, MAX_LIST_OFFSET};
 

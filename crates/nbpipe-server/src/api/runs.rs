@@ -81,7 +81,11 @@ impl RunView {
             ((end - s).num_milliseconds().max(0)) as f64 / 1000.0
         });
         let git = row.manifest.as_ref().and_then(|m| m.get("git"));
-        let git_field = |k: &str| git.and_then(|g| g.get(k)).and_then(Value::as_str).map(str::to_owned);
+        let git_field = |k: &str| {
+            git.and_then(|g| g.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         RunView {
             id: row.id.clone(),
             project: row.project.clone(),

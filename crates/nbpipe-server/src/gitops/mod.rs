@@ -198,7 +198,11 @@ impl GitOps {
 
     /// Whether a followed environment's branch is `branch`.
     pub async fn follows(&self, branch: &str) -> bool {
-        self.followed.lock().await.iter().any(|f| f.branch == branch)
+        self.followed
+            .lock()
+            .await
+            .iter()
+            .any(|f| f.branch == branch)
     }
 
     /// Wakes the follower now (a verified push webhook).
@@ -301,11 +305,18 @@ impl GitOps {
         }
         let tmp = revs.join(format!(".{commit}.tmp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir_all(&tmp).map_err(|e| GitError::Io(format!("`{}`: {e}", tmp.display())))?;
+        std::fs::create_dir_all(&tmp)
+            .map_err(|e| GitError::Io(format!("`{}`: {e}", tmp.display())))?;
         let tar = tmp.with_extension("tar");
         git(
             Some(&self.mirror),
-            &["archive", "--format=tar", "-o", &tar.to_string_lossy(), commit],
+            &[
+                "archive",
+                "--format=tar",
+                "-o",
+                &tar.to_string_lossy(),
+                commit,
+            ],
             None,
             &format!("archive {commit}"),
         )
@@ -321,7 +332,8 @@ impl GitOps {
         .map_err(|e| GitError::Io(e.to_string()))?
         .map_err(|e| GitError::Io(format!("unpacking {commit}: {e}")))?;
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::rename(&tmp, &dir).map_err(|e| GitError::Io(format!("`{}`: {e}", dir.display())))?;
+        std::fs::rename(&tmp, &dir)
+            .map_err(|e| GitError::Io(format!("`{}`: {e}", dir.display())))?;
         Ok(dir)
     }
 
@@ -367,7 +379,14 @@ impl GitOps {
                     (self.on_switch)(&self.projects);
                     let _ = self
                         .queue
-                        .record_revision(&key, f.env.as_deref(), &commit, &f.branch, "serving", None)
+                        .record_revision(
+                            &key,
+                            f.env.as_deref(),
+                            &commit,
+                            &f.branch,
+                            "serving",
+                            None,
+                        )
                         .await;
                     eprintln!("Serving `{key}` at {commit} (`{}`)", f.branch);
                     f.serving = Some(commit);

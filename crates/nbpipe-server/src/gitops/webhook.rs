@@ -70,7 +70,10 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &str) -> Result<Hook, Ho
         if !hmac_hex_matches(secret, body, hex_sig) {
             return Err(HookError::BadSignature("GitHub"));
         }
-        ("github", header(headers, "x-github-event").unwrap_or("push"))
+        (
+            "github",
+            header(headers, "x-github-event").unwrap_or("push"),
+        )
     } else if let Some(sig) =
         header(headers, "x-gitea-signature").or_else(|| header(headers, "x-forgejo-signature"))
     {
@@ -87,7 +90,10 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &str) -> Result<Hook, Ho
         if !crate::api::tokens_equal(token, secret) {
             return Err(HookError::BadSignature("GitLab"));
         }
-        ("gitlab", header(headers, "x-gitlab-event").unwrap_or("Push Hook"))
+        (
+            "gitlab",
+            header(headers, "x-gitlab-event").unwrap_or("Push Hook"),
+        )
     } else {
         return Err(HookError::Unsigned);
     };
@@ -95,7 +101,9 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &str) -> Result<Hook, Ho
         return Ok(Hook::Ping);
     }
     if !matches!(event, "push" | "Push Hook") {
-        return Err(HookError::NotPush(format!("`{event}` events are not handled")));
+        return Err(HookError::NotPush(format!(
+            "`{event}` events are not handled"
+        )));
     }
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| HookError::NotPush(format!("the body is not JSON: {e}")))?;
@@ -143,33 +151,72 @@ mod tests {
         );
         let gitea = sign("s3cret", BODY);
         let h = headers(&[("x-gitea-signature", &gitea), ("x-gitea-event", "push")]);
-        assert!(matches!(verify(&h, BODY, "s3cret"), Ok(Hook::Push { provider: "gitea", .. })));
-        let h = headers(&[("x-gitlab-token", "s3cret"), ("x-gitlab-event", "Push Hook")]);
-        assert!(matches!(verify(&h, BODY, "s3cret"), Ok(Hook::Push { provider: "gitlab", .. })));
+        assert!(matches!(
+            verify(&h, BODY, "s3cret"),
+            Ok(Hook::Push {
+                provider: "gitea",
+                ..
+            })
+        ));
+        let h = headers(&[
+            ("x-gitlab-token", "s3cret"),
+            ("x-gitlab-event", "Push Hook"),
+        ]);
+        assert!(matches!(
+            verify(&h, BODY, "s3cret"),
+            Ok(Hook::Push {
+                provider: "gitlab",
+                ..
+            })
+        ));
         let h = headers(&[("x-hub-signature-256", &gh), ("x-github-event", "ping")]);
         assert_eq!(verify(&h, BODY, "s3cret"), Ok(Hook::Ping));
         // A tag push names no branch.
         let tag = br#"{"ref":"refs/tags/v1"}"#;
         let h = headers(&[("x-gitlab-token", "s3cret")]);
-        assert!(matches!(verify(&h, tag, "s3cret"), Ok(Hook::Push { branch: None, .. })));
+        assert!(matches!(
+            verify(&h, tag, "s3cret"),
+            Ok(Hook::Push { branch: None, .. })
+        ));
     }
 
     #[test]
     fn wrong_or_missing_signatures_are_refused() {
         let other = format!("sha256={}", sign("other", BODY));
         let h = headers(&[("x-hub-signature-256", &other)]);
-        assert_eq!(verify(&h, BODY, "s3cret"), Err(HookError::BadSignature("GitHub")));
+        assert_eq!(
+            verify(&h, BODY, "s3cret"),
+            Err(HookError::BadSignature("GitHub"))
+        );
         // The body was changed after signing.
         let gh = format!("sha256={}", sign("s3cret", BODY));
         let h = headers(&[("x-hub-signature-256", &gh)]);
         let tampered = br#"{"ref":"refs/heads/main","after":"0123"}"#;
-        assert_eq!(verify(&h, tampered, "s3cret"), Err(HookError::BadSignature("GitHub")));
+        assert_eq!(
+            verify(&h, tampered, "s3cret"),
+            Err(HookError::BadSignature("GitHub"))
+        );
         let h = headers(&[("x-gitea-signature", "zz-not-hex")]);
-        assert_eq!(verify(&h, BODY, "s3cret"), Err(HookError::BadSignature("Gitea")));
+        assert_eq!(
+            verify(&h, BODY, "s3cret"),
+            Err(HookError::BadSignature("Gitea"))
+        );
         let h = headers(&[("x-gitlab-token", "s3cre")]);
-        assert_eq!(verify(&h, BODY, "s3cret"), Err(HookError::BadSignature("GitLab")));
-        assert_eq!(verify(&HeaderMap::new(), BODY, "s3cret"), Err(HookError::Unsigned));
-        let h = headers(&[("x-gitlab-token", "s3cret"), ("x-gitlab-event", "Issue Hook")]);
-        assert!(matches!(verify(&h, BODY, "s3cret"), Err(HookError::NotPush(_))));
+        assert_eq!(
+            verify(&h, BODY, "s3cret"),
+            Err(HookError::BadSignature("GitLab"))
+        );
+        assert_eq!(
+            verify(&HeaderMap::new(), BODY, "s3cret"),
+            Err(HookError::Unsigned)
+        );
+        let h = headers(&[
+            ("x-gitlab-token", "s3cret"),
+            ("x-gitlab-event", "Issue Hook"),
+        ]);
+        assert!(matches!(
+            verify(&h, BODY, "s3cret"),
+            Err(HookError::NotPush(_))
+        ));
     }
 }

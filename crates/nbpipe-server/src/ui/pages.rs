@@ -319,7 +319,11 @@ pub(crate) async fn run_page(
             .unwrap_or_default();
         fact(
             "Revision",
-            format!("<code title=\"{}\">{}</code>{branch}", esc(commit), esc(&short)),
+            format!(
+                "<code title=\"{}\">{}</code>{branch}",
+                esc(commit),
+                esc(&short)
+            ),
         );
     }
     fact("Trigger", trigger_cell(r));

@@ -46,12 +46,15 @@ pub fn run(args: ServeArgs) -> u8 {
         no_fork_server: args.no_fork_server,
         executor: args.executor,
         image_binary: args.image_binary,
-        git: args.git.as_ref().map(|url| nbpipe_server::gitops::GitOptions {
-            url: url.clone(),
-            envs: args.envs.clone(),
-            poll: Duration::from_secs(args.git_poll.max(1)),
-            workdir: git_workdir.clone().unwrap_or_default(),
-        }),
+        git: args
+            .git
+            .as_ref()
+            .map(|url| nbpipe_server::gitops::GitOptions {
+                url: url.clone(),
+                envs: args.envs.clone(),
+                poll: Duration::from_secs(args.git_poll.max(1)),
+                workdir: git_workdir.clone().unwrap_or_default(),
+            }),
         git_webhook_secret: args.git_webhook_secret.filter(|s| !s.is_empty()),
         envs: args.envs,
     };
