@@ -141,6 +141,10 @@ pub enum ExecutorError {
     /// The project's image could not be built or given to the engine.
     #[error("the project's image: {0}")]
     Image(String),
+    /// The project's settings do not allow this attempt (e.g. a trigger in a region the
+    /// project does not list); another attempt would fail the same way.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ExecutorError {
