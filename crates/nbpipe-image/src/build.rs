@@ -34,6 +34,9 @@ pub struct BuildOptions {
     pub binary: Option<PathBuf>,
     /// Do not print progress notes.
     pub quiet: bool,
+    /// Build the server's image: the same layers, started as `nbpipe serve` of the project
+    /// (tags get a `-server` suffix) — what `nbpipe deploy aws` service mode runs.
+    pub server: bool,
 }
 
 /// One layer of a built image and what it holds.
@@ -179,7 +182,11 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
         ("binary", &bin_layer, "nbpipe: binary"),
         ("project", &project_layer, "nbpipe: project files"),
     ]);
-    let config = image_config(&base, &ours, labels, &created);
+    let mut labels = labels;
+    if opts.server {
+        labels["nbpipe.role"] = json!("server");
+    }
+    let config = image_config(&base, &ours, labels, &created, opts.server);
     let config_bytes = serde_json::to_vec(&config).unwrap_or_default();
     let config_blob = store.put(&config_bytes, media::CONFIG)?;
     let mut layers: Vec<LayerInfo> = base
@@ -210,12 +217,13 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
     let manifest_blob = store.put(&manifest_bytes, media::MANIFEST)?;
     blobs.push(config_blob.clone());
     let hash_tag = manifest_blob.digest.trim_start_matches("sha256:")[..16].to_string();
-    let mut references = vec![format!("{repository}:{hash_tag}")];
+    let suffix = if opts.server { "-server" } else { "" };
+    let mut references = vec![format!("{repository}:{hash_tag}{suffix}")];
     for t in &opts.tags {
         let r = if t.contains('/') {
             t.clone()
         } else {
-            format!("{repository}:{}", t.trim_start_matches(':'))
+            format!("{repository}:{}{suffix}", t.trim_start_matches(':'))
         };
         registry::parse(&r)?;
         if !references.contains(&r) {
@@ -233,7 +241,7 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
         manifest: manifest_bytes,
         blobs,
     };
-    record(&dir, &built)?;
+    record(&dir, &built, opts.server)?;
     Ok(built)
 }
 
@@ -269,6 +277,7 @@ fn image_config(
     ours: &[(&str, &Layer, &str)],
     labels: serde_json::Value,
     created: &str,
+    server: bool,
 ) -> serde_json::Value {
     let base_cfg = &base.config["config"];
     let mut env: Vec<String> = base_cfg["Env"]
@@ -300,13 +309,26 @@ fn image_config(
         diff_ids.push(json!(layer.diff_id));
         history.push(json!({"created": created, "created_by": what}));
     }
+    // The server listens on every interface of its container (`NBPIPE_LISTEN`; a token is
+    // then required: `NBPIPE_TOKEN`); its arguments (`--sqs-queue`, `--executor ecs`,
+    // `--database`) follow.
+    let (entrypoint, exposed) = if server {
+        env.push("NBPIPE_LISTEN=0.0.0.0:8787".into());
+        (
+            json!([BINARY, "serve", PROJECT_ROOT, "--no-inbox"]),
+            json!({"8787/tcp": {}}),
+        )
+    } else {
+        (json!([BINARY, "run", PROJECT_ROOT]), json!({}))
+    };
     json!({
         "created": created,
         "architecture": "amd64",
         "os": "linux",
         "config": {
             "Env": env,
-            "Entrypoint": [BINARY, "run", PROJECT_ROOT],
+            "Entrypoint": entrypoint,
+            "ExposedPorts": exposed,
             "WorkingDir": PROJECT_ROOT,
             "Labels": labels,
         },
@@ -319,10 +341,14 @@ fn source_date_epoch() -> Option<u64> {
     std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()
 }
 
-fn record(dir: &Path, built: &BuiltImage) -> Result<(), ImageError> {
+fn record(dir: &Path, built: &BuiltImage, server: bool) -> Result<(), ImageError> {
     let d = dir.join(".nbpipe");
     std::fs::create_dir_all(&d).map_err(|e| ImageError::io("creating", &d, e))?;
-    let p = d.join("image.json");
+    let p = d.join(if server {
+        "image-server.json"
+    } else {
+        "image.json"
+    });
     let text = serde_json::to_string_pretty(built).unwrap_or_default() + "\n";
     std::fs::write(&p, text).map_err(|e| ImageError::io("writing", p, e))
 }

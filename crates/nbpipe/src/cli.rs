@@ -175,6 +175,11 @@ pub struct ImageBuildArgs {
     /// Skip the smoke check (start the image, `nbpipe --version`, start its kernel).
     #[arg(long)]
     pub no_smoke: bool,
+    /// Build the server's image: started as `nbpipe serve` of the project on port 8787
+    /// (`NBPIPE_TOKEN` required), tagged `…-server`; append `--sqs-queue URL --executor ecs
+    /// --database postgres://…` as its command.
+    #[arg(long)]
+    pub server: bool,
     /// Do not print progress notes.
     #[arg(short, long)]
     pub quiet: bool,
@@ -503,7 +508,7 @@ pub struct ServeArgs {
     #[arg(long = "git-workdir", value_name = "DIR", requires = "git")]
     pub git_workdir: Option<PathBuf>,
     /// Address of the HTTP API and UI (loopback unless told otherwise; a public address needs a token).
-    #[arg(long, default_value = "127.0.0.1:8787")]
+    #[arg(long, default_value = "127.0.0.1:8787", env = "NBPIPE_LISTEN")]
     pub listen: std::net::SocketAddr,
     /// A host name the server may be reached by (repeatable), e.g. the name of a reverse proxy
     /// in front of it. IP addresses and `localhost` are always accepted; a request naming any

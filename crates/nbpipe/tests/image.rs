@@ -238,6 +238,79 @@ fn image_builds_pushes_runs_in_a_container_and_rebuilds_reproducibly() {
     }
     assert_ne!(layer(&img2, "project"), layer(&img, "project"));
 
+    // The server's image: the same layers, started as `nbpipe serve` of the project.
+    let server = image_build(&sb, &c, &bins, &dir, &["--server", "--push", "--no-smoke"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&server.stdout),
+        String::from_utf8_lossy(&server.stderr),
+    );
+    assert!(server.status.success(), "{err}");
+    let simg: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join(".nbpipe/image-server.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        built(&dir)["digest"],
+        img2["digest"],
+        "the project's record is kept"
+    );
+    for role in ["base", "env", "binary", "project"] {
+        assert_eq!(layer(&simg, role), layer(&img2, role), "{role}");
+    }
+    let sref = simg["references"][0].as_str().unwrap().to_string();
+    assert!(sref.ends_with("-server"), "{sref}");
+    assert!(out.contains(&sref), "{out}");
+    let spinned = format!("{repo}@{}", simg["digest"].as_str().unwrap());
+    // Without a token it refuses to listen on every interface.
+    let refused = c.docker(&["run", "--rm", "--network", "none", &spinned]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("token"),
+        "{refused:?}"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let name = format!("nbpipe-server-{}", sb.tag);
+    let started = c.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "host",
+        "-e",
+        "NBPIPE_TOKEN=server-token",
+        "-e",
+        &format!("NBPIPE_LISTEN=127.0.0.1:{port}"),
+        &spinned,
+        "--workers",
+        "1",
+    ]);
+    assert!(started.status.success(), "{started:?}");
+    let mut projects = Value::Null;
+    for _ in 0..150 {
+        let o = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/api/projects")])
+            .output()
+            .unwrap();
+        if o.status.success() {
+            projects = serde_json::from_slice(&o.stdout).unwrap();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let logs = c.docker(&["logs", &name]);
+    let _ = c.docker(&["rm", "-f", &name]);
+    assert_eq!(
+        projects["projects"][0]["name"],
+        "hello",
+        "{projects:#}\n{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+
     assert_eq!(c.leftover_containers(), "", "containers left behind");
 }
 

@@ -50,6 +50,7 @@ fn build(args: ImageBuildArgs) -> u8 {
         platform: Some(args.platform.clone()),
         binary: args.binary.clone(),
         quiet: args.quiet,
+        server: args.server,
     };
     runtime.block_on(async move {
         let result = async {
