@@ -17,6 +17,7 @@ mod error;
 mod executor;
 mod graph;
 mod image;
+mod notify;
 mod regions;
 mod schema;
 mod secrets;
@@ -44,6 +45,9 @@ use nbpipe_params::Parameters;
 pub use deploy::{DeployConfig, DeployMode, TriggerSource, DEFAULT_CPU, DEFAULT_MEMORY};
 pub use error::{ConfigError, ErrorKind, Invalid};
 pub use executor::{memory_bytes, EXECUTORS};
+pub use notify::{
+    EmailTarget, NotifyEvent, NotifyKind, NotifyTarget, SmtpConfig, DEFAULT_RATE_LIMIT,
+};
 pub use regions::{s3_bucket_of, valid_region, RegionConfig, S3Location};
 pub use secrets::{split_arn, AwsArn, Secret, SecretSource};
 
@@ -92,6 +96,8 @@ pub struct Project {
     pub regions: Vec<RegionConfig>,
     /// `secrets:`, environment variables whose values the platform injects, in file order.
     pub secrets: Vec<Secret>,
+    /// `notify:`, who is told about finished runs, in file order.
+    pub notify: Vec<NotifyTarget>,
     /// The environment (`environments:` entry) these settings are for, `None` for the
     /// top-level settings.
     pub environment: Option<String>,

@@ -28,6 +28,7 @@ const TOP_KEYS: &[&str] = &[
     "deploy",
     "regions",
     "secrets",
+    "notify",
     "S3TriggerBucket",
     "S3TriggerKeyPrefix",
     "S3TriggerKeySuffix",
@@ -111,6 +112,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
     let deploy = super::deploy::deploy(&ctx, top)?;
     let regions = super::regions::regions(&ctx, top)?;
     let secrets = super::secrets::secrets(&ctx, top.get("secrets"), "secrets")?;
+    let notify = super::notify::notify(&ctx, top)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: ctx.file.clone(),
@@ -127,6 +129,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         deploy,
         regions,
         secrets,
+        notify,
         environment: None,
     })
 }
