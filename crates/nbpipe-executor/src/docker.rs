@@ -190,6 +190,8 @@ pub(crate) fn container_spec(
     env.push(format!("NBPIPE_RUN_ID={run_id}"));
     env.push(format!("NBPIPE_OUTPUT={output}"));
     env.push(format!("NBPIPE_PARAMETERS={}", o.parameters.to_json()));
+    // The server announces the run (durably, with recoveries): `nbpipe run` must not.
+    env.push("NBPIPE_NOTIFY=serve".to_string());
     let mut binds = Vec::new();
     if let Location::Local(p) = output {
         binds.push(format!("{}:{}", p.display(), p.display()));

@@ -35,7 +35,11 @@ use std::time::{Duration, Instant};
 
 pub use deliver::{deliver, DeliveryError, Target, SEND_TIMEOUT};
 pub use message::{Cell, Event, HeldBack, Message, RunError};
-use nbpipe_project::{NotifyEvent, NotifyTarget};
+use nbpipe_project::run::manifest::RunManifest;
+use nbpipe_project::{NotifyEvent, NotifyTarget, Project};
+
+/// How long `nbpipe run` spends at most on its notifications after a run.
+pub const DIRECT_BUDGET: Duration = Duration::from_secs(30);
 
 /// The targets of `targets` that subscribe to `event` (a digest goes where failures go).
 pub fn subscribed(targets: &[NotifyTarget], event: Event) -> Vec<&NotifyTarget> {
@@ -98,4 +102,31 @@ pub async fn send_now(targets: &[&NotifyTarget], msg: &Message, budget: Duration
         }
     });
     futures::future::join_all(sends).await
+}
+
+/// Tells `project`'s `notify:` targets about a run that ended as `manifest` says, without a
+/// server (`nbpipe run`): a failure to the targets of `failure`, a success to those of
+/// `success` (a recovery needs the project's history, which only `nbpipe serve` keeps; a
+/// cancelled run is not announced). No rate limit applies. The report link is the run's
+/// output folder. Spends at most `budget`; the result says what was delivered.
+pub async fn notify_run(project: &Project, manifest: &RunManifest, budget: Duration) -> Vec<Sent> {
+    let event = match manifest.status.as_str() {
+        "failed" => Event::Failure,
+        "succeeded" => Event::Success,
+        _ => return Vec::new(),
+    };
+    let targets = subscribed(&project.notify, event);
+    if targets.is_empty() {
+        return Vec::new();
+    }
+    let mut msg = Message::for_run(
+        &project.name,
+        project.environment.as_deref(),
+        &manifest.run_id,
+        &manifest.status,
+        Some(manifest),
+        None,
+    );
+    msg.report_url = Some(manifest.output.clone());
+    send_now(&targets, &msg, budget).await
 }

@@ -28,6 +28,7 @@ pub mod api;
 pub mod event;
 pub mod executors;
 pub mod intake;
+pub mod notifier;
 pub mod policy;
 pub mod queue;
 pub mod serve;

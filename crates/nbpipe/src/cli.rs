@@ -420,6 +420,10 @@ pub struct RunArgs {
     /// the output prefix, created only if absent; a trigger already claimed exits 0 at once.
     #[arg(long, env = "NBPIPE_CLAIM", hide = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub claim: bool,
+    /// Do not send the project's `notify:` messages after the run (also `NBPIPE_NOTIFY=off`;
+    /// containers started by `nbpipe serve` get `NBPIPE_NOTIFY=serve`: the server sends them).
+    #[arg(long = "no-notify")]
+    pub no_notify: bool,
 }
 
 /// `nbpipe render`.
@@ -505,4 +509,17 @@ pub struct ServeArgs {
         env = "NBPIPE_IMAGE_BINARY"
     )]
     pub image_binary: Option<PathBuf>,
+    /// The server's address as people reach it (e.g. `https://nbpipe.example.org` behind a
+    /// proxy), for report links in notifications: `URL/runs/ID` (default: the listen address).
+    #[arg(long = "public-url", value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// `--public-url`: an `http(s)://` URL, kept without its trailing `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    if (s.starts_with("http://") || s.starts_with("https://")) && !s.contains(char::is_whitespace) {
+        Ok(s.trim_end_matches('/').to_string())
+    } else {
+        Err(format!("`{s}` is not an http:// or https:// URL"))
+    }
 }

@@ -378,6 +378,16 @@ impl Queue {
         })
     }
 
+    /// The (project, last held-back run) of every rate-limit window that ended with
+    /// failures held back: the runs [`Queue::plan_digests`] will announce.
+    pub async fn held_back_runs(&self) -> Result<Vec<(String, String)>, QueueError> {
+        const SQL: &str = "SELECT project, last_run_id FROM notify_limits \
+             WHERE held_back > 0 AND window_until <= $1 AND last_run_id IS NOT NULL";
+        with_pool!(&self.db, p => {
+            Ok(sqlx::query_as(SQL).bind(now_ms()).fetch_all(p).await?)
+        })
+    }
+
     /// Claims up to `limit` deliveries that are due, for [`CLAIM_LEASE_MS`]: another
     /// claimer skips them meanwhile; if this process dies they are due again after it.
     pub async fn claim_deliveries(&self, limit: usize) -> Result<Vec<DueDelivery>, QueueError> {

@@ -107,6 +107,9 @@ pub fn run(args: RunArgs) -> u8 {
         shutdowns: None,
     };
     let json = args.json;
+    let notify_off = args.no_notify
+        || std::env::var("NBPIPE_NOTIFY").is_ok_and(|v| matches!(v.as_str(), "off" | "serve"));
+    let notify_project = (!notify_off && !project.notify.is_empty()).then(|| project.clone());
     let runtime = match super::runtime(None) {
         Ok(r) => r,
         Err(code) => return code,
@@ -125,6 +128,9 @@ pub fn run(args: RunArgs) -> u8 {
                 } else {
                     eprint!("{}", summary(&m));
                 }
+                if let Some(p) = &notify_project {
+                    notify(p, &m).await;
+                }
                 match m.status.as_str() {
                     status::SUCCEEDED => exit::OK,
                     status::CANCELLED => match *stopped.borrow() {
@@ -140,6 +146,19 @@ pub fn run(args: RunArgs) -> u8 {
             }
         }
     })
+}
+
+/// Sends the project's notifications about the run; a failed delivery is a warning, never
+/// a change of the exit code.
+async fn notify(project: &nbpipe_project::Project, m: &RunManifest) {
+    for sent in nbpipe_notify::notify_run(project, m, nbpipe_notify::DIRECT_BUDGET).await {
+        if let Some(e) = &sent.error {
+            eprintln!(
+                "warning: notification `{}` to {} not delivered after {} attempt(s): {e}",
+                sent.key, sent.destination, sent.attempts
+            );
+        }
+    }
 }
 
 /// The closing table of a run: each step's status, duration and report, the last lines it

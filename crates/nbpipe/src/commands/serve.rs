@@ -37,6 +37,7 @@ pub fn run(args: ServeArgs) -> u8 {
         no_fork_server: args.no_fork_server,
         executor: args.executor,
         image_binary: args.image_binary,
+        public_url: args.public_url,
     };
     let runtime = match super::runtime(None) {
         Ok(r) => r,
