@@ -35,6 +35,8 @@ mod tests_executor;
 #[cfg(test)]
 mod tests_image;
 #[cfg(test)]
+mod tests_notify;
+#[cfg(test)]
 mod tests_serve;
 
 use std::path::{Path, PathBuf};
