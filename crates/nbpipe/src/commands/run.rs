@@ -151,7 +151,13 @@ pub fn run(args: RunArgs) -> u8 {
 /// Sends the project's notifications about the run; a failed delivery is a warning, never
 /// a change of the exit code.
 async fn notify(project: &nbpipe_project::Project, m: &RunManifest) {
-    for sent in nbpipe_notify::notify_run(project, m, nbpipe_notify::DIRECT_BUDGET).await {
+    // NBPIPE_NOTIFY_TIMEOUT (seconds) shortens or lengthens the time spent on deliveries.
+    let budget = std::env::var("NBPIPE_NOTIFY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(nbpipe_notify::DIRECT_BUDGET);
+    for sent in nbpipe_notify::notify_run(project, m, budget).await {
         if let Some(e) = &sent.error {
             eprintln!(
                 "warning: notification `{}` to {} not delivered after {} attempt(s): {e}",
