@@ -1,9 +1,12 @@
 //! Notifications (`notify:`) end to end: real `nbpipe serve` and `nbpipe run` processes with
 //! real kernels, an HTTP receiver on 127.0.0.1 recording what it gets (Slack and the signed
 //! webhook), and a real SMTP server (aiosmtpd from the test environment) requiring STARTTLS
-//! with a certificate signed by a CA made here, and AUTH.
+//! with a certificate signed by a CA made here, and AUTH. The PostgreSQL test is skipped
+//! (and says so) without PostgreSQL unless `NBPIPE_TEST_POSTGRES=1`.
 
 mod common;
+#[path = "../../nbpipe-server/tests/common/postgres.rs"]
+mod postgres;
 mod serve_support;
 
 use std::collections::HashMap;
@@ -564,4 +567,58 @@ fn nbpipe_run_notifies_directly_and_never_changes_its_exit_code() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(http.requests().len(), 2);
+}
+
+/// Two servers sharing a PostgreSQL queue each plan and send notifications: every message
+/// goes out exactly once, and a success after failures is one recovery.
+#[test]
+fn two_servers_on_one_postgres_queue_send_each_notification_once() {
+    let Some(pg) = postgres::Postgres::start_or_skip("notifications on PostgreSQL") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let http = Receiver::start(free_port());
+    let notify = format!(
+        "  - on: [failure, recovery]\n    webhook: '{}'\n    rate_limit: off\n",
+        http.url("/hook")
+    );
+    let dir = failing_project(&sb, &notify);
+    let url = pg.url("postgres");
+    let start = || {
+        Server::start_with(
+            &sb,
+            &dir,
+            &["--database", &url, "--no-inbox", "--lease", "3"],
+            std::iter::empty::<(&str, &str)>(),
+        )
+    };
+    let a = start();
+    let b = start();
+    for fail in [true, true, true] {
+        let (code, body) = a.post_json(
+            "/api/runs",
+            &json!({"project": "proj", "parameters": {"fail": fail}}).to_string(),
+        );
+        assert_eq!(code, 201, "{body}");
+    }
+    a.wait_runs("3 failed runs", |runs| done(runs, 3));
+    let ok = run_once(&b, false);
+    assert_eq!(ok["status"], "succeeded");
+    let got = http.wait_for(4, 60);
+    std::thread::sleep(Duration::from_secs(3));
+    let got_now = http.requests();
+    assert_eq!(got_now.len(), 4, "each message once: {got:#?}");
+    let events: Vec<String> = got_now
+        .iter()
+        .map(|r| r.json()["event"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(events.iter().filter(|e| *e == "failure").count(), 3, "{events:?}");
+    let recovery = got_now.iter().find(|r| r.json()["event"] == "recovery").unwrap();
+    assert_eq!(recovery.json()["run_id"], ok["id"]);
+    assert_eq!(recovery.json()["failures_before"], 3);
+    let ids: std::collections::BTreeSet<String> = got_now
+        .iter()
+        .map(|r| r.headers["x-nbpipe-delivery"].clone())
+        .collect();
+    assert_eq!(ids.len(), 4, "distinct deliveries");
 }
