@@ -182,7 +182,11 @@ fn secret(name: &str) -> Result<String, DeliveryError> {
 
 /// Sends `msg` to `target` once. `delivery_id` identifies the delivery across retries
 /// (the `X-Nbpipe-Delivery` header of webhooks, the email's `Message-ID`).
-pub async fn deliver(target: &Target, msg: &Message, delivery_id: &str) -> Result<(), DeliveryError> {
+pub async fn deliver(
+    target: &Target,
+    msg: &Message,
+    delivery_id: &str,
+) -> Result<(), DeliveryError> {
     match target {
         Target::Slack { url } => {
             let body = serde_json::to_vec(&render::slack_payload(msg)).unwrap_or_default();
@@ -241,7 +245,11 @@ async fn post(
     })
 }
 
-async fn send_email(target: &Target, msg: &Message, delivery_id: &str) -> Result<(), DeliveryError> {
+async fn send_email(
+    target: &Target,
+    msg: &Message,
+    delivery_id: &str,
+) -> Result<(), DeliveryError> {
     let Target::Email {
         to,
         from,

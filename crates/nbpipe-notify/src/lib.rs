@@ -82,10 +82,7 @@ pub async fn send_now(targets: &[&NotifyTarget], msg: &Message, budget: Duration
                     Ok(r) => r,
                     Err(_) => Err(DeliveryError::Http("out of time".into())),
                 };
-                let error = match result {
-                    Ok(()) => None,
-                    Err(e) => Some(e),
-                };
+                let error = result.err();
                 let give_up = error.as_ref().is_none_or(|e| e.is_permanent())
                     || Instant::now() + wait >= deadline;
                 if give_up {

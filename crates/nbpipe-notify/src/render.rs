@@ -26,7 +26,9 @@ fn icon(event: Event) -> &'static str {
 
 /// Slack's escaping of `&`, `<`, `>` in message text.
 fn slack_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The Slack-compatible payload: `text` (the whole message as plain text) and `blocks` (a

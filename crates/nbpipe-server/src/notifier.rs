@@ -57,7 +57,8 @@ impl Notifier {
         let _ = self.tick().await;
         let _ = tokio::time::timeout(
             grace,
-            self.sending.acquire_many(u32::try_from(PARALLEL).unwrap_or(u32::MAX)),
+            self.sending
+                .acquire_many(u32::try_from(PARALLEL).unwrap_or(u32::MAX)),
         )
         .await;
     }
@@ -187,7 +188,10 @@ impl Notifier {
                         d.attempts + 1
                     );
                 }
-                if let Err(e) = queue.record_delivery(&d.id, error.as_deref(), permanent).await {
+                if let Err(e) = queue
+                    .record_delivery(&d.id, error.as_deref(), permanent)
+                    .await
+                {
                     eprintln!("warning: could not record notification {}: {e}", d.id);
                 }
                 drop(permit);

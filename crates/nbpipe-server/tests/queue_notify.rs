@@ -43,7 +43,11 @@ async fn plan_all(q: &Queue, p: &str, targets: &[NotifyTarget]) -> Vec<usize> {
     let mut out = Vec::new();
     for item in q.notify_outbox(&[p.to_string()], 100).await.unwrap() {
         let base = Message::for_run(p, None, &item.run_id, &item.status, None, None);
-        out.push(q.plan_notifications(&item, "", targets, &base).await.unwrap());
+        out.push(
+            q.plan_notifications(&item, "", targets, &base)
+                .await
+                .unwrap(),
+        );
     }
     out
 }
@@ -78,9 +82,16 @@ async fn final_outcomes_leave_one_outbox_row_and_retries_and_cancels_none(url: S
         .iter()
         .map(|r| (r.run_id.as_str(), r.status.as_str()))
         .collect();
-    assert_eq!(got, vec![(retried.as_str(), "succeeded"), (lost.as_str(), "failed")]);
+    assert_eq!(
+        got,
+        vec![(retried.as_str(), "succeeded"), (lost.as_str(), "failed")]
+    );
     // Another server's projects are not ours to plan.
-    assert!(q.notify_outbox(&["other".into()], 10).await.unwrap().is_empty());
+    assert!(q
+        .notify_outbox(&["other".into()], 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn streaks_make_recoveries_and_rate_limits_hold_failures_back(url: String) {
@@ -100,8 +111,14 @@ async fn streaks_make_recoveries_and_rate_limits_hold_failures_back(url: String)
     // The first failure goes to the failure target; the next two are held back.
     assert_eq!(plan_all(&q, "p", &targets).await, vec![1, 0, 0]);
     let d = q.deliveries(&f1).await.unwrap();
-    assert_eq!((d[0].event.as_str(), d[0].target.as_str()), ("failure", "notify[0]"));
-    assert_eq!((d[0].status.as_str(), d[0].kind.as_str()), ("pending", "webhook"));
+    assert_eq!(
+        (d[0].event.as_str(), d[0].target.as_str()),
+        ("failure", "notify[0]")
+    );
+    assert_eq!(
+        (d[0].status.as_str(), d[0].kind.as_str()),
+        ("pending", "webhook")
+    );
     assert_eq!(d[0].destination, "http://127.0.0.1:9");
     // A success after them is a recovery for both targets, carrying the count.
     let s1 = finished_run(&q, "p", true).await;
@@ -117,13 +134,27 @@ async fn streaks_make_recoveries_and_rate_limits_hold_failures_back(url: String)
         assert_eq!(m.event, Event::Recovery);
         assert_eq!(m.failures_before, Some(3));
     }
-    let with_count = due.iter().find(|d| d.message.run_id == s1 && d.message.held_back.is_some());
-    assert_eq!(with_count.unwrap().message.held_back.as_ref().unwrap().count, 2);
+    let with_count = due
+        .iter()
+        .find(|d| d.message.run_id == s1 && d.message.held_back.is_some());
+    assert_eq!(
+        with_count
+            .unwrap()
+            .message
+            .held_back
+            .as_ref()
+            .unwrap()
+            .count,
+        2
+    );
     // A success after a success: only the success target hears it.
     let s2 = finished_run(&q, "p", true).await;
     assert_eq!(plan_all(&q, "p", &targets).await, vec![1]);
     let d = q.deliveries(&s2).await.unwrap();
-    assert_eq!((d[0].event.as_str(), d[0].target.as_str()), ("success", "notify[1]"));
+    assert_eq!(
+        (d[0].event.as_str(), d[0].target.as_str()),
+        ("success", "notify[1]")
+    );
     // The success ended the window: the next failure is told at once.
     finished_run(&q, "p", false).await;
     assert_eq!(plan_all(&q, "p", &targets).await, vec![1]);
@@ -146,11 +177,27 @@ async fn a_window_that_ends_with_failures_held_back_queues_one_digest(url: Strin
     let target_of = move |_: &str, key: &str| (key == t.key).then(|| t.clone());
     let base = |p: &str, r: &str| Message::for_run(p, None, r, "failed", None, None);
     // Not before the window ends.
-    assert_eq!(q.plan_digests(&projects, &env_of, &target_of, &base).await.unwrap(), 0);
+    assert_eq!(
+        q.plan_digests(&projects, &env_of, &target_of, &base)
+            .await
+            .unwrap(),
+        0
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(q.held_back_runs().await.unwrap().len(), 1);
-    assert_eq!(q.plan_digests(&projects, &env_of, &target_of, &base).await.unwrap(), 1);
-    assert_eq!(q.plan_digests(&projects, &env_of, &target_of, &base).await.unwrap(), 0, "once");
+    assert_eq!(
+        q.plan_digests(&projects, &env_of, &target_of, &base)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        q.plan_digests(&projects, &env_of, &target_of, &base)
+            .await
+            .unwrap(),
+        0,
+        "once"
+    );
     let digest = q
         .claim_deliveries(10)
         .await
@@ -168,7 +215,10 @@ async fn deliveries_are_leased_backed_off_and_given_up(url: String) {
     assert_eq!(plan_all(&q, "p", &targets).await, vec![1]);
     let due = q.claim_deliveries(10).await.unwrap();
     assert_eq!(due.len(), 1);
-    assert!(q.claim_deliveries(10).await.unwrap().is_empty(), "leased to its sender");
+    assert!(
+        q.claim_deliveries(10).await.unwrap().is_empty(),
+        "leased to its sender"
+    );
     q.record_delivery(&due[0].id, Some("connection refused"), false)
         .await
         .unwrap();
@@ -176,7 +226,10 @@ async fn deliveries_are_leased_backed_off_and_given_up(url: String) {
     assert_eq!((d.status.as_str(), d.attempts), ("pending", 1));
     assert_eq!(d.last_error.as_deref(), Some("connection refused"));
     assert!(d.next_at.is_some());
-    assert!(q.claim_deliveries(10).await.unwrap().is_empty(), "backing off 1 s");
+    assert!(
+        q.claim_deliveries(10).await.unwrap().is_empty(),
+        "backing off 1 s"
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let again = q.claim_deliveries(10).await.unwrap();
     assert_eq!(again.len(), 1);

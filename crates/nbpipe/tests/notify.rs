@@ -96,7 +96,11 @@ fn serve_one(stream: std::net::TcpStream, sink: &Mutex<Vec<Req>>) -> std::io::Re
         if reader.read_line(&mut line)? == 0 {
             return Ok(());
         }
-        let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+        let path = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string();
         let mut headers = HashMap::new();
         loop {
             let mut h = String::new();
@@ -137,9 +141,11 @@ fn certificates(sb: &Sandbox) -> (PathBuf, PathBuf, PathBuf) {
             .unwrap();
         assert!(out.status.success(), "{args}: {}", stderr(&out));
     };
-    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+    sh(
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
         -subj /CN=nbpipe-test-ca -addext basicConstraints=critical,CA:TRUE \
-        -addext keyUsage=critical,keyCertSign,cRLSign");
+        -addext keyUsage=critical,keyCertSign,cRLSign",
+    );
     sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1");
     std::fs::write(
         d.join("ext.cnf"),
@@ -147,8 +153,10 @@ fn certificates(sb: &Sandbox) -> (PathBuf, PathBuf, PathBuf) {
          extendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    sh("openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
-        -out server.pem -days 2 -extfile ext.cnf");
+    sh(
+        "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+        -out server.pem -days 2 -extfile ext.cnf",
+    );
     (d.join("ca.pem"), d.join("server.pem"), d.join("server.key"))
 }
 
@@ -164,7 +172,8 @@ impl Smtp {
         let port = free_port();
         let maildir = sb.path("mail");
         std::fs::create_dir_all(&maildir).unwrap();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/notify_support/smtp_server.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/notify_support/smtp_server.py");
         let mut child = Command::new(sb.python())
             .arg(script)
             .arg(port.to_string())
@@ -196,7 +205,14 @@ impl Smtp {
     fn mails(&self) -> Vec<Value> {
         let mut names: Vec<u32> = std::fs::read_dir(&self.maildir)
             .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".json")?.parse().ok())
+            .filter_map(|e| {
+                e.ok()?
+                    .file_name()
+                    .to_str()?
+                    .strip_suffix(".json")?
+                    .parse()
+                    .ok()
+            })
             .collect();
         names.sort();
         names
@@ -215,7 +231,10 @@ impl Smtp {
             if got.len() >= n {
                 return got;
             }
-            assert!(Instant::now() < deadline, "expected {n} mails, got {got:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} mails, got {got:#?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -262,11 +281,19 @@ fn run_once(server: &Server, fail: bool) -> Value {
 }
 
 /// The run's notifications once `pred` holds for them (at most `secs`).
-fn wait_notifications(server: &Server, id: &str, secs: u64, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+fn wait_notifications(
+    server: &Server,
+    id: &str,
+    secs: u64,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let detail = server.get(&format!("/api/runs/{id}")).unwrap_or_default();
-        let n = detail["notifications"].as_array().cloned().unwrap_or_default();
+        let n = detail["notifications"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if pred(&n) {
             return n;
         }
@@ -314,7 +341,12 @@ fn a_failure_then_a_recovery_reach_slack_the_signed_webhook_and_email() {
     let server = Server::start_with(
         &sb,
         &dir,
-        &["--lease", "3", "--public-url", "https://nbpipe.example.test/"],
+        &[
+            "--lease",
+            "3",
+            "--public-url",
+            "https://nbpipe.example.test/",
+        ],
         [
             ("NBPIPE_TEST_HOOK_KEY", HOOK_KEY),
             ("NBPIPE_TEST_SMTP_PASSWORD", SMTP_PASSWORD),
@@ -327,7 +359,10 @@ fn a_failure_then_a_recovery_reach_slack_the_signed_webhook_and_email() {
     let id = run["id"].as_str().unwrap().to_string();
     let report = format!("https://nbpipe.example.test/runs/{id}");
     let got = http.wait_for(2, 30);
-    let slack = got.iter().find(|r| r.path == "/slack").expect("slack message");
+    let slack = got
+        .iter()
+        .find(|r| r.path == "/slack")
+        .expect("slack message");
     let text = slack.json()["text"].as_str().unwrap().to_string();
     for needle in [
         &format!("proj: run {id} failed"),
@@ -341,14 +376,22 @@ fn a_failure_then_a_recovery_reach_slack_the_signed_webhook_and_email() {
     }
     let blocks = slack.json()["blocks"].as_array().unwrap().clone();
     assert!(
-        blocks.iter().any(|b| b.to_string().contains(&format!("<{report}|"))),
+        blocks
+            .iter()
+            .any(|b| b.to_string().contains(&format!("<{report}|"))),
         "{blocks:#?}"
     );
 
-    let hook = got.iter().find(|r| r.path == "/hook").expect("webhook message");
+    let hook = got
+        .iter()
+        .find(|r| r.path == "/hook")
+        .expect("webhook message");
     let ts = &hook.headers["x-nbpipe-timestamp"];
     let now = chrono::Utc::now().timestamp();
-    assert!((now - ts.parse::<i64>().unwrap()).abs() < 120, "timestamp {ts}");
+    assert!(
+        (now - ts.parse::<i64>().unwrap()).abs() < 120,
+        "timestamp {ts}"
+    );
     assert_eq!(
         hook.headers["x-nbpipe-signature"],
         openssl_signature(HOOK_KEY, ts, &hook.body),
@@ -375,18 +418,30 @@ fn a_failure_then_a_recovery_reach_slack_the_signed_webhook_and_email() {
     let mail = &mails[0];
     assert_eq!(mail["tls"], true, "STARTTLS before the message");
     assert_eq!(mail["authenticated"], true);
-    assert_eq!(mail["login"], SMTP_LOGIN, "AUTH with the password from the environment");
+    assert_eq!(
+        mail["login"], SMTP_LOGIN,
+        "AUTH with the password from the environment"
+    );
     assert_eq!(mail["rcpt_tos"], json!(["ops@example.org"]));
     let subject = mail["subject"].as_str().unwrap();
     assert!(
-        subject.contains(&format!("proj: run {id} failed")) && subject.contains("ValueError in clean"),
+        subject.contains(&format!("proj: run {id} failed"))
+            && subject.contains("ValueError in clean"),
         "{subject}"
     );
     let text = mail["text"].as_str().unwrap();
-    for needle in ["Step: clean", "Cell: 3", "Error: ValueError: bad row", &report] {
+    for needle in [
+        "Step: clean",
+        "Cell: 3",
+        "Error: ValueError: bad row",
+        &report,
+    ] {
         assert!(text.contains(needle), "{needle:?} not in email {text}");
     }
-    assert!(mail["html"].as_str().unwrap().contains(&format!("href=\"{report}\"")));
+    assert!(mail["html"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("href=\"{report}\"")));
 
     // The run shows its deliveries.
     let n = wait_notifications(&server, &id, 30, |n| {
@@ -396,13 +451,21 @@ fn a_failure_then_a_recovery_reach_slack_the_signed_webhook_and_email() {
     for k in ["slack", "webhook", "email"] {
         assert!(kinds.contains(&k), "{n:#?}");
     }
-    assert!(n.iter().all(|d| d["event"] == "failure" && d["attempts"] == 1));
+    assert!(n
+        .iter()
+        .all(|d| d["event"] == "failure" && d["attempts"] == 1));
     let page = Command::new("curl")
-        .args(["-sf", &format!("http://127.0.0.1:{}/runs/{id}", server.port)])
+        .args([
+            "-sf",
+            &format!("http://127.0.0.1:{}/runs/{id}", server.port),
+        ])
         .output()
         .unwrap();
     let page = String::from_utf8_lossy(&page.stdout);
-    assert!(page.contains("id=\"notifications\"") && page.contains("delivered"), "{page}");
+    assert!(
+        page.contains("id=\"notifications\"") && page.contains("delivered"),
+        "{page}"
+    );
 
     // The next success is a recovery, told to every target.
     let ok = run_once(&server, false);
@@ -410,14 +473,21 @@ fn a_failure_then_a_recovery_reach_slack_the_signed_webhook_and_email() {
     let ok_id = ok["id"].as_str().unwrap().to_string();
     let got = http.wait_for(4, 30);
     let recovery: Vec<&Req> = got[2..].iter().collect();
-    assert!(recovery
-        .iter()
-        .any(|r| r.path == "/hook" && r.json()["event"] == "recovery" && r.json()["run_id"] == ok_id.as_str()
-            && r.json()["failures_before"] == 1));
+    assert!(recovery.iter().any(|r| r.path == "/hook"
+        && r.json()["event"] == "recovery"
+        && r.json()["run_id"] == ok_id.as_str()
+        && r.json()["failures_before"] == 1));
     assert!(recovery.iter().any(|r| r.path == "/slack"
-        && r.json()["text"].as_str().unwrap().contains(&format!("proj: recovered, run {ok_id} succeeded"))));
+        && r.json()["text"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("proj: recovered, run {ok_id} succeeded"))));
     let mails = smtp.wait_for(2, 30);
-    assert!(mails[1]["subject"].as_str().unwrap().contains("recovered"), "{:#}", mails[1]);
+    assert!(
+        mails[1]["subject"].as_str().unwrap().contains("recovered"),
+        "{:#}",
+        mails[1]
+    );
 
     // A success after a success says nothing to `on: [failure, recovery]` targets.
     let again = run_once(&server, false);
@@ -425,7 +495,9 @@ fn a_failure_then_a_recovery_reach_slack_the_signed_webhook_and_email() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(http.requests().len(), 4);
     assert_eq!(smtp.mails().len(), 2);
-    let detail = server.get(&format!("/api/runs/{}", again["id"].as_str().unwrap())).unwrap();
+    let detail = server
+        .get(&format!("/api/runs/{}", again["id"].as_str().unwrap()))
+        .unwrap();
     assert_eq!(detail["notifications"], json!([]));
 }
 
@@ -454,7 +526,10 @@ fn a_receiver_that_is_down_gets_the_message_once_it_is_back_and_the_run_is_unaff
         n.len() == 1 && n[0]["attempts"].as_u64() >= Some(2)
     });
     assert_eq!(n[0]["status"], "pending", "{n:#?}");
-    assert!(n[0]["last_error"].as_str().unwrap_or_default().len() > 3, "{n:#?}");
+    assert!(
+        n[0]["last_error"].as_str().unwrap_or_default().len() > 3,
+        "{n:#?}"
+    );
     assert!(n[0]["next_at"].is_string(), "{n:#?}");
 
     // The receiver comes up: the message arrives, once, and the delivery says so.
@@ -505,13 +580,17 @@ fn repeated_failures_are_rate_limited_and_summed_up_in_a_digest() {
     let digest = got[1].json();
     assert_eq!(digest["event"], "digest", "{digest:#}");
     assert_eq!(digest["held_back"]["count"], 4, "{digest:#}");
-    assert!(digest["text"].as_str().unwrap().contains("4 more failed run(s) since"));
+    assert!(digest["text"]
+        .as_str()
+        .unwrap()
+        .contains("4 more failed run(s) since"));
     assert_eq!(got[1].headers["x-nbpipe-event"], "digest");
     // The message is recorded on the run it names.
     let named = digest["run_id"].as_str().unwrap();
     assert!(ids.contains(&named.to_string()));
     let n = wait_notifications(&server, named, 10, |n| {
-        n.iter().any(|d| d["event"] == "digest" && d["status"] == "delivered")
+        n.iter()
+            .any(|d| d["event"] == "digest" && d["status"] == "delivered")
     });
     assert!(!n.is_empty());
 }
@@ -540,7 +619,8 @@ fn nbpipe_run_notifies_directly_and_never_changes_its_exit_code() {
     assert!(took < Duration::from_secs(60), "{took:?}");
     let err = stderr(&out);
     assert!(
-        err.contains("warning: notification `notify[1]` to http://127.0.0.1:") && err.contains("not delivered"),
+        err.contains("warning: notification `notify[1]` to http://127.0.0.1:")
+            && err.contains("not delivered"),
         "{err}"
     );
     let got = http.wait_for(1, 5);
@@ -549,7 +629,10 @@ fn nbpipe_run_notifies_directly_and_never_changes_its_exit_code() {
     assert_eq!(body["step"], "clean");
     assert_eq!(body["error"]["ename"], "ValueError");
     let ts = &got[0].headers["x-nbpipe-timestamp"];
-    assert_eq!(got[0].headers["x-nbpipe-signature"], openssl_signature(HOOK_KEY, ts, &got[0].body));
+    assert_eq!(
+        got[0].headers["x-nbpipe-signature"],
+        openssl_signature(HOOK_KEY, ts, &got[0].body)
+    );
 
     // A success reaches the target that asked for successes; exit code 0 all the same.
     let out = run(sb
@@ -563,7 +646,11 @@ fn nbpipe_run_notifies_directly_and_never_changes_its_exit_code() {
     assert_eq!(got[1].json()["event"], "success");
 
     // `NBPIPE_NOTIFY=serve` (containers of `nbpipe serve`) keeps it quiet.
-    let out = run(sb.nbpipe().env("NBPIPE_NOTIFY", "serve").args(["run"]).arg(&dir));
+    let out = run(sb
+        .nbpipe()
+        .env("NBPIPE_NOTIFY", "serve")
+        .args(["run"])
+        .arg(&dir));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(http.requests().len(), 2);
@@ -612,8 +699,15 @@ fn two_servers_on_one_postgres_queue_send_each_notification_once() {
         .iter()
         .map(|r| r.json()["event"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(events.iter().filter(|e| *e == "failure").count(), 3, "{events:?}");
-    let recovery = got_now.iter().find(|r| r.json()["event"] == "recovery").unwrap();
+    assert_eq!(
+        events.iter().filter(|e| *e == "failure").count(),
+        3,
+        "{events:?}"
+    );
+    let recovery = got_now
+        .iter()
+        .find(|r| r.json()["event"] == "recovery")
+        .unwrap();
     assert_eq!(recovery.json()["run_id"], ok["id"]);
     assert_eq!(recovery.json()["failures_before"], 3);
     let ids: std::collections::BTreeSet<String> = got_now

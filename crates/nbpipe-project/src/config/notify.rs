@@ -257,7 +257,8 @@ fn url_or_map<'n>(
         path.to_string()
     };
     let url = ctx.string(url_node, &url_path)?;
-    if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace)
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.contains(char::is_whitespace)
     {
         return Err(ctx.error(
             url_node.loc,
@@ -413,9 +414,9 @@ fn check_address(ctx: &Ctx<'_>, node: &Node, path: &str, addr: &str) -> Result<(
         .map(|(_, a)| a.trim_end_matches('>'))
         .unwrap_or(addr)
         .trim();
-    let ok = bare
-        .split_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty() && !bare.contains(char::is_whitespace));
+    let ok = bare.split_once('@').is_some_and(|(l, d)| {
+        !l.is_empty() && !d.is_empty() && !bare.contains(char::is_whitespace)
+    });
     if ok {
         Ok(())
     } else {

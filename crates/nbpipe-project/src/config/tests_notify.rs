@@ -25,7 +25,11 @@ fn err(notify: &str, at: (usize, usize), key: &str) -> String {
     };
     let shown = e.to_string();
     let inv = e.invalid().unwrap_or_else(|| panic!("{shown}")).clone();
-    assert_eq!((inv.line, inv.column, inv.key.as_str()), (at.0, at.1, key), "{shown}");
+    assert_eq!(
+        (inv.line, inv.column, inv.key.as_str()),
+        (at.0, at.1, key),
+        "{shown}"
+    );
     shown
 }
 
@@ -57,7 +61,10 @@ fn notify_reads_every_kind_of_target() {
     };
     assert_eq!(e.to, vec!["a@x.org", "Ops <ops@x.org>"]);
     // STARTTLS on port 587 unless told otherwise.
-    assert_eq!((e.smtp.port, e.smtp.starttls, e.smtp.tls), (587, true, false));
+    assert_eq!(
+        (e.smtp.port, e.smtp.starttls, e.smtp.tls),
+        (587, true, false)
+    );
     assert!(e.smtp.ca_file.as_ref().unwrap().ends_with("ca.pem"));
     assert_eq!(t[2].on, vec![NotifyEvent::Failure, NotifyEvent::Recovery]);
     assert_eq!(t[2].rate_limit, None);
@@ -65,12 +72,23 @@ fn notify_reads_every_kind_of_target() {
 
 #[test]
 fn notify_errors_are_located() {
-    let s = err("  - slack: https://h/x\n    onn: [failure]\n", (4, 5), "notify[0].onn");
+    let s = err(
+        "  - slack: https://h/x\n    onn: [failure]\n",
+        (4, 5),
+        "notify[0].onn",
+    );
     assert!(s.contains("did you mean `on`"), "{s}");
-    let s = err("  - on: [failure, boom]\n    slack: https://h/x\n", (3, 19), "notify[0].on");
+    let s = err(
+        "  - on: [failure, boom]\n    slack: https://h/x\n",
+        (3, 19),
+        "notify[0].on",
+    );
     assert!(s.contains("unknown event `boom`"), "{s}");
     let s = err("  - on: [failure]\n", (3, 5), "notify[0]");
-    assert!(s.contains("needs one of `slack`, `webhook` or `email`"), "{s}");
+    assert!(
+        s.contains("needs one of `slack`, `webhook` or `email`"),
+        "{s}"
+    );
     let s = err("  - slack: ftp://h/x\n", (3, 12), "notify[0].slack");
     assert!(s.contains("http://"), "{s}");
     let s = err(

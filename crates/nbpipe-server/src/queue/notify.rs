@@ -337,7 +337,15 @@ impl Queue {
     ) -> Result<usize, QueueError> {
         write_tx!(&self.db, |tx, _pg| {
             let now = now_ms();
-            type Row = (String, String, String, i64, i64, Option<i64>, Option<String>);
+            type Row = (
+                String,
+                String,
+                String,
+                i64,
+                i64,
+                Option<i64>,
+                Option<String>,
+            );
             let rows: Vec<Row> = sqlx::query_as(
                 "SELECT project, environment, target_key, window_ms, held_back, held_since, \
                  last_run_id FROM notify_limits WHERE held_back > 0 AND window_until <= $1",
@@ -450,8 +458,7 @@ impl Queue {
                     let next = now.saturating_add(retry_delay_ms(
                         u32::try_from(attempts).unwrap_or(u32::MAX),
                     ));
-                    let horizon =
-                        created.saturating_add(super::db::duration_ms(GIVE_UP_AFTER));
+                    let horizon = created.saturating_add(super::db::duration_ms(GIVE_UP_AFTER));
                     if permanent || next > horizon {
                         (None, Some(now), now)
                     } else {
@@ -528,7 +535,6 @@ impl Queue {
             .collect())
     }
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -424,7 +424,7 @@ fn notifications_section(b: &mut String, rows: &[crate::queue::DeliveryRow]) {
             .delivered_at
             .as_deref()
             .or(n.gave_up_at.as_deref())
-            .map(|t| esc(t))
+            .map(esc)
             .or_else(|| n.next_at.as_deref().map(|t| format!("next try {}", esc(t))))
             .unwrap_or_default();
         let _ = write!(
