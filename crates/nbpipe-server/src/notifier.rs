@@ -100,16 +100,23 @@ impl Notifier {
             };
             bases.insert((project, run_id), msg);
         }
+        let has_windows = !bases.is_empty();
         let base = move |p: &str, r: &str| {
             bases
                 .get(&(p.to_string(), r.to_string()))
                 .cloned()
                 .unwrap_or_else(|| Message::for_run(p, None, r, "failed", None, None))
         };
-        self.queue
-            .plan_digests(&names, &env_of, &target_of, &base)
-            .await?;
-        self.send_due().await
+        // Cheap reads first: the write transactions below take the queue's write lock.
+        if has_windows {
+            self.queue
+                .plan_digests(&names, &env_of, &target_of, &base)
+                .await?;
+        }
+        if self.queue.has_due_deliveries().await? {
+            self.send_due().await?;
+        }
+        Ok(())
     }
 
     /// The (project, run) of every window holding failures back (for digest messages).

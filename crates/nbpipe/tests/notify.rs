@@ -716,3 +716,62 @@ fn two_servers_on_one_postgres_queue_send_each_notification_once() {
         .collect();
     assert_eq!(ids.len(), 4, "distinct deliveries");
 }
+
+/// A delivery still pending when the server is killed (`kill -9`) is sent by the next
+/// server on the same database once the receiver is up.
+#[test]
+fn a_pending_notification_survives_a_server_kill_and_restart() {
+    let sb = Sandbox::new();
+    let port = free_port(); // down for now
+    let notify = format!("  - webhook: 'http://127.0.0.1:{port}/hook'\n");
+    let dir = failing_project(&sb, &notify);
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let run = run_once(&server, true);
+    let id = run["id"].as_str().unwrap().to_string();
+    wait_notifications(&server, &id, 30, |n| {
+        n.len() == 1 && n[0]["attempts"].as_u64() >= Some(1)
+    });
+    drop(server); // SIGKILL
+    let receiver = Receiver::start(port);
+    let server = Server::start(&sb, &dir, &["--no-inbox"]);
+    let got = receiver.wait_for(1, 60);
+    assert_eq!(got[0].json()["run_id"], id.as_str());
+    assert_eq!(got[0].json()["event"], "failure");
+    wait_notifications(&server, &id, 30, |n| n[0]["status"] == "delivered");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(receiver.requests().len(), 1, "sent once");
+}
+
+/// An SMTP server that refuses the password: the delivery records why and keeps being
+/// retried (the password may be fixed); the run is failed by its notebook, nothing else.
+#[test]
+fn an_smtp_server_refusing_the_password_is_recorded_and_retried() {
+    let sb = Sandbox::new();
+    let (ca, cert, key) = certificates(&sb);
+    let smtp = Smtp::start(&sb, &cert, &key);
+    let notify = format!(
+        "  - email:\n      to: ops@example.org\n      from: nbpipe@example.org\n\
+         \x20     smtp: {{host: 127.0.0.1, port: {port}, username: {SMTP_LOGIN}, \
+         password_env: NBPIPE_TEST_SMTP_PASSWORD, ca_file: '{ca}'}}\n",
+        port = smtp.port,
+        ca = ca.display(),
+    );
+    let dir = failing_project(&sb, &notify);
+    let server = Server::start_with(
+        &sb,
+        &dir,
+        &["--no-inbox"],
+        [("NBPIPE_TEST_SMTP_PASSWORD", "wrong")],
+    );
+    let run = run_once(&server, true);
+    assert_eq!(run["status"], "failed");
+    let id = run["id"].as_str().unwrap();
+    let n = wait_notifications(&server, id, 30, |n| {
+        n.len() == 1 && n[0]["attempts"].as_u64() >= Some(2)
+    });
+    assert_eq!(n[0]["status"], "pending", "{n:#?}");
+    assert_eq!(n[0]["destination"], "ops@example.org");
+    let err = n[0]["last_error"].as_str().unwrap();
+    assert!(err.starts_with("SMTP:") && err.contains("535"), "{err}");
+    assert!(smtp.mails().is_empty());
+}

@@ -396,6 +396,16 @@ impl Queue {
         })
     }
 
+    /// Whether any delivery is due (a read: no write lock taken).
+    pub async fn has_due_deliveries(&self) -> Result<bool, QueueError> {
+        const SQL: &str = "SELECT id FROM notify_deliveries WHERE delivered_at IS NULL \
+             AND gave_up_at IS NULL AND next_at <= $1 LIMIT 1";
+        with_pool!(&self.db, p => {
+            let row: Option<(String,)> = sqlx::query_as(SQL).bind(now_ms()).fetch_optional(p).await?;
+            Ok(row.is_some())
+        })
+    }
+
     /// Claims up to `limit` deliveries that are due, for [`CLAIM_LEASE_MS`]: another
     /// claimer skips them meanwhile; if this process dies they are due again after it.
     pub async fn claim_deliveries(&self, limit: usize) -> Result<Vec<DueDelivery>, QueueError> {
