@@ -103,6 +103,9 @@ pub struct Message {
     pub report_url: Option<String>,
     /// The failing step's HTML report, when known.
     pub step_report_url: Option<String>,
+    /// The object that triggered the run (`s3://bucket/key`), when one did.
+    #[serde(default)]
+    pub trigger_uri: Option<String>,
     /// The run's attempt that ended (1 for the first).
     pub attempt: u32,
     /// Failures of the project held back by the target's rate limit before this message.
@@ -144,6 +147,11 @@ impl Message {
             duration: manifest.and_then(|m| m.duration),
             report_url: None,
             step_report_url: None,
+            trigger_uri: manifest
+                .and_then(|m| m.trigger.as_ref())
+                .and_then(|t| t.get("uri"))
+                .and_then(|u| u.as_str())
+                .map(str::to_string),
             attempt: 1,
             held_back: None,
             failures_before: None,
@@ -231,6 +239,9 @@ impl Message {
             };
             lines.push(("Error", text));
         }
+        if let Some(t) = &self.trigger_uri {
+            lines.push(("Trigger", t.clone()));
+        }
         if self.attempt > 1 {
             lines.push(("Attempt", self.attempt.to_string()));
         }
@@ -286,6 +297,7 @@ mod tests {
             "format": 1, "run_id": "r1", "project": "daily", "status": "failed",
             "started": "2026-01-02T03:04:05Z", "ended": "2026-01-02T03:04:09Z", "duration": 4.0,
             "output": "/out/r1/", "parameters": {}, "nbpipe_version": "0",
+            "trigger": {"uri": "s3://in/data/day.csv", "bucket": "in", "key": "data/day.csv"},
             "steps": [
                 {"id": "load", "notebook": "load.ipynb", "status": "succeeded", "needs": [],
                  "attempts": 1, "parameters": {}},
@@ -318,6 +330,7 @@ mod tests {
             "Step: clean (clean.ipynb)",
             "Cell: 2 (execution count 3)",
             "Error: ValueError: bad row",
+            "Trigger: s3://in/data/day.csv",
             "Report: http://h/runs/r1",
         ] {
             assert!(text.contains(needle), "{needle:?} not in {text}");

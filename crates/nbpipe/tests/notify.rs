@@ -531,6 +531,13 @@ fn a_receiver_that_is_down_gets_the_message_once_it_is_back_and_the_run_is_unaff
         "{n:#?}"
     );
     assert!(n[0]["next_at"].is_string(), "{n:#?}");
+    assert!(
+        server
+            .metrics()
+            .contains("nbpipe_notifications{status=\"pending\"} 1\n"),
+        "{}",
+        server.metrics()
+    );
 
     // The receiver comes up: the message arrives, once, and the delivery says so.
     let receiver = Receiver::start(port);
@@ -541,6 +548,15 @@ fn a_receiver_that_is_down_gets_the_message_once_it_is_back_and_the_run_is_unaff
     assert!(n[0]["delivered_at"].is_string());
     let detail = server.get(&format!("/api/runs/{id}")).unwrap();
     assert_eq!(detail["status"], "failed");
+    let metrics = server.metrics();
+    assert!(
+        metrics.contains("nbpipe_notifications{status=\"delivered\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("nbpipe_notifications{status=\"pending\"} 0\n"),
+        "{metrics}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(receiver.requests().len(), 1, "delivered once");
 }
@@ -715,6 +731,15 @@ fn two_servers_on_one_postgres_queue_send_each_notification_once() {
         .map(|r| r.headers["x-nbpipe-delivery"].clone())
         .collect();
     assert_eq!(ids.len(), 4, "distinct deliveries");
+    // Counted once across the shared database (decoded on PostgreSQL too).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !b
+        .metrics()
+        .contains("nbpipe_notifications{status=\"delivered\"} 4\n")
+    {
+        assert!(Instant::now() < deadline, "{}", b.metrics());
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// A delivery still pending when the server is killed (`kill -9`) is sent by the next

@@ -396,6 +396,18 @@ impl Queue {
         })
     }
 
+    /// How many deliveries are (pending, delivered, failed), across the database.
+    pub async fn delivery_counts(&self) -> Result<(i64, i64, i64), QueueError> {
+        const SQL: &str = "SELECT \
+             COALESCE(SUM(CASE WHEN delivered_at IS NULL AND gave_up_at IS NULL THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN delivered_at IS NOT NULL THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN gave_up_at IS NOT NULL THEN 1 ELSE 0 END), 0) \
+             FROM notify_deliveries";
+        with_pool!(&self.db, p => {
+            Ok(sqlx::query_as(SQL).fetch_one(p).await?)
+        })
+    }
+
     /// Whether any delivery is due (a read: no write lock taken).
     pub async fn has_due_deliveries(&self) -> Result<bool, QueueError> {
         const SQL: &str = "SELECT id FROM notify_deliveries WHERE delivered_at IS NULL \
