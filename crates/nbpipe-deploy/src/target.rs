@@ -18,6 +18,9 @@ pub struct Target {
     pub project: String,
     /// The environment (`--env`).
     pub env: String,
+    /// The project's `environments:` entry deployed (`None`: its top-level settings); the
+    /// container gets it as `NBPIPE_ENV` so its `nbpipe run` reads the same settings.
+    pub environment: Option<String>,
     /// The region.
     pub region: String,
     /// `nbpipe-<project>-<env>-<region>`.
@@ -254,6 +257,7 @@ pub fn resolve(project: &Project, env: &str, region: &str) -> Result<Target, Dep
     Ok(Target {
         project: project.name.clone(),
         env: env.to_string(),
+        environment: project.environment.clone(),
         region: region.to_string(),
         stack_name: format!("nbpipe-{p}-{env}-{region}"),
         repository: format!("nbpipe/{p}-{env}"),

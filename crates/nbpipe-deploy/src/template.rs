@@ -241,6 +241,9 @@ pub fn template(t: &Target) -> Value {
     if t.mode == DeployMode::Direct {
         environment.push(json!({"Name": "NBPIPE_CLAIM", "Value": "1"}));
     }
+    if let Some(env) = &t.environment {
+        environment.push(json!({"Name": "NBPIPE_ENV", "Value": env}));
+    }
     let secrets: Vec<Value> = t
         .secrets
         .iter()

@@ -190,6 +190,11 @@ pub(crate) fn container_spec(
     env.push(format!("NBPIPE_RUN_ID={run_id}"));
     env.push(format!("NBPIPE_OUTPUT={output}"));
     env.push(format!("NBPIPE_PARAMETERS={}", o.parameters.to_json()));
+    env.extend(
+        crate::revision_env(&attempt.project, o)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}")),
+    );
     // The server announces the run (durably, with recoveries): `nbpipe run` must not.
     env.push("NBPIPE_NOTIFY=serve".to_string());
     let mut binds = Vec::new();
@@ -517,6 +522,11 @@ impl Executor for DockerExecutor {
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(engine_err(e)),
         }
+    }
+
+    /// Builds the project's image (layers cached; loaded or pushed at the first launch).
+    async fn prepare(&self, project: &Project) -> Result<(), ExecutorError> {
+        self.builds.build(project).await.map(|_| ())
     }
 }
 

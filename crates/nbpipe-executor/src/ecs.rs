@@ -413,6 +413,90 @@ fn family_of(project: &str) -> String {
 }
 
 /// The project's secrets with an ARN: `(variable, ARN)`, sorted.
+/// The project as it runs in its region: with `regions:`, a run triggered in a region runs
+/// there — that region's cluster, network, output and secrets — and a run whose trigger is in
+/// a region the project does not list is refused (its data would leave its region). A run
+/// without a trigger region runs in the executor's region when listed, else in the first
+/// listed one. An ECR image reference (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/…`) is pointed
+/// at the run's region, so the task pulls from its own region's registry.
+pub fn place_in_region(
+    project: &mut Project,
+    settings: &mut EcsConfig,
+    trigger_region: Option<&str>,
+    default_region: Option<&str>,
+    output_given: bool,
+) -> Result<(), ExecutorError> {
+    if !project.regions.is_empty() {
+        let listed: Vec<&str> = project.regions.iter().map(|r| r.name.as_str()).collect();
+        let name = match trigger_region {
+            Some(r) if listed.contains(&r) => r.to_owned(),
+            Some(r) => {
+                return Err(ExecutorError::Refused(format!(
+                    "the run was triggered in region `{r}`, which `regions:` does not list ({}): \
+                     its data would be processed in another region",
+                    listed.join(", ")
+                )))
+            }
+            None => match settings.region.as_deref().or(default_region) {
+                Some(d) if listed.contains(&d) => d.to_owned(),
+                _ => listed[0].to_owned(),
+            },
+        };
+        let Some(r) = project.regions.iter().find(|r| r.name == name).cloned() else {
+            return Err(ExecutorError::Image(format!(
+                "no region `{name}` in `regions:`"
+            )));
+        };
+        settings.region = Some(r.name.clone());
+        if let Some(c) = &r.cluster {
+            settings.cluster = c.clone();
+        }
+        if !r.subnets.is_empty() {
+            settings.subnets = r.subnets.clone();
+        }
+        if !r.security_groups.is_empty() {
+            settings.security_groups = r.security_groups.clone();
+        }
+        if let Some(p) = r.assign_public_ip {
+            settings.assign_public_ip = p;
+        }
+        if let (Some(o), false) = (&r.output, output_given) {
+            project.output = o.clone();
+        }
+        for s in &r.secrets {
+            project.secrets.retain(|t| t.name != s.name);
+            project.secrets.push(s.clone());
+        }
+    }
+    let region = settings
+        .region
+        .clone()
+        .or_else(|| default_region.map(str::to_owned));
+    if let Some(region) = region {
+        settings.image = settings.image.as_deref().map(|i| ecr_in_region(i, &region));
+        project.image.name = project
+            .image
+            .name
+            .as_deref()
+            .map(|i| ecr_in_region(i, &region));
+    }
+    Ok(())
+}
+
+/// `image` with its ECR registry's region replaced by `region` (other references as they
+/// are).
+fn ecr_in_region(image: &str, region: &str) -> String {
+    let (host, rest) = image.split_once('/').unwrap_or((image, ""));
+    let parts: Vec<&str> = host.split('.').collect();
+    // ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]
+    if parts.len() >= 6 && parts[1] == "dkr" && parts[2] == "ecr" && parts[4] == "amazonaws" {
+        let mut p: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+        p[3] = region.to_owned();
+        return format!("{}/{rest}", p.join("."));
+    }
+    image.to_owned()
+}
+
 fn secrets_of(project: &Project) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = project
         .secrets
@@ -437,9 +521,22 @@ impl Executor for EcsExecutor {
         "ecs"
     }
 
-    async fn launch(&self, attempt: Attempt) -> Result<Handle, ExecutorError> {
+    async fn launch(&self, mut attempt: Attempt) -> Result<Handle, ExecutorError> {
         let run_id = attempt.run_id()?;
-        let settings = Self::settings(&attempt.project)?;
+        let mut settings = Self::settings(&attempt.project)?;
+        let trigger_region = attempt
+            .options
+            .trigger
+            .as_ref()
+            .and_then(|t| t.region.clone());
+        let default_region = Self::region(&settings).ok();
+        place_in_region(
+            &mut attempt.project,
+            &mut settings,
+            trigger_region.as_deref(),
+            default_region.as_deref(),
+            attempt.options.output.is_some(),
+        )?;
         let region = Self::region(&settings)?;
         let c = self.clients(&region).await;
         let cluster = settings.cluster.clone();
@@ -491,6 +588,9 @@ impl Executor for EcsExecutor {
             // The server announces the run (durably, with recoveries): `nbpipe run` must not.
             kv("NBPIPE_NOTIFY", "serve"),
         ];
+        for (k, v) in crate::revision_env(&attempt.project, o) {
+            env.push(kv(k, v));
+        }
         if let Some(t) = &o.trigger {
             env.push(kv("NBPIPE_TRIGGER_URI", &t.uri));
             env.push(kv("NBPIPE_TRIGGER", t.to_json().to_string()));
@@ -706,11 +806,102 @@ impl Executor for EcsExecutor {
         let c = self.clients(&region).await;
         Ok(Self::describe(&c, &cluster, &handle.id).await?.is_some())
     }
+
+    /// Builds the project's image unless `executor.ecs.image` names one (pushed at the
+    /// first launch).
+    async fn prepare(&self, project: &Project) -> Result<(), ExecutorError> {
+        match Self::settings(project)?.image {
+            Some(_) => Ok(()),
+            None => self.builds.build(project).await.map(|_| ()),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn regional() -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.ipynb"), "{}").unwrap();
+        let text = "notebooks: [a.ipynb]\noutput: s3://out-default/{run_id}/\n\
+            image: {name: 123456789012.dkr.ecr.eu-west-3.amazonaws.com/team/sales}\n\
+            executor:\n  ecs: {cluster: main, subnets: [subnet-00aa11bb]}\n\
+            regions:\n  eu-west-3:\n    output: s3://out-paris/{run_id}/\n    \
+            cluster: paris\n    subnets: [subnet-0a1b2c3d]\n  us-east-1:\n    \
+            output: s3://out-virginia/{run_id}/\n    subnets: [subnet-0b2c3d4e]\n    \
+            security_groups: [sg-12ab34cd]\n    assign_public_ip: true\n";
+        nbpipe_project::config::parse(dir.path(), "nbpipe.yaml", text).unwrap()
+    }
+
+    #[test]
+    fn a_run_is_placed_in_its_trigger_region_and_refused_outside_the_listed_ones() {
+        let mut p = regional();
+        let mut s = EcsExecutor::settings(&p).unwrap();
+        place_in_region(&mut p, &mut s, Some("us-east-1"), Some("eu-west-3"), false).unwrap();
+        assert_eq!(s.region.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            s.cluster, "main",
+            "no cluster for us-east-1: the executor's"
+        );
+        assert_eq!(
+            (s.subnets.as_slice(), s.security_groups.as_slice()),
+            (
+                &["subnet-0b2c3d4e".to_string()][..],
+                &["sg-12ab34cd".to_string()][..]
+            )
+        );
+        assert!(s.assign_public_ip);
+        assert_eq!(p.output, "s3://out-virginia/{run_id}/");
+        assert_eq!(
+            p.image.name.as_deref(),
+            Some("123456789012.dkr.ecr.us-east-1.amazonaws.com/team/sales")
+        );
+
+        let mut p = regional();
+        let mut s = EcsExecutor::settings(&p).unwrap();
+        place_in_region(&mut p, &mut s, Some("eu-west-3"), None, false).unwrap();
+        assert_eq!(
+            (s.cluster.as_str(), p.output.as_str()),
+            ("paris", "s3://out-paris/{run_id}/")
+        );
+        // An output given for the run (the API) wins over the region's.
+        let mut p = regional();
+        let mut s = EcsExecutor::settings(&p).unwrap();
+        place_in_region(&mut p, &mut s, Some("eu-west-3"), None, true).unwrap();
+        assert_eq!(p.output, "s3://out-default/{run_id}/");
+
+        // No trigger region: the executor's region when listed, else the first listed.
+        let mut p = regional();
+        let mut s = EcsExecutor::settings(&p).unwrap();
+        place_in_region(&mut p, &mut s, None, Some("us-east-1"), false).unwrap();
+        assert_eq!(s.region.as_deref(), Some("us-east-1"));
+        let mut p = regional();
+        let mut s = EcsExecutor::settings(&p).unwrap();
+        place_in_region(&mut p, &mut s, None, Some("ap-south-1"), false).unwrap();
+        assert_eq!(s.region.as_deref(), Some("eu-west-3"));
+
+        let mut p = regional();
+        let mut s = EcsExecutor::settings(&p).unwrap();
+        let e = place_in_region(&mut p, &mut s, Some("ap-south-1"), None, false).unwrap_err();
+        assert!(
+            e.to_string().contains("triggered in region `ap-south-1`, which `regions:` does not list (eu-west-3, us-east-1)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn only_ecr_references_change_region() {
+        assert_eq!(
+            ecr_in_region("1.dkr.ecr.eu-west-1.amazonaws.com.cn/a/b:1", "cn-north-1"),
+            "1.dkr.ecr.cn-north-1.amazonaws.com.cn/a/b:1"
+        );
+        assert_eq!(
+            ecr_in_region("registry:5000/team/x", "us-east-1"),
+            "registry:5000/team/x"
+        );
+        assert_eq!(ecr_in_region("python:3.11", "us-east-1"), "python:3.11");
+    }
 
     #[test]
     fn attempt_tokens_fit_ecs_and_stay_distinct() {

@@ -141,6 +141,10 @@ pub enum ExecutorError {
     /// The project's image could not be built or given to the engine.
     #[error("the project's image: {0}")]
     Image(String),
+    /// The project's settings do not allow this attempt (e.g. a trigger in a region the
+    /// project does not list); another attempt would fail the same way.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ExecutorError {
@@ -171,4 +175,26 @@ pub trait Executor: Send + Sync {
     async fn cancel(&self, handle: &Handle, why: Stop) -> Result<(), ExecutorError>;
     /// Whether `handle` (from this or an earlier process) designates a live attempt.
     async fn reattach(&self, handle: &Handle) -> Result<bool, ExecutorError>;
+    /// Make what `project`'s attempts will need ahead of its first launch (the image, for
+    /// executors that run one), so that a new revision that cannot be built is refused
+    /// before it is served. Default: nothing to prepare.
+    async fn prepare(&self, _project: &Project) -> Result<(), ExecutorError> {
+        Ok(())
+    }
+}
+
+/// The environment variables that carry a run's project environment and revision into a
+/// container (`NBPIPE_ENV`, `NBPIPE_GIT_COMMIT`, `NBPIPE_GIT_BRANCH`): the container's own
+/// `nbpipe run` then loads the same `environments:` entry and records the same commit, which
+/// its image (built without `.git`) cannot tell it.
+pub fn revision_env(project: &Project, options: &RunOptions) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    if let Some(name) = &project.environment {
+        env.push(("NBPIPE_ENV", name.clone()));
+    }
+    if let Some(git) = &options.git {
+        env.push(("NBPIPE_GIT_COMMIT", git.commit.clone()));
+        env.push(("NBPIPE_GIT_BRANCH", git.branch.clone()));
+    }
+    env
 }

@@ -27,9 +27,11 @@
 pub mod api;
 pub mod event;
 pub mod executors;
+pub mod gitops;
 pub mod intake;
 pub mod notifier;
 pub mod policy;
+pub mod projects;
 pub mod queue;
 pub mod serve;
 pub mod ui;

@@ -64,7 +64,7 @@ impl Notifier {
     }
 
     fn names(&self) -> Vec<String> {
-        self.projects.keys().cloned().collect()
+        self.projects.values().iter().map(|p| p.key()).collect()
     }
 
     /// One pass: plan the outbox, queue digests, send what is due.
@@ -81,7 +81,7 @@ impl Notifier {
         }
         let projects = self.projects.clone();
         let projects2 = self.projects.clone();
-        let env_of = move |p: &str| environment(projects.get(p));
+        let env_of = move |p: &str| environment(projects.get(p).as_ref());
         let target_of = move |p: &str, key: &str| -> Option<NotifyTarget> {
             projects2
                 .get(p)?
@@ -133,21 +133,27 @@ impl Notifier {
             None => Message::for_run(&item.project, None, &item.run_id, &item.status, None, None),
         };
         self.queue
-            .plan_notifications(item, &environment(Some(project)), &project.notify, &base)
+            .plan_notifications(item, &environment(Some(&project)), &project.notify, &base)
             .await?;
         Ok(())
     }
 
     /// The message about `run`, with its report link.
     fn message(&self, run: &RunRow) -> Message {
+        // `runs.project` is the project's key (`name@environment`): messages name both apart.
         let project = self.projects.get(&run.project);
         let manifest = run
             .manifest
             .as_ref()
             .and_then(|m| serde_json::from_value(m.clone()).ok());
         let mut msg = Message::for_run(
-            &run.project,
-            project.and_then(|p| p.environment.as_deref()),
+            project
+                .as_ref()
+                .map_or(run.project.as_str(), |p| p.name.as_str()),
+            project
+                .as_ref()
+                .and_then(|p| p.environment.as_deref())
+                .or(run.environment.as_deref()),
             &run.id,
             run.status.as_str(),
             manifest.as_ref(),

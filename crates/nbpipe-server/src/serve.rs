@@ -56,6 +56,15 @@ pub struct ServeOptions {
     pub sqs_queues: Vec<String>,
     /// How long running runs may take to finish after a shutdown request.
     pub drain_timeout: Duration,
+    /// Serve the projects' settings of these environments, each as its own project
+    /// (`name@environment`); empty: each folder's checked-out branch decides.
+    pub envs: Vec<String>,
+    /// Follow a git repository: serve its project, one environment per branch, deploying
+    /// each new commit (see [`crate::gitops`]).
+    pub git: Option<crate::gitops::GitOptions>,
+    /// The secret `POST /hooks/git` requests are signed with (`None`: the hook is off and
+    /// the repository is polled only).
+    pub git_webhook_secret: Option<String>,
     /// How long a worker's claim lasts without a heartbeat; a run whose server died is
     /// retried (or failed, per its retry policy) about this long after the death.
     pub lease: Duration,
@@ -107,20 +116,25 @@ pub enum ServeError {
 }
 
 /// Load and index the projects by name.
-pub fn load_projects(dirs: &[PathBuf]) -> Result<Projects, ServeError> {
-    if dirs.is_empty() {
-        return Err(ServeError::NoProjects);
-    }
-    let mut map = HashMap::new();
+pub fn load_projects(dirs: &[PathBuf], envs: &[String]) -> Result<Projects, ServeError> {
+    use nbpipe_project::config::Select;
+    let selects: Vec<Select<'_>> = if envs.is_empty() {
+        vec![Select::CheckedOut]
+    } else {
+        envs.iter().map(|e| Select::Named(e)).collect()
+    };
+    let mut list: Vec<nbpipe_project::Project> = Vec::new();
     for dir in dirs {
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
-        let p = nbpipe_project::load(&dir)?;
-        if map.contains_key(&p.name) {
-            return Err(ServeError::DuplicateName(p.name));
+        for select in &selects {
+            let p = nbpipe_project::config::load_env(&dir, *select)?;
+            if list.iter().any(|q| q.key() == p.key()) {
+                return Err(ServeError::DuplicateName(p.key()));
+            }
+            list.push(p);
         }
-        map.insert(p.name.clone(), p);
     }
-    Ok(Arc::new(map))
+    Ok(Projects::new(list))
 }
 
 /// The default database: `<first project>/.nbpipe/nbpipe.db`.
@@ -138,7 +152,7 @@ pub use crate::policy::max_attempts;
 /// [`QueueSink::counters`].
 pub struct QueueSink {
     queue: Queue,
-    routes: Vec<Route>,
+    routes: std::sync::RwLock<Vec<Route>>,
     projects: Projects,
     wake: Arc<tokio::sync::Notify>,
     counters: Arc<IntakeCounters>,
@@ -155,7 +169,7 @@ impl QueueSink {
         QueueSink {
             wake,
             queue,
-            routes,
+            routes: std::sync::RwLock::new(routes),
             projects,
             counters: Arc::new(IntakeCounters::new()),
         }
@@ -176,7 +190,12 @@ impl QueueSink {
     pub async fn submit_events(&self, events: &[ObjectEvent]) -> Result<Submitted, SinkError> {
         let mut done = Submitted::default();
         for ev in events {
-            for req in routing::requests(&self.routes, ev) {
+            let routes = self
+                .routes
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for req in routing::requests(&routes, ev) {
                 match self.submit_request(&req).await? {
                     Enqueued::New(_) => done.queued += 1,
                     Enqueued::Duplicate(_) => done.duplicates += 1,
@@ -211,12 +230,17 @@ impl QueueSink {
         Ok(done)
     }
 
+    /// Routes events by `routes` from now on (a project was replaced by a new revision).
+    pub fn set_routes(&self, routes: Vec<Route>) {
+        *self.routes.write().unwrap_or_else(|e| e.into_inner()) = routes;
+    }
+
     /// Queue one request.
     pub async fn submit_request(&self, req: &RunRequest) -> Result<Enqueued, SinkError> {
         let attempts = self
             .projects
             .get(&req.project)
-            .map(max_attempts)
+            .map(|p| max_attempts(&p))
             .unwrap_or(1);
         let outcome = self
             .queue
@@ -265,7 +289,7 @@ pub fn inbox_routes(inbox: &std::path::Path, projects: &Projects) -> Vec<(PathBu
             } = t
             {
                 let root = inbox.join(bucket);
-                let route = Route::new(&p.name, bucket, prefix, suffix.as_deref());
+                let route = Route::new(p.key(), bucket, prefix, suffix.as_deref());
                 out.push((root, route));
             }
         }
@@ -283,8 +307,8 @@ pub async fn run_schedules(
 ) -> Result<(), ServeError> {
     let mut all = Vec::new();
     for p in projects.values() {
-        for s in Schedule::from_project(p)? {
-            all.push((p.name.clone(), s));
+        for s in Schedule::from_project(&p)? {
+            all.push((p.key(), s));
         }
     }
     if all.is_empty() {
@@ -452,20 +476,47 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     crate::api::check_listen(&opts.listen, opts.token.as_deref())
         .map_err(|e| ServeError::Config(e.to_string()))?;
-    let projects = load_projects(&opts.projects)?;
-    let first_dir = opts.projects[0].clone();
+    if opts.projects.is_empty() && opts.git.is_none() {
+        return Err(ServeError::NoProjects);
+    }
+    // A followed repository's environments come from it, not from folders.
+    let folder_envs = if opts.git.is_some() {
+        &[][..]
+    } else {
+        &opts.envs[..]
+    };
+    let projects = load_projects(&opts.projects, folder_envs)?;
+    // The first project folder's `.nbpipe/`, else (a server following git only) the work
+    // folder's.
+    let first_dir = match (opts.projects.first(), &opts.git) {
+        (Some(d), _) => d.clone(),
+        (None, Some(g)) => g.workdir.clone(),
+        (None, None) => PathBuf::from("."),
+    };
     let url = opts.database.clone().unwrap_or_else(|| {
         default_database(&std::fs::canonicalize(&first_dir).unwrap_or(first_dir))
     });
     let queue = Queue::open(&url).await?;
-    // Every server sharing the database claims, retries and recovers runs of these projects
-    // by the policies in their nbpipe.yaml as of the latest start.
-    for p in projects.values() {
-        queue
-            .set_project_policy(&p.name, &crate::policy::stored_policy(p))
-            .await?;
-    }
-    let startup_worker = Queue::new_worker_id();
+    // One zygote per project environment, living as long as the server.
+    let forks = if opts.no_fork_server {
+        None
+    } else {
+        nbpipe_kernel::ForkServers::new().ok()
+    };
+    let envs = worker::EnvCache::with_forks(forks.clone());
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let sink = Arc::new(QueueSink::new(
+        queue.clone(),
+        routing::routes(projects.values().iter()),
+        projects.clone(),
+        wake.clone(),
+    ));
+    let list: crate::api::ProjectList = projects
+        .values()
+        .iter()
+        .map(|p| crate::api::ProjectInfo::from_project(p, opts.per_project))
+        .collect::<Vec<_>>()
+        .into();
     let executors = crate::executors::Executors::new(
         opts.executor.clone(),
         nbpipe_executor::DockerOptions {
@@ -473,9 +524,42 @@ pub async fn serve(
             ..Default::default()
         },
     );
+    // A repository followed: its environments are served from its branches before anything
+    // else starts (a server that cannot serve them does not start).
+    let gitops = match &opts.git {
+        Some(g) => {
+            let sink = sink.clone();
+            let on_switch = Box::new(move |p: &Projects| {
+                sink.set_routes(routing::routes(p.values().iter()));
+            });
+            Some(
+                crate::gitops::GitOps::start(
+                    g.clone(),
+                    projects.clone(),
+                    list.clone(),
+                    queue.clone(),
+                    envs.clone(),
+                    executors.clone(),
+                    opts.per_project,
+                    on_switch,
+                )
+                .await
+                .map_err(|e| ServeError::Config(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    // Every server sharing the database claims, retries and recovers runs of these projects
+    // by the policies in their nbpipe.yaml as of the latest start.
+    for p in projects.values() {
+        queue
+            .set_project_policy(&p.key(), &crate::policy::stored_policy(&p))
+            .await?;
+    }
+    let startup_worker = Queue::new_worker_id();
     // Attempts still running elsewhere (containers a killed server started) are followed
     // again, not started twice; the other runs a dead server left are recovered.
-    let remote = executors.any_remote(projects.values());
+    let remote = executors.any_remote(projects.values().iter());
     let (taken_tx, taken_rx) = tokio::sync::mpsc::unbounded_channel();
     let take_over = {
         let (queue, executors, worker, lease) = (
@@ -512,14 +596,6 @@ pub async fn serve(
         );
     }
 
-    let routes = routing::routes(projects.values());
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let sink = Arc::new(QueueSink::new(
-        queue.clone(),
-        routes,
-        projects.clone(),
-        wake.clone(),
-    ));
     let cursors = Arc::new(QueueCursors(queue.clone()));
     let (intake_stop_tx, intake_stop) = watch::channel(false);
 
@@ -559,7 +635,7 @@ pub async fn serve(
         }));
     }
     if let Some(every) = opts.poll {
-        for route in routing::routes(projects.values()) {
+        for route in routing::routes(projects.values().iter()) {
             let url = format!("s3://{}/{}", route.bucket, route.prefix);
             let poller = crate::intake::poll::PrefixPoller::new(
                 &url,
@@ -620,10 +696,11 @@ pub async fn serve(
     let counters = sink.counters();
     let state = crate::api::AppState {
         queue: queue.clone(),
-        projects: projects
-            .values()
-            .map(|p| crate::api::ProjectInfo::from_project(p, opts.per_project))
-            .collect(),
+        projects: list,
+        git: gitops.clone().map(|ops| crate::api::GitHook {
+            secret: opts.git_webhook_secret.clone(),
+            ops,
+        }),
         token: opts.token.clone(),
         hooks,
         intake: counters,
@@ -688,13 +765,9 @@ pub async fn serve(
             }
         }));
     }
-    // One zygote per project environment, living as long as the server.
-    let forks = if opts.no_fork_server {
-        None
-    } else {
-        nbpipe_kernel::ForkServers::new().ok()
-    };
-    let envs = worker::EnvCache::with_forks(forks.clone());
+    if let Some(ops) = gitops {
+        tasks.push(tokio::spawn(ops.run(intake_stop.clone())));
+    }
     let pool =
         (opts.warm_kernels > 0).then(|| nbpipe_kernel::pool::KernelPool::new(opts.warm_kernels));
     if let Some(pool) = &pool {
@@ -759,7 +832,7 @@ async fn warm_pool(
 ) {
     for p in projects.values() {
         // Ensured through the workers' cache, so the first run reuses it too.
-        let Some(env) = envs.get_or_ensure(p).await else {
+        let Some(env) = envs.get_or_ensure(&p).await else {
             eprintln!(
                 "warning: project `{}`: no warm kernels (its environment could not be prepared; runs will say why)",
                 p.name
@@ -772,7 +845,7 @@ async fn warm_pool(
             }
             let launch = nbpipe_kernel::LaunchOptions {
                 fork: forks.filter(|_| p.env.fork_server).cloned(),
-                ..nbpipe_project::run::pool_launch(p, i)
+                ..nbpipe_project::run::pool_launch(&p, i)
             };
             pool.warm(&env.kernelspec(), &launch);
         }

@@ -70,8 +70,7 @@ impl Default for WorkerConfig {
     }
 }
 
-/// The projects a server runs, by name.
-pub type Projects = Arc<HashMap<String, Project>>;
+pub use crate::projects::Projects;
 
 /// Run one worker until `drain` becomes true (then finish the current run and return) or
 /// `stop` carries a reason (then stop the current run too).
@@ -122,7 +121,7 @@ async fn run_claimed(
     run: RunRow,
     stop: watch::Receiver<Option<Stop>>,
 ) {
-    let Some(project) = projects.get(&run.project).cloned() else {
+    let Some(project) = projects.get(&run.project) else {
         let _ = queue
             .finish(
                 &run.id,
@@ -176,6 +175,13 @@ async fn run_claimed(
         // The server decides: its zygotes, or cold starts; a run never makes its own.
         no_fork_server: cfg.envs.forks().is_none(),
         shutdowns: Some(cfg.shutdowns.clone()),
+        // The revision the server checked out, else (for a container, whose image has no
+        // `.git`) what git says of the project folder; a local run asks git itself.
+        git: match projects.served(&run.project).and_then(|s| s.git.clone()) {
+            Some(g) => Some(g),
+            None if !local => nbpipe_project::run::git_info(&project.dir).await,
+            None => None,
+        },
     };
     let number = run.attempts;
     drive(
@@ -212,7 +218,7 @@ pub async fn follow_taken_over(
         Ok(Some(run)) => run,
         _ => return,
     };
-    let Some(project) = projects.get(&run.project).cloned() else {
+    let Some(project) = projects.get(&run.project) else {
         return;
     };
     let Some(executor) = cfg.executors.by_kind(&handle.executor) else {
@@ -477,6 +483,11 @@ impl EnvCache {
     /// The project's environment: cached while its requirements file is unchanged, else
     /// ensured now (`None` if that fails: the runner then reports the error itself).
     pub async fn get_or_ensure(&self, project: &Project) -> Option<nbpipe_env::ManagedEnv> {
+        self.ensure(project).await.ok()
+    }
+
+    /// [`EnvCache::get_or_ensure`], saying why the environment could not be prepared.
+    pub async fn ensure(&self, project: &Project) -> Result<nbpipe_env::ManagedEnv, String> {
         let req = project
             .env
             .requirements
@@ -486,9 +497,9 @@ impl EnvCache {
             .ok()
             .and_then(|m| Some((m.len(), m.modified().ok()?)));
         if let Ok(map) = self.inner.lock() {
-            if let Some((env, seen)) = map.get(&project.name) {
+            if let Some((env, seen)) = map.get(&project.key()) {
                 if *seen == stamp {
-                    return Some(env.clone());
+                    return Ok(env.clone());
                 }
             }
         }
@@ -503,15 +514,15 @@ impl EnvCache {
         );
         let env = tokio::task::spawn_blocking(move || nbpipe_env::ensure(&dir, &opts))
             .await
-            .ok()?
-            .ok()?;
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         if let Ok(mut map) = self.inner.lock() {
-            map.insert(project.name.clone(), (env.clone(), stamp));
+            map.insert(project.key(), (env.clone(), stamp));
         }
         if let Some(forks) = self.forks.as_ref().filter(|_| project.env.fork_server) {
-            forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
+            forks.enable(&project.key(), &env.python, &env.hash, &project.env.preload);
         }
-        Some(env)
+        Ok(env)
     }
 }
 

@@ -35,6 +35,16 @@ async fn every_state_change_needs_the_token() {
             json!({"project": "daily"})
         };
         for token in [None, Some("wrong"), Some("")] {
+            if path == "/hooks/git" {
+                // Signed by the git provider, not the token: without a followed repository
+                // there is nothing to wake.
+                let (s, _, b) =
+                    send(&f.app, req(Method::POST, &uri, token, Some(body.clone()))).await;
+                assert_eq!(s, StatusCode::NOT_FOUND, "POST {uri} with {token:?}");
+                let v: Value = serde_json::from_slice(&b).unwrap();
+                assert_eq!(v["error"]["code"], "no_repository");
+                continue;
+            }
             let (s, headers, b) =
                 send(&f.app, req(Method::POST, &uri, token, Some(body.clone()))).await;
             assert_eq!(s, StatusCode::UNAUTHORIZED, "POST {uri} with {token:?}");
@@ -220,7 +230,8 @@ async fn a_failing_sink_answers_503_so_the_sender_retries() {
         .unwrap();
     f.app = api::router(AppState {
         queue: q,
-        projects: vec![],
+        projects: vec![].into(),
+        git: None,
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Err("database is locked".to_string()) })),
         intake: Default::default(),

@@ -7,7 +7,6 @@
 #[macro_use]
 mod queue_support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -36,7 +35,7 @@ impl Server {
         let sink = Arc::new(QueueSink::new(
             queue.clone(),
             vec![Route::new("churn", "incoming", "in/", None)],
-            Arc::new(HashMap::new()),
+            Default::default(),
             Arc::new(tokio::sync::Notify::new()),
         ));
         let hook_sink = sink.clone();
@@ -46,7 +45,8 @@ impl Server {
         });
         let app = api::router(AppState {
             queue: queue.clone(),
-            projects: vec![],
+            projects: vec![].into(),
+            git: None,
             token: None,
             hooks,
             intake: sink.counters(),

@@ -12,7 +12,6 @@ mod moto;
 #[path = "common/sqs.rs"]
 mod sqs;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -238,7 +237,7 @@ async fn superseded_messages_are_deleted_and_never_run() {
         QueueSink::new(
             q,
             vec![Route::new("churn", "incoming", "in/", None)],
-            Arc::new(HashMap::new()),
+            Default::default(),
             Arc::new(tokio::sync::Notify::new()),
         )
     };

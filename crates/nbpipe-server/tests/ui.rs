@@ -306,6 +306,7 @@ async fn server() -> Server {
     let projects = vec![
         ProjectInfo {
             name: "sales".into(),
+            environment: None,
             dir: dir.path().join("sales"),
             triggers: vec!["s3 incoming/*.csv".into()],
             max_attempts: 1,
@@ -314,6 +315,7 @@ async fn server() -> Server {
         },
         ProjectInfo {
             name: "models".into(),
+            environment: None,
             dir: dir.path().join("models"),
             triggers: vec!["schedule 0 6 * * * (Europe/Paris)".into()],
             max_attempts: 2,
@@ -325,7 +327,8 @@ async fn server() -> Server {
     ];
     let state = AppState {
         queue: queue.clone(),
-        projects,
+        projects: projects.into(),
+        git: None,
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
         intake: Default::default(),
@@ -531,7 +534,8 @@ async fn an_open_run_page_follows_the_run_to_its_end() {
     let (opened_tx, mut opened) = tokio::sync::mpsc::unbounded_channel::<()>();
     let state = AppState {
         queue: s.queue.clone(),
-        projects: vec![],
+        projects: vec![].into(),
+        git: None,
         token: None,
         hooks: Arc::new(|_| Box::pin(async { Ok(Default::default()) })),
         intake: Default::default(),

@@ -71,7 +71,8 @@ pub struct DeployAwsArgs {
     /// The project folder (with nbpipe.yaml).
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// The environment: part of stack, repository and tag names (`prod`, `staging`).
+    /// The environment: part of stack, repository and tag names (`prod`, `staging`); when the
+    /// project declares `environments:`, it must be one of them and its settings are deployed.
     #[arg(long, value_name = "ENV")]
     pub env: String,
     /// A region to deploy to (repeatable; each must be in `regions:` when the file has it).
@@ -420,6 +421,27 @@ pub struct RunArgs {
     /// the output prefix, created only if absent; a trigger already claimed exits 0 at once.
     #[arg(long, env = "NBPIPE_CLAIM", hide = true, value_parser = clap::builder::BoolishValueParser::new())]
     pub claim: bool,
+    /// The project's environment (an `environments:` entry) to run with (default: the one
+    /// whose branch is checked out, else the top-level settings).
+    #[arg(long = "env", value_name = "NAME", env = "NBPIPE_ENV")]
+    pub env: Option<String>,
+    /// The commit the project's files are at, recorded in `run.json` when the folder has no
+    /// `.git` (what container executors pass in `NBPIPE_GIT_COMMIT`).
+    #[arg(
+        long = "git-commit",
+        value_name = "SHA",
+        env = "NBPIPE_GIT_COMMIT",
+        hide = true
+    )]
+    pub git_commit: Option<String>,
+    /// The branch that commit was on (`NBPIPE_GIT_BRANCH`).
+    #[arg(
+        long = "git-branch",
+        value_name = "NAME",
+        env = "NBPIPE_GIT_BRANCH",
+        hide = true
+    )]
+    pub git_branch: Option<String>,
     /// Do not send the project's `notify:` messages after the run (also `NBPIPE_NOTIFY=off`;
     /// containers started by `nbpipe serve` get `NBPIPE_NOTIFY=serve`: the server sends them).
     #[arg(long = "no-notify")]
@@ -444,8 +466,46 @@ matches s3://<bucket>/<key>. The first SIGINT/SIGTERM drains (no new runs; runni
 )]
 pub struct ServeArgs {
     /// Project folders (each with an nbpipe.yaml).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "git")]
     pub projects: Vec<PathBuf>,
+    /// Serve the projects' settings of this environment (an `environments:` entry;
+    /// repeatable: each environment is served as `name@environment`). Default: the one whose
+    /// branch each folder has checked out, else the top-level settings; with `--git`, every
+    /// environment the default branch's nbpipe.yaml declares.
+    #[arg(
+        long = "env",
+        value_name = "NAME",
+        env = "NBPIPE_ENV",
+        value_delimiter = ','
+    )]
+    pub envs: Vec<String>,
+    /// Follow this git repository (URL or path): each environment's branch is served, and
+    /// every new commit is checked out, validated and its environment built before it
+    /// replaces the running revision (runs in flight finish on theirs).
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// How often the followed repository is fetched (a push webhook makes it sooner).
+    #[arg(
+        long = "git-poll",
+        value_name = "SECS",
+        default_value_t = 60,
+        requires = "git"
+    )]
+    pub git_poll: u64,
+    /// The secret `POST /hooks/git` pushes are signed with (GitHub, Gitea: HMAC-SHA256;
+    /// GitLab: the token). Without it the hook is refused and the repository is polled only.
+    #[arg(
+        long = "git-webhook-secret",
+        value_name = "SECRET",
+        env = "NBPIPE_GIT_WEBHOOK_SECRET",
+        hide_env_values = true,
+        requires = "git"
+    )]
+    pub git_webhook_secret: Option<String>,
+    /// Where the repository's mirror, revision folders and relative outputs live (default:
+    /// `.nbpipe/git/<hash of the URL>` in the current folder).
+    #[arg(long = "git-workdir", value_name = "DIR", requires = "git")]
+    pub git_workdir: Option<PathBuf>,
     /// Address of the HTTP API and UI (loopback unless told otherwise; a public address needs a token).
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: std::net::SocketAddr,

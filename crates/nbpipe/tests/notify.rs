@@ -800,3 +800,43 @@ fn an_smtp_server_refusing_the_password_is_recorded_and_retried() {
     assert!(err.starts_with("SMTP:") && err.contains("535"), "{err}");
     assert!(smtp.mails().is_empty());
 }
+
+/// An `environments:` entry overrides `notify:` like any top-level key, and its messages
+/// name the project and the environment apart.
+#[test]
+fn an_environment_has_its_own_targets_and_its_messages_name_it() {
+    let sb = Sandbox::new();
+    let http = Receiver::start(free_port());
+    let notify = format!(
+        "  - webhook: '{top}'\nenvironments:\n  prod:\n    branch: main\n    notify:\n\
+         \x20     - webhook: '{prod}'\n",
+        top = http.url("/top"),
+        prod = http.url("/prod"),
+    );
+    let dir = failing_project(&sb, &notify);
+    let server = Server::start(&sb, &dir, &["--no-inbox", "--env", "prod"]);
+    let (code, body) = server.post_json(
+        "/api/runs",
+        &json!({"project": "proj@prod", "parameters": {"fail": true}}).to_string(),
+    );
+    assert_eq!(code, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    wait_status(&server, &id, |s| s == "failed", 120);
+    let got = http.wait_for(1, 30);
+    assert_eq!(got[0].path, "/prod");
+    let body = got[0].json();
+    assert_eq!(
+        (body["project"].as_str(), body["environment"].as_str()),
+        (Some("proj"), Some("prod"))
+    );
+    assert!(body["text"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("proj (prod): run {id} failed")));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        http.requests().len(),
+        1,
+        "the top-level target is not the environment's"
+    );
+}

@@ -299,3 +299,151 @@ fn served_runs_execute_as_ecs_tasks_once_each_and_are_followed_again_after_a_res
     drop(standin);
     assert_eq!(c.leftover_containers(), "");
 }
+
+/// `regions:` in the served ECS path, on moto's ECS in two regions (no container runs: moto
+/// records the tasks, which is all this test looks at). An object in a region's bucket runs
+/// in that region — its cluster, network, output and the ECR of that region — and none in the
+/// other; an object from a region the project does not list is refused and starts nothing.
+#[test]
+fn served_runs_go_to_the_region_of_their_trigger() {
+    let sb = Sandbox::new();
+    let moto = Moto::start();
+    let nets = moto.boto(
+        "import urllib.request\n\
+         out = {}\n\
+         for region in ('us-east-1', 'eu-west-3'):\n\
+         \x20   k = dict(kw, region_name=region)\n\
+         \x20   ec2 = boto3.client('ec2', **k); ecs = boto3.client('ecs', **k)\n\
+         \x20   vpc = ec2.create_vpc(CidrBlock='10.0.0.0/16')['Vpc']['VpcId']\n\
+         \x20   ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={'Value': True})\n\
+         \x20   sub = ec2.create_subnet(VpcId=vpc, CidrBlock='10.0.1.0/24')['Subnet']['SubnetId']\n\
+         \x20   sg = ec2.create_security_group(GroupName='t', Description='t', VpcId=vpc)['GroupId']\n\
+         \x20   ecs.create_cluster(clusterName='c-' + region)\n\
+         \x20   out[region] = [sub, sg]\n\
+         urllib.request.urlopen(urllib.request.Request(kw['endpoint_url'] + '/moto-api/state-manager/set-transition', \
+         data=json.dumps({'model_name': 'ecs::task', 'transition': {'progression': 'manual', 'times': 10**9}}).encode(), method='POST'))\n\
+         print(json.dumps(out))",
+        &[],
+    );
+    let nets: Value = serde_json::from_str(&nets).unwrap();
+    let net = |r: &str, i: usize| nets[r][i].as_str().unwrap().to_string();
+    let dir = sb.path("regional");
+    std::fs::create_dir_all(&dir).unwrap();
+    write_notebook(&dir);
+    let yaml = format!(
+        "name: regional\nnotebooks: [nb.ipynb]\noutput: s3://out-default/{{run_id}}/\n\
+         trigger:\n  s3: {{bucket: data-bucket, prefix: in/}}\n\
+         executor:\n  ecs:\n    cluster: c-us-east-1\n    subnets: [{us_sub}]\n    security_groups: [{us_sg}]\n    \
+         image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/regional:1\n\
+         regions:\n  us-east-1:\n    output: s3://out-virginia/{{run_id}}/\n    cluster: c-us-east-1\n    \
+         subnets: [{us_sub}]\n    security_groups: [{us_sg}]\n  eu-west-3:\n    \
+         output: s3://out-paris/{{run_id}}/\n    cluster: c-eu-west-3\n    subnets: [{eu_sub}]\n    \
+         security_groups: [{eu_sg}]\n",
+        us_sub = net("us-east-1", 0),
+        us_sg = net("us-east-1", 1),
+        eu_sub = net("eu-west-3", 0),
+        eu_sg = net("eu-west-3", 1),
+    );
+    std::fs::write(dir.join("nbpipe.yaml"), yaml).unwrap();
+    let mut env: Vec<(String, String)> = moto
+        .aws_env()
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    env.push(("NBPIPE_ECS_POLL_MS".into(), "300".into()));
+    let args = [
+        "--lease",
+        "3",
+        "--no-inbox",
+        "--warm-kernels",
+        "0",
+        "--per-project",
+        "2",
+    ];
+    let server = Server::start_with(&sb, &dir, &args, env.iter().cloned());
+    let hook = |region: &str, key: &str| {
+        let body = json!({"Records": [{
+            "eventSource": "aws:s3", "awsRegion": region, "eventName": "ObjectCreated:Put",
+            "eventTime": "2026-12-03T10:00:00.000Z",
+            "s3": {"bucket": {"name": "data-bucket"},
+                   "object": {"key": key, "size": 3, "eTag": format!("e-{key}"), "sequencer": "0A"}}
+        }]})
+        .to_string();
+        let (code, v) = server.post_json("/hooks/s3", &body);
+        assert_eq!(code, 202, "{v}");
+        assert_eq!(v["queued"], 1, "{v}");
+    };
+    let tasks = |region: &str| -> Vec<Value> {
+        let out = moto.boto(
+            "ecs = boto3.client('ecs', **dict(kw, region_name=sys.argv[1]))\n\
+             arns = ecs.list_tasks(cluster='c-' + sys.argv[1])['taskArns']\n\
+             ts = ecs.describe_tasks(cluster='c-' + sys.argv[1], tasks=arns)['tasks'] if arns else []\n\
+             print(json.dumps([{'arn': t['taskArn'], 'env': t['overrides']['containerOverrides'][0]['environment'], \
+             'image': ecs.describe_task_definition(taskDefinition=t['taskDefinitionArn'])['taskDefinition']['containerDefinitions'][0]['image'], \
+             'subnets': [d['value'] for a in t.get('attachments', []) for d in a.get('details', []) if d['name'] == 'subnetId']} for t in ts]))",
+            &[region],
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+
+    // An object in eu-west-3: one task there, none in us-east-1.
+    hook("eu-west-3", "in/paris.csv");
+    let runs = server.wait_runs("a launched task", |r| {
+        r.len() == 1 && r[0]["status"] == "running"
+    });
+    let id = runs[0]["id"].as_str().unwrap().to_string();
+    let mut run = Value::Null;
+    for _ in 0..100 {
+        run = server.get(&format!("/api/runs/{id}")).unwrap();
+        if run["attempts_history"][0]["handle"]["id"].is_string() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let arn = run["attempts_history"][0]["handle"]["id"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(arn.starts_with("arn:aws:ecs:eu-west-3:"), "{run:#}");
+    let eu = tasks("eu-west-3");
+    assert_eq!(eu.len(), 1, "{eu:#?}");
+    assert!(tasks("us-east-1").is_empty());
+    let var = |t: &Value, name: &str| {
+        t["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        var(&eu[0], "NBPIPE_OUTPUT"),
+        format!("s3://out-paris/{id}/")
+    );
+    assert_eq!(
+        eu[0]["image"], "123456789012.dkr.ecr.eu-west-3.amazonaws.com/regional:1",
+        "the task pulls from its own region's ECR"
+    );
+    assert!(var(&eu[0], "NBPIPE_TRIGGER").contains("eu-west-3"));
+
+    // An object from a region the project does not list: refused, no task anywhere.
+    hook("ap-south-1", "in/mumbai.csv");
+    let runs = server.wait_runs("the refused run", |r| {
+        r.iter().any(|r| r["status"] == "failed")
+    });
+    let failed = runs.iter().find(|r| r["status"] == "failed").unwrap();
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("triggered in region `ap-south-1`, which `regions:` does not list"),
+        "{failed:#}"
+    );
+    assert_eq!(tasks("eu-west-3").len(), 1);
+    assert!(tasks("us-east-1").is_empty());
+
+    // The eu-west-3 run is stopped where it runs.
+    let (code, _) = server.post_json(&format!("/api/runs/{id}/cancel"), "{}");
+    assert!(code == 200 || code == 202, "{code}");
+    wait_status(&server, &id, |s| s == "cancelled" || s == "failed", 60);
+}

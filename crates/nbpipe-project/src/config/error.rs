@@ -28,6 +28,24 @@ pub enum ConfigError {
     /// `FILE:LINE:COLUMN: message`.
     #[error("{}:{}:{}: {}", .0.file.display(), .0.line, .0.column, .0.message)]
     Invalid(Box<Invalid>),
+    /// `--env NAME` names an environment the project file does not declare.
+    #[error(
+        "`{}` declares no environment `{name}`{}",
+        file.display(),
+        if known.is_empty() {
+            " (it has no `environments:`)".to_owned()
+        } else {
+            format!(" (it declares: {})", known.join(", "))
+        }
+    )]
+    UnknownEnvironment {
+        /// The project file.
+        file: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The declared environments.
+        known: Vec<String>,
+    },
 }
 
 /// Where and why a project file is invalid.

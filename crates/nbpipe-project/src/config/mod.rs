@@ -13,6 +13,7 @@
 
 mod ctx;
 mod deploy;
+mod environments;
 mod error;
 mod executor;
 mod graph;
@@ -31,6 +32,8 @@ mod tests;
 #[cfg(test)]
 mod tests_deploy;
 #[cfg(test)]
+mod tests_environments;
+#[cfg(test)]
 mod tests_executor;
 #[cfg(test)]
 mod tests_image;
@@ -45,6 +48,7 @@ use std::time::Duration;
 use nbpipe_params::Parameters;
 
 pub use deploy::{DeployConfig, DeployMode, TriggerSource, DEFAULT_CPU, DEFAULT_MEMORY};
+pub use environments::{checked_out_branch, Environment, Select, MERGED};
 pub use error::{ConfigError, ErrorKind, Invalid};
 pub use executor::{memory_bytes, EXECUTORS};
 pub use notify::{
@@ -103,6 +107,8 @@ pub struct Project {
     /// The environment (`environments:` entry) these settings are for, `None` for the
     /// top-level settings.
     pub environment: Option<String>,
+    /// `environments:`, every environment the file declares, in file order.
+    pub environments: Vec<Environment>,
 }
 
 /// `executor:`, where `nbpipe serve` runs a run attempt.
@@ -334,10 +340,16 @@ pub enum Trigger {
 /// Load the project in `dir` from `dir/nbpipe.yaml` (or `dir/nbpipe.yml`
 /// when there is no `nbpipe.yaml`).
 pub fn load(dir: &Path) -> Result<Project, ConfigError> {
+    load_env(dir, Select::CheckedOut)
+}
+
+/// [`load`] the settings of one environment (see [`Select`]). Every declared environment is
+/// validated, whichever is selected.
+pub fn load_env(dir: &Path, select: Select<'_>) -> Result<Project, ConfigError> {
     for name in FILE_NAMES {
         let path = dir.join(name);
         match std::fs::read_to_string(&path) {
-            Ok(text) => return parse(dir, name, &text),
+            Ok(text) => return parse_env(dir, name, &text, select),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(source) => return Err(ConfigError::Read { path, source }),
         }
@@ -351,7 +363,17 @@ pub fn load(dir: &Path) -> Result<Project, ConfigError> {
 /// whose content is `text`. Notebook and requirements paths are checked
 /// against the file system.
 pub fn parse(dir: &Path, file_name: &str, text: &str) -> Result<Project, ConfigError> {
-    schema::project(dir, file_name, text)
+    schema::project(dir, file_name, text, Select::CheckedOut)
+}
+
+/// [`parse`] the settings of one environment (see [`Select`]).
+pub fn parse_env(
+    dir: &Path,
+    file_name: &str,
+    text: &str,
+    select: Select<'_>,
+) -> Result<Project, ConfigError> {
+    schema::project(dir, file_name, text, select)
 }
 
 /// Resolve a location written in the project file: a URI with a scheme
@@ -395,6 +417,16 @@ pub(crate) fn has_scheme(s: &str) -> bool {
 }
 
 impl Project {
+    /// The project's identity in a server: its name, with its environment after an `@`
+    /// when it has one (`sales@staging`), so that one server can serve several environments
+    /// of a project, each with its own runs, limits and deduplication.
+    pub fn key(&self) -> String {
+        match &self.environment {
+            Some(env) => format!("{}@{env}", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     /// The index of the step with this id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.steps.iter().position(|s| s.id == id)

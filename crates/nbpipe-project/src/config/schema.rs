@@ -9,6 +9,8 @@ use std::path::Path;
 use nbpipe_params::Parameters;
 
 use super::ctx::{params_first_tag, Ctx, Result, Seg};
+use super::environments::{self, Environment, Select};
+use super::error::ConfigError;
 use super::error::ErrorKind;
 use super::yaml::{self, Kind, Loc, Map, Node};
 use super::DEFAULT_OUTPUT;
@@ -28,6 +30,7 @@ const TOP_KEYS: &[&str] = &[
     "deploy",
     "regions",
     "secrets",
+    "environments",
     "notify",
     "S3TriggerBucket",
     "S3TriggerKeyPrefix",
@@ -35,8 +38,13 @@ const TOP_KEYS: &[&str] = &[
 ];
 const ENV_KEYS: &[&str] = &["requirements", "python", "fork_server", "preload"];
 
-pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project> {
-    let mut ctx = Ctx {
+pub(super) fn project(
+    dir: &Path,
+    file_name: &str,
+    text: &str,
+    select: Select<'_>,
+) -> Result<Project> {
+    let ctx = Ctx {
         dir,
         file: dir.join(file_name),
         text,
@@ -70,12 +78,88 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
             ),
         ));
     }
-    let top = ctx.map(&root, "", TOP_KEYS)?;
+    let file_top = ctx.map(&root, "", TOP_KEYS)?;
+    let declared = environments::declared(&ctx, file_top, TOP_KEYS)?;
+    let chosen = match select {
+        Select::Top => None,
+        Select::Named(name) => match declared.iter().position(|d| d.env.name == name) {
+            Some(i) => Some(i),
+            None => {
+                return Err(ConfigError::UnknownEnvironment {
+                    file: ctx.file.clone(),
+                    name: name.to_owned(),
+                    known: declared.iter().map(|d| d.env.name.clone()).collect(),
+                })
+            }
+        },
+        Select::CheckedOut if declared.is_empty() => None,
+        Select::CheckedOut => environments::checked_out_branch(dir)
+            .and_then(|b| declared.iter().position(|d| d.env.branch == b)),
+    };
+    let list: Vec<Environment> = declared.iter().map(|d| d.env.clone()).collect();
+    let settings = |i: Option<usize>| -> Result<Project> {
+        let (root, env_name) = match i {
+            Some(i) => (
+                Node {
+                    kind: Kind::Map(environments::overlay_nodes(file_top, declared[i].keys)),
+                    ..root.clone()
+                },
+                Some(declared[i].env.name.as_str()),
+            ),
+            None => (root.clone(), None),
+        };
+        let mut ctx = Ctx {
+            dir,
+            file: ctx.file.clone(),
+            text,
+            values: None,
+            first_tag: None,
+        };
+        if let Some(env) = env_name {
+            let doc = text.strip_prefix('\u{feff}').unwrap_or(text);
+            ctx.values = nbpipe_params::parse_yaml(doc)
+                .ok()
+                .map(|v| environments::overlay_values(&v, env));
+        }
+        Ok(Project {
+            environment: env_name.map(str::to_owned),
+            environments: list.clone(),
+            ..build(&mut ctx, &root)?
+        })
+    };
+    // Every environment is checked, whichever is chosen: a mistake in `production` is found
+    // while working on `staging`.
+    for i in (0..declared.len()).filter(|i| Some(*i) != chosen) {
+        settings(Some(i))?;
+    }
+    settings(chosen)
+}
+
+/// Checks one set of settings (the top level, or an environment laid over it).
+fn build(ctx: &mut Ctx<'_>, root: &Node) -> Result<Project> {
+    let dir = ctx.dir;
+    let Kind::Map(top) = &root.kind else {
+        return Err(ctx.type_error(root, "", "a mapping of keys"));
+    };
     ctx.first_tag = params_first_tag(top);
 
-    let name = match ctx.opt_string(top, "", "name")? {
-        Some(n) => n,
-        None => default_name(dir),
+    let name = match top.get("name").filter(|n| !n.is_null()) {
+        Some(n) => {
+            let name = ctx.string(n, "name")?;
+            if name.contains('@') {
+                return Err(ctx.error(
+                    n.loc,
+                    "name",
+                    ErrorKind::Value,
+                    format!(
+                        "invalid project name `{name}`: `@` separates a project from its \
+                         environment (`sales@staging`)"
+                    ),
+                ));
+            }
+            name
+        }
+        None => default_name(dir).replace('@', "-"),
     };
     let parameters = match top.get("parameters") {
         Some(n) => ctx.parameters(n, "parameters", &[Seg::Key("parameters")])?,
@@ -84,12 +168,12 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
     let output = match top.get("output").filter(|n| !n.is_null()) {
         Some(n) => {
             let s = ctx.string(n, "output")?;
-            check_template(&ctx, n, &s)?;
+            check_template(ctx, n, &s)?;
             resolve_location(dir, &s)
         }
         None => resolve_location(dir, DEFAULT_OUTPUT),
     };
-    let env = env(&ctx, top)?;
+    let env = env(ctx, top)?;
     let jobs = match top.get("jobs").filter(|n| !n.is_null()) {
         Some(n) => match ctx.uint(n, "jobs")? {
             0 => {
@@ -104,15 +188,15 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         },
         None => None,
     };
-    let steps = super::steps::steps(&mut ctx, &root, top)?;
-    let triggers = super::trigger::triggers(&ctx, top)?;
-    let serve = super::serve::policy(&ctx, top)?;
-    let image = super::image::image(&ctx, top)?;
-    let executor = super::executor::executor(&ctx, top)?;
-    let deploy = super::deploy::deploy(&ctx, top)?;
-    let regions = super::regions::regions(&ctx, top)?;
-    let secrets = super::secrets::secrets(&ctx, top.get("secrets"), "secrets")?;
-    let notify = super::notify::notify(&ctx, top)?;
+    let steps = super::steps::steps(ctx, root, top)?;
+    let triggers = super::trigger::triggers(ctx, top)?;
+    let serve = super::serve::policy(ctx, top)?;
+    let image = super::image::image(ctx, top)?;
+    let executor = super::executor::executor(ctx, top)?;
+    let deploy = super::deploy::deploy(ctx, top)?;
+    let regions = super::regions::regions(ctx, top)?;
+    let secrets = super::secrets::secrets(ctx, top.get("secrets"), "secrets")?;
+    let notify = super::notify::notify(ctx, top)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: ctx.file.clone(),
@@ -131,6 +215,7 @@ pub(super) fn project(dir: &Path, file_name: &str, text: &str) -> Result<Project
         secrets,
         notify,
         environment: None,
+        environments: Vec::new(),
     })
 }
 

@@ -33,6 +33,10 @@ pub struct RunManifest {
     pub environment: Option<EnvironmentInfo>,
     /// Git commit and branch of the project, when it is a git repository.
     pub git: Option<GitInfo>,
+    /// The project's environment (`environments:` entry) the run used; absent for the
+    /// top-level settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment_name: Option<String>,
     /// One entry per step, in the project's order.
     pub steps: Vec<StepRecord>,
     /// nbpipe version that ran it.

@@ -66,6 +66,10 @@ pub struct RunOptions {
     /// waits for when it stops). Without one, the run makes its own and waits for it before
     /// it returns, so a step never waits for the previous step's kernel to exit.
     pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
+    /// The commit and branch the project's files are at, when the caller knows them (a
+    /// revision folder the server checked out has no `.git`). Without it, `git` is asked
+    /// about the project folder.
+    pub git: Option<GitInfo>,
 }
 
 /// See [`RunOptions::before_step`].
@@ -198,7 +202,7 @@ async fn run_with(
     };
     if let Some(forks) = &opts.fork {
         // Keyed by the environment's hash: changed requirements get a new zygote.
-        forks.enable(&project.name, &env.python, &env.hash, &project.env.preload);
+        forks.enable(&project.key(), &env.python, &env.hash, &project.env.preload);
     }
     let freeze_uri = match &env.freeze {
         Some(freeze) => {
@@ -256,7 +260,11 @@ async fn run_with(
             python: env.python.display().to_string(),
             freeze_uri,
         }),
-        git: git_info(&project.dir).await,
+        git: match &opts.git {
+            Some(g) => Some(g.clone()),
+            None => git_info(&project.dir).await,
+        },
+        environment_name: project.environment.clone(),
         steps,
         nbpipe_version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -462,7 +470,8 @@ fn output_prefix(template: &str, run_id: &str) -> Result<Location, RunError> {
     Ok(loc)
 }
 
-async fn git_info(dir: &std::path::Path) -> Option<GitInfo> {
+/// The commit, branch and dirtiness of the git work tree `dir` is in (`None`: not in one).
+pub async fn git_info(dir: &std::path::Path) -> Option<GitInfo> {
     let git = |args: &[&str]| {
         let dir = PathBuf::from(dir);
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -92,3 +92,57 @@ fn check_batch(body: &[u8]) -> Result<(), ApiError> {
         _ => Ok(()),
     }
 }
+
+/// `POST /hooks/git`: a push webhook from GitHub, GitLab or Gitea, verified with the
+/// server's webhook secret (see [`crate::gitops::webhook`]). A push to a followed branch
+/// wakes the follower, which fetches and deploys what the branch points to: `202
+/// {"branch": …, "followed": true}`; a push to another branch: `202` with `followed: false`;
+/// a `ping`: `200`. No repository followed: `404`; no secret configured: `403`; a missing or
+/// wrong signature: `401`; not a push: `400`.
+pub(crate) async fn git(
+    State(state): State<Shared>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    use crate::gitops::webhook::{verify, Hook, HookError};
+    let Some(hook) = &state.git else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_repository",
+            "this server follows no git repository (`nbpipe serve --git URL`)",
+        ));
+    };
+    let Some(secret) = hook.secret.as_deref() else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "no_webhook_secret",
+            "no webhook secret is configured (`--git-webhook-secret`): the repository is polled only",
+        ));
+    };
+    match verify(&headers, &body, secret) {
+        Ok(Hook::Ping) => Ok((StatusCode::OK, Json(json!({"ping": true})))),
+        Ok(Hook::Push { provider, branch }) => {
+            let followed = match branch.as_deref() {
+                Some(b) => hook.ops.follows(b).await,
+                None => false,
+            };
+            if followed {
+                hook.ops.notify();
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"provider": provider, "branch": branch, "followed": followed})),
+            ))
+        }
+        Err(e @ (HookError::Unsigned | HookError::BadSignature(_))) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_signature",
+            e.to_string(),
+        )),
+        Err(e @ HookError::NotPush(_)) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_a_push",
+            e.to_string(),
+        )),
+    }
+}

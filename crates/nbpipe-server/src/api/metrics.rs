@@ -41,7 +41,7 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
         state.queue.backend()
     );
     out += "# HELP nbpipe_projects Configured projects.\n# TYPE nbpipe_projects gauge\n";
-    out += &format!("nbpipe_projects {}\n", state.projects.len());
+    out += &format!("nbpipe_projects {}\n", state.projects.all().len());
     let up = match state.queue.counts().await {
         Ok(c) => {
             out += "# HELP nbpipe_runs Runs in the queue and history, by status.\n";

@@ -72,6 +72,7 @@ use crate::event::ObjectEvent;
 use crate::intake::{IntakeCounters, Submitted};
 use crate::queue::Queue;
 
+pub(crate) use auth::tokens_equal;
 pub use error::ApiError;
 pub use openapi::openapi_document;
 pub use runs::{RunDetail, StepView, MAX_DEDUP_KEY_CHARS, MAX_LIST_LIMIT, MAX_LIST_OFFSET};
@@ -94,9 +95,12 @@ pub type HookSink =
 /// One configured project, as the API and the UI show it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ProjectInfo {
-    /// Project name (what `POST /api/runs` takes).
+    /// Project key (what `POST /api/runs` takes): its name, `name@environment` for an
+    /// environment's settings.
     pub name: String,
-    /// Its directory.
+    /// The project environment (`environments:` entry) served, if any.
+    pub environment: Option<String>,
+    /// Its directory (a revision folder when the server follows a git repository).
     pub dir: PathBuf,
     /// Its triggers, human readable (`s3 bucket/prefix*.csv`, `schedule 0 6 * * * (UTC)`).
     pub triggers: Vec<String>,
@@ -142,7 +146,8 @@ impl ProjectInfo {
             })
             .collect();
         ProjectInfo {
-            name: project.name.clone(),
+            name: project.key(),
+            environment: project.environment.clone(),
             dir: project.dir.clone(),
             triggers,
             max_attempts: crate::policy::max_attempts(project),
@@ -164,8 +169,10 @@ impl ProjectInfo {
 pub struct AppState {
     /// The run queue and history.
     pub queue: Queue,
-    /// The configured projects.
-    pub projects: Vec<ProjectInfo>,
+    /// The configured projects (replaced when a new revision is served).
+    pub projects: ProjectList,
+    /// The git repository followed, for `POST /hooks/git` (`None`: none).
+    pub git: Option<GitHook>,
     /// Bearer token required for every state change and the hooks (`None`: none required;
     /// only allowed on a loopback listener, see [`check_listen`]).
     pub token: Option<String>,
@@ -180,8 +187,44 @@ pub struct AppState {
 
 impl AppState {
     /// The project named `name`.
-    pub fn project(&self, name: &str) -> Option<&ProjectInfo> {
-        self.projects.iter().find(|p| p.name == name)
+    pub fn project(&self, name: &str) -> Option<ProjectInfo> {
+        self.projects.all().into_iter().find(|p| p.name == name)
+    }
+}
+
+/// What `POST /hooks/git` needs: the secret pushes are signed with and the follower to wake.
+#[derive(Clone)]
+pub struct GitHook {
+    /// The webhook secret (`None`: the hook is refused; the repository is polled only).
+    pub secret: Option<String>,
+    /// The follower.
+    pub ops: Arc<crate::gitops::GitOps>,
+}
+
+/// The projects as the API shows them; shared with whatever replaces a project by a newer
+/// revision (cheap to clone; clones share the list).
+#[derive(Debug, Clone, Default)]
+pub struct ProjectList(Arc<std::sync::RwLock<Vec<ProjectInfo>>>);
+
+impl From<Vec<ProjectInfo>> for ProjectList {
+    fn from(list: Vec<ProjectInfo>) -> ProjectList {
+        ProjectList(Arc::new(std::sync::RwLock::new(list)))
+    }
+}
+
+impl ProjectList {
+    /// The projects now, in their order.
+    pub fn all(&self) -> Vec<ProjectInfo> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Shows `info` in place of the project with its name (or after the others).
+    pub fn replace(&self, info: ProjectInfo) {
+        let mut list = self.0.write().unwrap_or_else(|e| e.into_inner());
+        match list.iter_mut().find(|p| p.name == info.name) {
+            Some(slot) => *slot = info,
+            None => list.push(info),
+        }
     }
 }
 
@@ -247,6 +290,8 @@ pub(crate) fn route_defs() -> Vec<RouteDef> {
         def("get", "/api/runs/{id}/log", get(logs::run_log)),
         def("get", "/api/projects", get(runs::projects)),
         def("post", "/hooks/s3", post(hooks::s3)),
+        def("post", "/hooks/git", post(hooks::git)),
+        def("get", "/api/revisions", get(runs::revisions)),
         def("get", "/runs/{id}/steps/{file}", get(report::step_report)),
     ];
     v.extend(crate::ui::route_defs());

@@ -18,11 +18,13 @@ pub fn openapi_document() -> Value {
 }
 
 /// The document as this server serves it: `POST /api/runs` takes one of its configured
-/// projects (any other name is `404`), so the body's `project` is an `enum` of them.
+/// projects (any other name is `404`), so the body's `project` is an `enum` of them; a server
+/// that follows no git repository has no `POST /hooks/git` (it only answers `404`).
 pub(crate) async fn serve(State(state): State<Shared>) -> Json<Value> {
     let mut doc = openapi_document();
     let names: Vec<Value> = state
         .projects
+        .all()
         .iter()
         .map(|p| Value::String(p.name.clone()))
         .collect();
@@ -31,6 +33,11 @@ pub(crate) async fn serve(State(state): State<Shared>) -> Json<Value> {
     );
     if let Some(Value::Object(project)) = project {
         project.insert("enum".to_string(), Value::Array(names));
+    }
+    if state.git.is_none() {
+        if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+            paths.remove("/hooks/git");
+        }
     }
     Json(doc)
 }

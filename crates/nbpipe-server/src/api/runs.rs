@@ -31,8 +31,14 @@ pub const MAX_DEDUP_KEY_CHARS: usize = 1024;
 pub struct RunView {
     /// Run id.
     pub id: String,
-    /// Project name.
+    /// Project: its name, `name@environment` for an environment's settings.
     pub project: String,
+    /// The project environment (`environments:` entry) it runs with, if any.
+    pub environment: Option<String>,
+    /// The commit its project files were at (from its `run.json`, once it started).
+    pub commit: Option<String>,
+    /// The branch of that commit (`HEAD`: detached).
+    pub branch: Option<String>,
     /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: Status,
     /// Attempts started.
@@ -74,9 +80,18 @@ impl RunView {
             let end = row.finished_at.unwrap_or_else(Utc::now);
             ((end - s).num_milliseconds().max(0)) as f64 / 1000.0
         });
+        let git = row.manifest.as_ref().and_then(|m| m.get("git"));
+        let git_field = |k: &str| {
+            git.and_then(|g| g.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
         RunView {
             id: row.id.clone(),
             project: row.project.clone(),
+            environment: row.environment.clone(),
+            commit: git_field("commit"),
+            branch: git_field("branch"),
             status: row.status,
             attempts: row.attempts,
             max_attempts: row.max_attempts,
@@ -232,6 +247,8 @@ impl RunDetail {
 pub struct ListQuery {
     /// Only this project.
     pub project: Option<String>,
+    /// Only runs of this project environment.
+    pub environment: Option<String>,
     /// Only these statuses, comma-separated.
     pub status: Option<String>,
     /// The trigger URI contains this.
@@ -268,6 +285,7 @@ impl ListQuery {
         let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
         Ok(RunFilter {
             project: nonempty(&self.project),
+            environment: nonempty(&self.environment),
             status,
             trigger_contains: nonempty(&self.q),
             limit: Some(limit),
@@ -394,5 +412,32 @@ pub(crate) async fn rerun(
 }
 
 pub(crate) async fn projects(State(state): State<Shared>) -> Json<Value> {
-    Json(json!({"projects": state.projects}))
+    Json(json!({"projects": state.projects.all()}))
+}
+
+/// Query of `GET /api/revisions`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RevisionsQuery {
+    /// Only this project (its key, `name@environment`).
+    pub project: Option<String>,
+    /// At most this many (default 100, 1 to [`MAX_LIST_LIMIT`]).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/revisions`: the commits the server saw for each project environment it serves
+/// from git, newest first — serving, refused (with the error) or superseded.
+pub(crate) async fn revisions(
+    State(state): State<Shared>,
+    query: Result<Query<RevisionsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=MAX_LIST_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "`limit` must be 1 to {MAX_LIST_LIMIT}, not {limit}"
+        )));
+    }
+    let project = query.project.as_deref().filter(|p| !p.is_empty());
+    let rows = state.queue.revisions(project, limit).await?;
+    Ok(Json(json!({"revisions": rows})))
 }

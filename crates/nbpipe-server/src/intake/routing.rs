@@ -63,7 +63,7 @@ impl Route {
                     prefix,
                     suffix,
                 } => Some(Route::new(
-                    project.name.clone(),
+                    project.key(),
                     bucket.clone(),
                     prefix.clone(),
                     suffix.as_deref(),

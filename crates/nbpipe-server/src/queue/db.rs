@@ -167,7 +167,9 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, OBJECT_SEQUENCERS),
     (4, INTERRUPTED_RETRIES),
     (5, ATTEMPT_HANDLES),
-    (6, NOTIFICATIONS),
+    (6, RUN_ENVIRONMENTS),
+    (7, REVISIONS),
+    (8, NOTIFICATIONS),
 ];
 
 /// Version 1: runs, their attempts, trigger cursors.
@@ -264,7 +266,30 @@ const ATTEMPT_HANDLES: &str = r#"
 ALTER TABLE run_attempts ADD COLUMN handle TEXT
 "#;
 
-/// Version 6: run notifications (see `queue::notify`). `notify_outbox` gets a row in the
+/// Version 6: the project environment (`environments:` entry) each run belongs to, for
+/// filtering runs by environment. NULL: the project's top-level settings.
+const RUN_ENVIRONMENTS: &str = r#"
+ALTER TABLE runs ADD COLUMN environment TEXT;
+CREATE INDEX runs_by_environment ON runs (environment, seq)
+"#;
+
+/// Version 7: the revision history of projects served from git (see `queue::revisions`).
+/// Self-contained: touches no other table.
+const REVISIONS: &str = r#"
+CREATE TABLE revisions (
+    project TEXT NOT NULL,
+    environment TEXT,
+    commit_sha TEXT NOT NULL,
+    branch TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('serving', 'refused', 'superseded')),
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (project, commit_sha)
+)
+"#;
+
+/// Version 8: run notifications (see `queue::notify`). `notify_outbox` gets a row in the
 /// same transaction that ends a run `succeeded` or `failed`, so no finished run is missed
 /// across a crash; the notifier turns it into one `notify_deliveries` row per subscribed
 /// target (retried with back-off until delivered or given up). `notify_streaks` remembers
@@ -415,7 +440,8 @@ pub(crate) fn duration_ms(d: Duration) -> i64 {
 /// The columns [`run_from_row`] reads, for `SELECT {RUN_COLUMNS} FROM runs`.
 pub(crate) const RUN_COLUMNS: &str = "id, project, status, attempts, max_attempts, reason, \
      trigger_json, parameters, dedup_key, rerun_of, created_at, started_at, finished_at, \
-     not_before, lease_owner, lease_until, cancel_requested, output, error, manifest, updated_at";
+     not_before, lease_owner, lease_until, cancel_requested, output, error, manifest, updated_at, \
+     environment";
 
 fn corrupt(id: &str, what: &str, err: impl std::fmt::Display) -> QueueError {
     QueueError::Corrupt(format!("run `{id}`: {what}: {err}"))
@@ -455,6 +481,7 @@ where
     };
     Ok(RunRow {
         project: row.try_get("project")?,
+        environment: row.try_get("environment")?,
         status,
         attempts: count("attempts")?,
         max_attempts: count("max_attempts")?,

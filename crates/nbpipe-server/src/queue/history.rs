@@ -48,6 +48,10 @@ impl Queue {
             let a = arg(&mut binds, Bind::Text(project.clone()));
             sql += &format!(" AND project = {a}");
         }
+        if let Some(env) = &filter.environment {
+            let a = arg(&mut binds, Bind::Text(env.clone()));
+            sql += &format!(" AND environment = {a}");
+        }
         if !filter.status.is_empty() {
             let list: Vec<String> = filter
                 .status

@@ -51,12 +51,14 @@ mod notify;
 mod ops;
 mod ordering;
 mod policy;
+mod revisions;
 mod types;
 
 use std::path::{Path, PathBuf};
 
 pub use notify::{DeliveryRow, DueDelivery, OutboxItem, GIVE_UP_AFTER, RETRY_MAX};
 pub use ordering::SEQUENCER_RETENTION;
+pub use revisions::RevisionRow;
 pub use types::{
     AttemptRow, Backoff, CancelResult, Claimed, Counts, Enqueued, Finish, Limits, ProjectPolicy,
     Recovered, RunFilter, RunRow, Status,

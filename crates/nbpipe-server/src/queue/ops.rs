@@ -13,6 +13,7 @@ use crate::event::RunRequest;
 /// Everything inserted for a new run (owned: see `insert_run`).
 pub(super) struct NewRun {
     pub(super) project: String,
+    pub(super) environment: Option<String>,
     pub(super) trigger_json: Option<String>,
     pub(super) trigger_uri: Option<String>,
     pub(super) parameters: String,
@@ -26,8 +27,8 @@ pub(super) struct NewRun {
 pub(super) const INSERT_RUN: &str =
     "INSERT INTO runs (id, project, status, attempts, max_attempts, reason, \
      trigger_json, trigger_uri, parameters, dedup_key, rerun_of, created_at, not_before, \
-     updated_at) \
-     VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10) \
+     updated_at, environment) \
+     VALUES ($1, $2, 'queued', 0, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10, $11) \
      ON CONFLICT (project, dedup_key) DO NOTHING RETURNING id";
 
 /// The `INSERT_RUN` query for run `$id` from `$new` (a `NewRun`) at `$now`, ready to run on a
@@ -45,6 +46,7 @@ macro_rules! insert_run_query {
             .bind(&$new.dedup_key)
             .bind(&$new.rerun_of)
             .bind($now)
+            .bind(&$new.environment)
     };
 }
 pub(super) use insert_run_query;
@@ -53,6 +55,8 @@ impl NewRun {
     fn new(req: &RunRequest, max_attempts: u32) -> Result<NewRun, QueueError> {
         Ok(NewRun {
             project: req.project.clone(),
+            // A project served with an environment's settings is `name@environment`.
+            environment: req.project.split_once('@').map(|(_, e)| e.to_owned()),
             trigger_json: req
                 .trigger
                 .as_ref()

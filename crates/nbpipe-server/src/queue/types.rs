@@ -78,8 +78,11 @@ impl FromStr for Status {
 pub struct RunRow {
     /// Sortable unique id, `YYYYMMDDTHHMMSSZ-<8 hex>`.
     pub id: String,
-    /// Project name.
+    /// Project: its name, `name@environment` for an environment's settings.
     pub project: String,
+    /// The project environment (`environments:` entry) it runs with; `None`: the top-level
+    /// settings.
+    pub environment: Option<String>,
     /// Current status.
     pub status: Status,
     /// Attempts started so far (a claim counts one).
@@ -365,6 +368,8 @@ impl Counts {
 pub struct RunFilter {
     /// Only this project.
     pub project: Option<String>,
+    /// Only runs of this project environment.
+    pub environment: Option<String>,
     /// Only these statuses (empty: any).
     pub status: Vec<Status>,
     /// Created at or after.

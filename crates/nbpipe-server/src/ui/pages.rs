@@ -133,7 +133,7 @@ pub(crate) async fn runs_page(
     let sel_project = query.project.clone().unwrap_or_default();
     let sel_status = query.status.clone().unwrap_or_default();
     b += "<form class=\"filters\" method=\"get\" action=\"/\"><label>Project <select name=\"project\"><option value=\"\">any</option>";
-    for p in &state.projects {
+    for p in &state.projects.all() {
         let sel = if p.name == sel_project {
             " selected"
         } else {
@@ -153,6 +153,23 @@ pub(crate) async fn runs_page(
             ""
         };
         let _ = write!(b, "<option value=\"{s}\"{sel}>{s}</option>", s = s.as_str());
+    }
+    // Environments, when any project is served with one.
+    let mut envs: Vec<String> = state
+        .projects
+        .all()
+        .into_iter()
+        .filter_map(|p| p.environment)
+        .collect();
+    envs.sort();
+    envs.dedup();
+    let sel_env = query.environment.clone().unwrap_or_default();
+    if !envs.is_empty() || !sel_env.is_empty() {
+        b += "</select></label> <label>Environment <select name=\"environment\"><option value=\"\">any</option>";
+        for e in &envs {
+            let sel = if *e == sel_env { " selected" } else { "" };
+            let _ = write!(b, "<option value=\"{e}\"{sel}>{e}</option>", e = esc(e));
+        }
     }
     let _ = write!(
         b,
@@ -282,6 +299,33 @@ pub(crate) async fn run_page(
             esc(&r.project)
         ),
     );
+    if let Some(env) = &r.environment {
+        fact(
+            "Environment",
+            format!(
+                "<a href=\"/?environment={}\">{}</a>",
+                url_part(env),
+                esc(env)
+            ),
+        );
+    }
+    if let Some(commit) = &r.commit {
+        let short: String = commit.chars().take(12).collect();
+        let branch = r
+            .branch
+            .as_deref()
+            .filter(|b| *b != "HEAD")
+            .map(|b| format!(" on <code>{}</code>", esc(b)))
+            .unwrap_or_default();
+        fact(
+            "Revision",
+            format!(
+                "<code title=\"{}\">{}</code>{branch}",
+                esc(commit),
+                esc(&short)
+            ),
+        );
+    }
     fact("Trigger", trigger_cell(r));
     fact("Reason", esc(&r.reason));
     fact("Created", time(&r.created_at));
@@ -445,12 +489,13 @@ fn notifications_section(b: &mut String, rows: &[crate::queue::DeliveryRow]) {
 
 pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
     let mut b = String::from("<h1>Projects</h1>");
-    if state.projects.is_empty() {
+    let projects = state.projects.all();
+    if projects.is_empty() {
         b += "<p class=\"empty\">No projects configured.</p>";
     } else {
         b += "<table class=\"projects\" id=\"projects\"><thead><tr><th>Project</th><th>Directory</th>\
               <th>Triggers</th><th>Run policy</th><th></th></tr></thead><tbody>";
-        for p in &state.projects {
+        for p in &projects {
             let triggers = if p.triggers.is_empty() {
                 "<span class=\"muted\">none (API and UI only)</span>".to_string()
             } else {
@@ -475,6 +520,41 @@ pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
             );
         }
         b += "</tbody></table>";
+    }
+    // Projects served from git: each environment's revision history.
+    if let Ok(revs) = state.queue.revisions(None, 200).await {
+        if !revs.is_empty() {
+            b += "<h2>Revisions</h2><table class=\"revisions\" id=\"revisions\"><thead><tr>\
+                  <th>Project</th><th>Commit</th><th>Branch</th><th>Status</th><th>Since</th>\
+                  <th></th></tr></thead><tbody>";
+            for r in &revs {
+                let short: String = r.commit.chars().take(12).collect();
+                let why = r
+                    .error
+                    .as_deref()
+                    .map(|e| format!("<pre class=\"error\">{}</pre>", esc(e)))
+                    .unwrap_or_default();
+                let _ = write!(
+                    b,
+                    "<tr data-project=\"{p}\" data-commit=\"{c}\" data-status=\"{st}\"><td>{p}</td>\
+                     <td><code title=\"{c}\">{short}</code></td><td><code>{br}</code></td>\
+                     <td><span class=\"badge st-{class}\">{st}</span></td><td>{since}</td>\
+                     <td>{why}</td></tr>",
+                    p = esc(&r.project),
+                    c = esc(&r.commit),
+                    short = esc(&short),
+                    br = esc(&r.branch),
+                    st = esc(&r.status),
+                    class = match r.status.as_str() {
+                        "serving" => "succeeded",
+                        "refused" => "failed",
+                        _ => "cancelled",
+                    },
+                    since = time(&r.updated_at),
+                );
+            }
+            b += "</tbody></table>";
+        }
     }
     page_response(layout("Projects", "projects", state.token.is_some(), &b))
 }

@@ -78,6 +78,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
     let projects = vec![
         ProjectInfo {
             name: "daily".into(),
+            environment: None,
             dir: dir.path().join("daily"),
             triggers: vec!["schedule 0 6 * * * (UTC)".into()],
             max_attempts: 2,
@@ -88,6 +89,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
         },
         ProjectInfo {
             name: "churn".into(),
+            environment: None,
             dir: dir.path().join("churn"),
             triggers: vec!["s3 incoming/sales/*.csv".into()],
             max_attempts: 1,
@@ -97,7 +99,8 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
     ];
     let app = api::router(AppState {
         queue: queue.clone(),
-        projects,
+        projects: projects.into(),
+        git: None,
         token: token.map(str::to_string),
         hooks,
         intake: Default::default(),

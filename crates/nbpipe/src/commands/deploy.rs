@@ -33,7 +33,15 @@ fn aws(args: DeployAwsArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let project = match nbpipe_project::config::load(&dir) {
+    // A project with `environments:` deploys the settings of the one `--env` names; without,
+    // `--env` only names the stacks.
+    let declares = nbpipe_project::config::load_env(&dir, nbpipe_project::config::Select::Top)
+        .map(|p| !p.environments.is_empty());
+    let select = match declares {
+        Ok(true) => nbpipe_project::config::Select::Named(&args.env),
+        _ => nbpipe_project::config::Select::Top,
+    };
+    let project = match nbpipe_project::config::load_env(&dir, select) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use nbpipe_exec::Stop;
 use nbpipe_params::Parameters;
-use nbpipe_project::run::manifest::{status, RunManifest};
+use nbpipe_project::run::manifest::{status, GitInfo, RunManifest};
 use nbpipe_project::run::{RunObserver, RunOptions, TriggerObject};
 use tokio::sync::watch;
 
@@ -20,7 +20,11 @@ pub fn run(args: RunArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let project = match nbpipe_project::config::load(&dir) {
+    let select = match args.env.as_deref() {
+        Some(name) => nbpipe_project::config::Select::Named(name),
+        None => nbpipe_project::config::Select::CheckedOut,
+    };
+    let project = match nbpipe_project::config::load_env(&dir, select) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -105,6 +109,11 @@ pub fn run(args: RunArgs) -> u8 {
         fork: None,
         no_fork_server: args.no_fork_server,
         shutdowns: None,
+        git: args.git_commit.clone().map(|commit| GitInfo {
+            commit,
+            branch: args.git_branch.clone().unwrap_or_else(|| "HEAD".into()),
+            dirty: false,
+        }),
     };
     let json = args.json;
     let notify_off = args.no_notify

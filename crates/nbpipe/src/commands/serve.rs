@@ -10,14 +10,23 @@ use crate::exit;
 
 /// Run the command; returns the exit code.
 pub fn run(args: ServeArgs) -> u8 {
+    let git_workdir = args.git.as_ref().map(|url| {
+        args.git_workdir
+            .clone()
+            .unwrap_or_else(|| nbpipe_server::gitops::default_workdir(url))
+    });
+    // The inbox lives with the first project folder, else with the followed repository.
+    let home = match (args.projects.first(), &git_workdir) {
+        (Some(first), _) => std::fs::canonicalize(first)
+            .unwrap_or(first.clone())
+            .join(".nbpipe"),
+        (None, Some(w)) => w.clone(),
+        (None, None) => std::path::PathBuf::from(".nbpipe"),
+    };
     let inbox = if args.no_inbox {
         None
     } else {
-        Some(args.inbox.clone().unwrap_or_else(|| {
-            let first =
-                std::fs::canonicalize(&args.projects[0]).unwrap_or(args.projects[0].clone());
-            first.join(".nbpipe").join("inbox")
-        }))
+        Some(args.inbox.clone().unwrap_or_else(|| home.join("inbox")))
     };
     let opts = ServeOptions {
         projects: args.projects,
@@ -37,6 +46,17 @@ pub fn run(args: ServeArgs) -> u8 {
         no_fork_server: args.no_fork_server,
         executor: args.executor,
         image_binary: args.image_binary,
+        git: args
+            .git
+            .as_ref()
+            .map(|url| nbpipe_server::gitops::GitOptions {
+                url: url.clone(),
+                envs: args.envs.clone(),
+                poll: Duration::from_secs(args.git_poll.max(1)),
+                workdir: git_workdir.clone().unwrap_or_default(),
+            }),
+        git_webhook_secret: args.git_webhook_secret.filter(|s| !s.is_empty()),
+        envs: args.envs,
         public_url: args.public_url,
     };
     let runtime = match super::runtime(None) {

@@ -1,0 +1,464 @@
+//! `nbpipe serve --git`: environments served from a real repository's branches (a bare
+//! repository on disk served by `git daemon` on 127.0.0.1, pushes made with the `git` CLI,
+//! webhooks shaped and signed like GitHub's, Gitea's and GitLab's).
+
+mod common;
+mod serve_support;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use common::*;
+use serve_support::*;
+
+const SECRET: &str = "hook-secret-42";
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.org"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `git daemon` serving the sandbox's repositories on a free loopback port; killed on drop.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn daemon(base: &Path) -> (Daemon, u16) {
+    let port = free_port();
+    let child = Command::new("git")
+        .args([
+            "daemon",
+            "--reuseaddr",
+            "--listen=127.0.0.1",
+            &format!("--port={port}"),
+            "--export-all",
+        ])
+        .arg(format!("--base-path={}", base.display()))
+        .arg(base)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let d = Daemon(child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "git daemon did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (d, port)
+}
+
+fn notebook() -> String {
+    json!({
+        "cells": [
+            tagged("greeting = None\npause = 0", "parameters"),
+            code("import time\ntime.sleep(float(pause))\nprint('greeting', greeting)"),
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5
+    })
+    .to_string()
+}
+
+fn yaml(staging: &str, production: &str) -> String {
+    format!(
+        "name: sales\nparameters: {{greeting: top}}\nnotebooks: [nb.ipynb]\nenvironments:\n  \
+         staging:\n    branch: staging\n    parameters: {{greeting: {staging}}}\n  production:\n    \
+         branch: main\n    parameters: {{greeting: {production}}}\n"
+    )
+}
+
+fn sign(body: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// What run `id`'s notebook printed (outputs of a project served from git live under the
+/// work folder, per project key).
+fn printed_in(work: &Path, key: &str, id: &str) -> String {
+    let path = work
+        .join("outputs")
+        .join(key)
+        .join("runs")
+        .join(id)
+        .join("nb.ipynb");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("run notebook {}: {e}", path.display()));
+    let nb: Value = serde_json::from_str(&text).unwrap();
+    let mut out = String::new();
+    for cell in nb["cells"].as_array().unwrap() {
+        for o in cell["outputs"].as_array().into_iter().flatten() {
+            match &o["text"] {
+                Value::String(t) => out += t,
+                Value::Array(parts) => parts
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .for_each(|t| out += t),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn submit(server: &Server, project: &str, params: Value) -> String {
+    let body = json!({"project": project, "parameters": params}).to_string();
+    let (code, v) = server.post_json("/api/runs", &body);
+    assert_eq!(code, 201, "{v}");
+    v["id"].as_str().unwrap().to_owned()
+}
+
+fn serving(server: &Server, key: &str) -> Option<String> {
+    let v = server.get(&format!("/api/revisions?project={key}"))?;
+    v["revisions"]
+        .as_array()?
+        .iter()
+        .find(|r| r["status"] == "serving")
+        .and_then(|r| r["commit"].as_str().map(str::to_owned))
+}
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
+    let sb = Sandbox::new();
+    let repos = sb.path("repos");
+    let origin = repos.join("origin.git");
+    std::fs::create_dir_all(&origin).unwrap();
+    git(&origin, &["init", "-q", "--bare", "-b", "main"]);
+    let work = sb.path("clone");
+    git(
+        sb.dir.path(),
+        &["clone", "-q", &origin.to_string_lossy(), "clone"],
+    );
+    std::fs::write(work.join("nbpipe.yaml"), yaml("staging-v1", "prod-v1")).unwrap();
+    std::fs::write(work.join("nb.ipynb"), notebook()).unwrap();
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    let main1 = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    git(&work, &["checkout", "-q", "-b", "staging"]);
+    git(&work, &["push", "-q", "origin", "staging"]);
+    let staging1 = main1.clone();
+
+    let (_daemon, git_port) = daemon(&repos);
+    let url = format!("git://127.0.0.1:{git_port}/origin.git");
+    let gitwork = sb.path("gitwork");
+    let port = free_port();
+    let log = std::fs::File::create(sb.path("serve.log")).unwrap();
+    let child = sb
+        .nbpipe()
+        .env("NBPIPE_HOME", shared_home())
+        .env("NBPIPE_TOKEN", TOKEN)
+        .env("NBPIPE_GIT_WEBHOOK_SECRET", SECRET)
+        .args(["serve", "--git", &url, "--git-poll", "30", "--lease", "3"])
+        .arg("--git-workdir")
+        .arg(&gitwork)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Server { child, port };
+    wait_for("the server", 120, || server.get("/api/health").is_some());
+
+    // Both environments of the default branch's nbpipe.yaml are served, each at its branch.
+    let projects = server.get("/api/projects").unwrap();
+    let mut names: Vec<&str> = projects["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["sales@production", "sales@staging"]);
+    assert_eq!(
+        serving(&server, "sales@staging").as_deref(),
+        Some(staging1.as_str())
+    );
+    assert_eq!(
+        serving(&server, "sales@production").as_deref(),
+        Some(main1.as_str())
+    );
+
+    let s1 = submit(&server, "sales@staging", json!({}));
+    let p1 = submit(&server, "sales@production", json!({}));
+    for id in [&s1, &p1] {
+        wait_status(&server, id, |s| s == "succeeded" || s == "failed", 120);
+    }
+    let run = server.get(&format!("/api/runs/{s1}")).unwrap();
+    assert_eq!(run["status"], "succeeded", "{run:#}");
+    assert_eq!(run["environment"], "staging");
+    assert_eq!(run["commit"], staging1.as_str());
+    assert_eq!(run["branch"], "staging");
+    assert!(printed_in(&gitwork, "sales@staging", &s1).contains("greeting staging-v1"));
+    assert!(printed_in(&gitwork, "sales@production", &p1).contains("greeting prod-v1"));
+    let only: Vec<Value> = server.get("/api/runs?environment=production").unwrap()["runs"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["id"], p1.as_str());
+
+    // A run in flight when staging moves on finishes on its revision; new runs use the new one.
+    let slow = submit(&server, "sales@staging", json!({"pause": 4}));
+    wait_first_step_running(&server, &slow, 60);
+    std::fs::write(work.join("nbpipe.yaml"), yaml("staging-v2", "prod-v1")).unwrap();
+    git(&work, &["commit", "-q", "-am", "staging v2"]);
+    let staging2 = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", "origin", "staging"]);
+    let body =
+        json!({"ref": "refs/heads/staging", "after": staging2, "repository": {"clone_url": url}})
+            .to_string();
+    // A forged signature is refused; the real one wakes the follower (it polls every 30 s).
+    let bad = format!("X-Hub-Signature-256: sha256={}", "0".repeat(64));
+    let (code, v) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&bad, "X-GitHub-Event: push"],
+        Some(&body),
+    );
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (401, Some("bad_signature")),
+        "{v}"
+    );
+    let good = format!("X-Hub-Signature-256: sha256={}", sign(&body));
+    let (code, v) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&good, "X-GitHub-Event: push"],
+        Some(&body),
+    );
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["followed"], true);
+    wait_for("staging v2 to be served", 120, || {
+        serving(&server, "sales@staging").as_deref() == Some(staging2.as_str())
+    });
+    let s2 = submit(&server, "sales@staging", json!({}));
+    wait_status(&server, &s2, |s| s == "succeeded", 120);
+    assert!(printed_in(&gitwork, "sales@staging", &s2).contains("greeting staging-v2"));
+    let r = wait_status(&server, &slow, |s| s == "succeeded", 120);
+    assert_eq!(r["commit"], staging1.as_str(), "{r:#}");
+    assert!(printed_in(&gitwork, "sales@staging", &slow).contains("greeting staging-v1"));
+    assert_eq!(
+        serving(&server, "sales@production").as_deref(),
+        Some(main1.as_str())
+    );
+
+    // A commit whose nbpipe.yaml is broken is refused with the error; v2 keeps serving.
+    std::fs::write(
+        work.join("nbpipe.yaml"),
+        yaml("staging-v3", "prod-v1").replace("[nb.ipynb]", "[missing.ipynb]"),
+    )
+    .unwrap();
+    git(&work, &["commit", "-q", "-am", "broken"]);
+    let broken = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", "origin", "staging"]);
+    let body = json!({"ref": "refs/heads/staging", "after": broken}).to_string();
+    let gitea = format!("X-Gitea-Signature: {}", sign(&body));
+    let (code, _) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&gitea, "X-Gitea-Event: push"],
+        Some(&body),
+    );
+    assert_eq!(code, 202);
+    let mut refused = Value::Null;
+    wait_for("the broken commit to be refused", 60, || {
+        refused = server.get("/api/revisions?project=sales@staging").unwrap()["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["commit"] == broken.as_str())
+            .cloned()
+            .unwrap_or(Value::Null);
+        refused["status"] == "refused"
+    });
+    assert!(
+        refused["error"].as_str().unwrap().contains("missing.ipynb"),
+        "{refused:#}"
+    );
+    assert_eq!(
+        serving(&server, "sales@staging").as_deref(),
+        Some(staging2.as_str())
+    );
+    let s3 = submit(&server, "sales@staging", json!({}));
+    wait_status(&server, &s3, |s| s == "succeeded", 120);
+    assert!(printed_in(&gitwork, "sales@staging", &s3).contains("greeting staging-v2"));
+
+    // A commit whose kernel environment cannot be built is refused too (before it serves).
+    std::fs::write(work.join("nbpipe.yaml"), yaml("staging-v4", "prod-v1")).unwrap();
+    std::fs::write(
+        work.join("requirements.txt"),
+        "nbpipe-no-such-package-xyz==0.0.1\n",
+    )
+    .unwrap();
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "unbuildable"]);
+    let unbuildable = git(&work, &["rev-parse", "HEAD"]);
+    git(&work, &["push", "-q", "origin", "staging"]);
+    let body = json!({"ref": "refs/heads/staging"}).to_string();
+    let gh = format!("X-Hub-Signature-256: sha256={}", sign(&body));
+    let (code, _) = server.request("POST", "/hooks/git", &[&gh], Some(&body));
+    assert_eq!(code, 202);
+    wait_for("the unbuildable commit to be refused", 180, || {
+        server.get("/api/revisions?project=sales@staging").unwrap()["revisions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r["commit"] == unbuildable.as_str()
+                    && r["status"] == "refused"
+                    && r["error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("kernel environment")
+            })
+    });
+    assert_eq!(
+        serving(&server, "sales@staging").as_deref(),
+        Some(staging2.as_str())
+    );
+
+    // GitLab's token header; a push to a branch no environment follows is not followed.
+    let other = json!({"ref": "refs/heads/feature"}).to_string();
+    let gl = format!("X-Gitlab-Token: {SECRET}");
+    let (code, v) = server.request(
+        "POST",
+        "/hooks/git",
+        &[&gl, "X-Gitlab-Event: Push Hook"],
+        Some(&other),
+    );
+    assert_eq!((code, &v["followed"]), (202, &json!(false)), "{v}");
+    let (code, _) = server.request(
+        "POST",
+        "/hooks/git",
+        &["X-Gitlab-Token: nope"],
+        Some(&other),
+    );
+    assert_eq!(code, 401);
+
+    // The UI's run page shows the environment and the revision.
+    let page = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/runs/{s2}")])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains("Environment") && page.contains(&staging2[..12]),
+        "{page}"
+    );
+    // The projects page shows each environment's revision history, refusals with their error.
+    let page = Command::new("curl")
+        .args(["-s", &format!("http://127.0.0.1:{port}/projects")])
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains(&format!(
+            "data-project=\"sales@staging\" data-commit=\"{broken}\" data-status=\"refused\""
+        )) && page.contains("missing.ipynb"),
+        "{page}"
+    );
+    assert!(page.contains(&format!(
+        "data-commit=\"{staging1}\" data-status=\"superseded\""
+    )));
+}
+
+/// The manifest of the only run under `dir/runs/`.
+fn only_manifest(dir: &Path) -> Value {
+    let runs: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let text = std::fs::read_to_string(runs[0].path().join("run.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn nbpipe_run_takes_the_checked_out_branch_or_env_and_records_it() {
+    let sb = Sandbox::new();
+    let dir = sb.path("sales");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("nbpipe.yaml"), yaml("staging-v1", "prod-v1")).unwrap();
+    std::fs::write(dir.join("nb.ipynb"), notebook()).unwrap();
+    std::fs::write(dir.join(".gitignore"), "runs/\n.nbpipe/\n").unwrap();
+    git(&dir, &["init", "-q", "-b", "staging"]);
+    git(&dir, &["add", "."]);
+    git(&dir, &["commit", "-q", "-m", "first"]);
+    let commit = git(&dir, &["rev-parse", "HEAD"]);
+    let run = |extra: &[&str]| {
+        let _ = std::fs::remove_dir_all(dir.join("runs"));
+        let out = sb
+            .nbpipe()
+            .env("NBPIPE_HOME", shared_home())
+            .arg("run")
+            .arg(&dir)
+            .arg("--quiet")
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // The checked-out branch chooses `staging`.
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let m = only_manifest(&dir);
+    assert_eq!(m["environment_name"], "staging");
+    assert_eq!(
+        (&m["git"]["commit"], &m["git"]["branch"]),
+        (&json!(commit), &json!("staging"))
+    );
+    assert_eq!(m["parameters"]["greeting"], "staging-v1", "{m:#}");
+    // `--env` wins over the branch.
+    let (code, err) = run(&["--env", "production"]);
+    assert_eq!(code, Some(0), "{err}");
+    let m = only_manifest(&dir);
+    assert_eq!(m["environment_name"], "production");
+    assert_eq!(m["parameters"]["greeting"], "prod-v1");
+    // An environment the file does not declare: a clear usage error, nothing run.
+    let (code, err) = run(&["--env", "prod"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("declares no environment `prod` (it declares: staging, production)"),
+        "{err}"
+    );
+    assert!(!dir.join("runs").exists());
+    // A branch no environment follows: the top-level settings, no environment recorded.
+    git(&dir, &["checkout", "-q", "-b", "feature"]);
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    let m = only_manifest(&dir);
+    assert!(m.get("environment_name").is_none(), "{m:#}");
+    assert_eq!(m["parameters"]["greeting"], "top");
+}
