@@ -176,6 +176,9 @@ async fn a_window_that_ends_with_failures_held_back_queues_one_digest(url: Strin
     let t = targets[0].clone();
     let target_of = move |_: &str, key: &str| (key == t.key).then(|| t.clone());
     let base = |p: &str, r: &str| Message::for_run(p, None, r, "failed", None, None);
+    // A success does not drop what a failure-only target still has to be told.
+    finished_run(&q, "p", true).await;
+    assert_eq!(plan_all(&q, "p", &targets).await, vec![0]);
     // Not before the window ends.
     assert_eq!(
         q.plan_digests(&projects, &env_of, &target_of, &base)

@@ -300,8 +300,12 @@ impl Queue {
                         .await?;
                     }
                 } else {
-                    // A success ends every window: the next failure is told at once, and
-                    // what was held back is told now (when the target hears successes).
+                    // A success ends the window: the next failure is told at once, and what
+                    // was held back is told now — by this message when the target hears
+                    // successes, else by the window's digest (the window is kept for it).
+                    if !subscribed && held.is_some() {
+                        continue;
+                    }
                     sqlx::query(
                         "DELETE FROM notify_limits WHERE project = $1 AND environment = $2 \
                          AND target_key = $3",
