@@ -195,6 +195,8 @@ pub(crate) fn container_spec(
             .into_iter()
             .map(|(k, v)| format!("{k}={v}")),
     );
+    // The server announces the run (durably, with recoveries): `nbpipe run` must not.
+    env.push("NBPIPE_NOTIFY=serve".to_string());
     let mut binds = Vec::new();
     if let Location::Local(p) = output {
         binds.push(format!("{}:{}", p.display(), p.display()));

@@ -585,6 +585,8 @@ impl Executor for EcsExecutor {
             kv("NBPIPE_RUN_ID", &run_id),
             kv("NBPIPE_OUTPUT", output.to_string()),
             kv("NBPIPE_PARAMETERS", o.parameters.to_json().to_string()),
+            // The server announces the run (durably, with recoveries): `nbpipe run` must not.
+            kv("NBPIPE_NOTIFY", "serve"),
         ];
         for (k, v) in crate::revision_env(&attempt.project, o) {
             env.push(kv(k, v));

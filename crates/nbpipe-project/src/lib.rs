@@ -54,5 +54,5 @@ pub mod run;
 
 pub use config::{
     load, parse, CapacityProvider, ConfigError, DockerConfig, EcsConfig, EnvConfig, ExecutorConfig,
-    Project, ServePolicy, Step, Trigger, Volume,
+    NotifyEvent, NotifyKind, NotifyTarget, Project, ServePolicy, Step, Trigger, Volume,
 };

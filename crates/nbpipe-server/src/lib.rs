@@ -29,6 +29,7 @@ pub mod event;
 pub mod executors;
 pub mod gitops;
 pub mod intake;
+pub mod notifier;
 pub mod policy;
 pub mod projects;
 pub mod queue;

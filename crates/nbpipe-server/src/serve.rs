@@ -79,6 +79,9 @@ pub struct ServeOptions {
     /// The nbpipe binary put in projects' images for the Docker executor (default: this
     /// one).
     pub image_binary: Option<PathBuf>,
+    /// The server's address as people reach it (`https://nbpipe.example.org`), for the
+    /// report links in notifications (`{public_url}/runs/{id}`). Default: the listen address.
+    pub public_url: Option<String>,
 }
 
 /// Errors that stop the server from starting.
@@ -719,6 +722,17 @@ pub async fn serve(
         .await;
     });
 
+    // Notifications of finished runs (`notify:`), delivered in the background.
+    let (notify_stop_tx, notify_stop) = watch::channel(false);
+    let notifier = {
+        let public_url = opts
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        let notifier = crate::notifier::Notifier::new(queue.clone(), projects.clone(), &public_url);
+        tokio::spawn(notifier.run(notify_stop, Duration::from_secs(10)))
+    };
+
     // Runs whose worker died (another server process killed) come back when their lease ends;
     // hourly, per-key sequencers of keys without recent events are forgotten.
     {
@@ -794,6 +808,8 @@ pub async fn serve(
     let _ = intake_stop_tx.send(true);
     let _ = drain_tx.send(true);
     let _ = workers.await;
+    let _ = notify_stop_tx.send(true);
+    let _ = notifier.await;
     let _ = http_stop_tx.send(true);
     let _ = http.await;
     for t in tasks {

@@ -447,6 +447,10 @@ pub struct RunArgs {
         hide = true
     )]
     pub git_branch: Option<String>,
+    /// Do not send the project's `notify:` messages after the run (also `NBPIPE_NOTIFY=off`;
+    /// containers started by `nbpipe serve` get `NBPIPE_NOTIFY=serve`: the server sends them).
+    #[arg(long = "no-notify")]
+    pub no_notify: bool,
 }
 
 /// `nbpipe render`.
@@ -570,4 +574,17 @@ pub struct ServeArgs {
         env = "NBPIPE_IMAGE_BINARY"
     )]
     pub image_binary: Option<PathBuf>,
+    /// The server's address as people reach it (e.g. `https://nbpipe.example.org` behind a
+    /// proxy), for report links in notifications: `URL/runs/ID` (default: the listen address).
+    #[arg(long = "public-url", value_name = "URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+}
+
+/// `--public-url`: an `http(s)://` URL, kept without its trailing `/`.
+fn parse_public_url(s: &str) -> Result<String, String> {
+    if (s.starts_with("http://") || s.starts_with("https://")) && !s.contains(char::is_whitespace) {
+        Ok(s.trim_end_matches('/').to_string())
+    } else {
+        Err(format!("`{s}` is not an http:// or https:// URL"))
+    }
 }

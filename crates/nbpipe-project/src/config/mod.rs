@@ -18,6 +18,7 @@ mod error;
 mod executor;
 mod graph;
 mod image;
+mod notify;
 mod regions;
 mod schema;
 mod secrets;
@@ -37,6 +38,8 @@ mod tests_executor;
 #[cfg(test)]
 mod tests_image;
 #[cfg(test)]
+mod tests_notify;
+#[cfg(test)]
 mod tests_serve;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +51,9 @@ pub use deploy::{DeployConfig, DeployMode, TriggerSource, DEFAULT_CPU, DEFAULT_M
 pub use environments::{checked_out_branch, Environment, Select, MERGED};
 pub use error::{ConfigError, ErrorKind, Invalid};
 pub use executor::{memory_bytes, EXECUTORS};
+pub use notify::{
+    EmailTarget, NotifyEvent, NotifyKind, NotifyTarget, SmtpConfig, DEFAULT_RATE_LIMIT,
+};
 pub use regions::{s3_bucket_of, valid_region, RegionConfig, S3Location};
 pub use secrets::{split_arn, AwsArn, Secret, SecretSource};
 
@@ -96,6 +102,8 @@ pub struct Project {
     pub regions: Vec<RegionConfig>,
     /// `secrets:`, environment variables whose values the platform injects, in file order.
     pub secrets: Vec<Secret>,
+    /// `notify:`, who is told about finished runs, in file order.
+    pub notify: Vec<NotifyTarget>,
     /// The environment (`environments:` entry) these settings are for, `None` for the
     /// top-level settings.
     pub environment: Option<String>,

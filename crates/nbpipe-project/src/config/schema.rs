@@ -31,6 +31,7 @@ const TOP_KEYS: &[&str] = &[
     "regions",
     "secrets",
     "environments",
+    "notify",
     "S3TriggerBucket",
     "S3TriggerKeyPrefix",
     "S3TriggerKeySuffix",
@@ -195,6 +196,7 @@ fn build(ctx: &mut Ctx<'_>, root: &Node) -> Result<Project> {
     let deploy = super::deploy::deploy(ctx, top)?;
     let regions = super::regions::regions(ctx, top)?;
     let secrets = super::secrets::secrets(ctx, top.get("secrets"), "secrets")?;
+    let notify = super::notify::notify(ctx, top)?;
     Ok(Project {
         dir: dir.to_path_buf(),
         file: ctx.file.clone(),
@@ -211,6 +213,7 @@ fn build(ctx: &mut Ctx<'_>, root: &Node) -> Result<Project> {
         deploy,
         regions,
         secrets,
+        notify,
         environment: None,
         environments: Vec::new(),
     })

@@ -107,6 +107,23 @@ pub struct StepRecord {
     /// step found can be read without opening its report. Written only when there are some.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub summary: Vec<String>,
+    /// The cell that failed the step's last attempt (raised, timed out or lost its
+    /// kernel), for messages about the failure. Written only when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell: Option<FailedCell>,
+}
+
+/// Where and how a step's notebook failed: [`StepRecord::cell`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedCell {
+    /// The cell's index in the output notebook (before error banners were added).
+    pub index: usize,
+    /// Its execution count, if it got one.
+    pub execution_count: Option<i64>,
+    /// The exception's name (`ValueError`; `CellTimeoutError`, `DeadKernelError`).
+    pub ename: String,
+    /// The exception's value.
+    pub evalue: String,
 }
 
 /// How many of a step's last stdout lines [`StepRecord::summary`] keeps.

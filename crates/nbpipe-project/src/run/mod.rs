@@ -241,6 +241,7 @@ async fn run_with(
             error: None,
             permanent: false,
             summary: Vec::new(),
+            cell: None,
         })
         .collect();
     let manifest = RunManifest {

@@ -151,6 +151,7 @@ async fn try_run_step(
                     rec.duration = Some(secs(ended - started));
                     rec.html = Some(html.to_string());
                     rec.error = None;
+                    rec.cell = None;
                 }
                 if let Some(key) = key {
                     let entry = Entry {
@@ -177,6 +178,7 @@ async fn try_run_step(
                     let mut m = state.manifest.lock().await;
                     m.steps[i].html = Some(html.to_string());
                     m.steps[i].summary = summary;
+                    m.steps[i].cell = failed_cell(&outcome);
                 }
                 let run_stop = *stop.borrow();
                 let (msg, retry, cancelled) = describe(&outcome, step.timeout, run_stop);
@@ -256,6 +258,21 @@ fn describe(
         ),
         Outcome::Stopped(why) => (why.to_string(), false, true),
         Outcome::Completed | Outcome::Prepared => (String::new(), false, false),
+    }
+}
+
+/// The cell an outcome names, for [`super::manifest::StepRecord::cell`].
+fn failed_cell(outcome: &Outcome) -> Option<super::manifest::FailedCell> {
+    match outcome {
+        Outcome::CellFailed(f) | Outcome::TimedOut(f) | Outcome::KernelDied(f) => {
+            Some(super::manifest::FailedCell {
+                index: f.cell_index,
+                execution_count: f.execution_count,
+                ename: f.ename.clone(),
+                evalue: f.evalue.clone(),
+            })
+        }
+        _ => None,
     }
 }
 

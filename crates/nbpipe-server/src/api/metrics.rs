@@ -62,6 +62,14 @@ pub(crate) async fn metrics(State(state): State<Shared>) -> Response {
             label(&project)
         );
     }
+    if let Ok(c) = state.queue.delivery_counts().await {
+        out += "# HELP nbpipe_notifications Run notifications (`notify:`) in the run database, \
+                by status: pending (being retried), delivered, failed (given up).\n";
+        out += "# TYPE nbpipe_notifications gauge\n";
+        for (status, n) in [("pending", c.0), ("delivered", c.1), ("failed", c.2)] {
+            out += &format!("nbpipe_notifications{{status=\"{status}\"}} {n}\n");
+        }
+    }
     out += "# HELP nbpipe_queue_up Whether the queue database answered.\n";
     out += "# TYPE nbpipe_queue_up gauge\n";
     out += &format!("nbpipe_queue_up {up}\n");

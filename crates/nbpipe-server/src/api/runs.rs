@@ -218,6 +218,9 @@ pub struct RunDetail {
     pub attempts_history: Vec<AttemptRow>,
     /// The whole manifest (`run.json`) as last reported.
     pub manifest: Option<Value>,
+    /// Its notifications (`notify:`), oldest first: each target's delivery of each event,
+    /// with attempts and the last error.
+    pub notifications: Vec<crate::queue::DeliveryRow>,
 }
 
 impl RunDetail {
@@ -227,11 +230,13 @@ impl RunDetail {
             return Ok(None);
         };
         let attempts_history = state.queue.attempts(id).await?;
+        let notifications = state.queue.deliveries(id).await?;
         Ok(Some(RunDetail {
             run: RunView::from_row(&row),
             steps: step_views(&row).await,
             attempts_history,
             manifest: row.manifest.clone(),
+            notifications,
         }))
     }
 }

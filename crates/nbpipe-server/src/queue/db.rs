@@ -169,6 +169,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, ATTEMPT_HANDLES),
     (6, RUN_ENVIRONMENTS),
     (7, REVISIONS),
+    (8, NOTIFICATIONS),
 ];
 
 /// Version 1: runs, their attempts, trigger cursors.
@@ -285,6 +286,62 @@ CREATE TABLE revisions (
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (project, commit_sha)
+)
+"#;
+
+/// Version 8: run notifications (see `queue::notify`). `notify_outbox` gets a row in the
+/// same transaction that ends a run `succeeded` or `failed`, so no finished run is missed
+/// across a crash; the notifier turns it into one `notify_deliveries` row per subscribed
+/// target (retried with back-off until delivered or given up). `notify_streaks` remembers
+/// each project's (and environment's) last outcome, for recoveries; `notify_limits` each
+/// target's rate-limit window and the failures it held back. Touches no existing table.
+const NOTIFICATIONS: &str = r#"
+CREATE TABLE notify_outbox (
+    seq {SEQ},
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    project TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX notify_outbox_by_project ON notify_outbox (project, seq);
+CREATE TABLE notify_deliveries (
+    id TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    project TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    target_key TEXT NOT NULL,
+    target TEXT NOT NULL,
+    event TEXT NOT NULL,
+    message TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_at BIGINT NOT NULL,
+    last_error TEXT,
+    delivered_at BIGINT,
+    gave_up_at BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX notify_deliveries_due ON notify_deliveries (next_at);
+CREATE INDEX notify_deliveries_by_run ON notify_deliveries (run_id);
+CREATE TABLE notify_streaks (
+    project TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    last_status TEXT NOT NULL,
+    failures BIGINT NOT NULL,
+    failing_since BIGINT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (project, environment)
+);
+CREATE TABLE notify_limits (
+    project TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    target_key TEXT NOT NULL,
+    window_ms BIGINT NOT NULL,
+    window_until BIGINT NOT NULL,
+    held_back BIGINT NOT NULL DEFAULT 0,
+    held_since BIGINT,
+    last_run_id TEXT,
+    PRIMARY KEY (project, environment, target_key)
 )
 "#;
 

@@ -1,7 +1,7 @@
 //! The durable run queue and run history of `nbpipe serve`.
 //!
-//! Owns the `runs`, `run_attempts`, `cursors`, `project_policies` and `object_sequencers`
-//! tables and every state
+//! Owns the `runs`, `run_attempts`, `cursors`, `project_policies`, `object_sequencers` and
+//! `notify_*` (run notifications, see `notify`) tables and every state
 //! change of a run: `queued → running → succeeded | failed | cancelled` (a retried attempt
 //! goes back to `queued` with a backoff). It does not run anything, watch triggers or speak HTTP: intake
 //! calls [`Queue::enqueue`], workers call [`Queue::claim`] / [`Queue::heartbeat`] /
@@ -47,6 +47,7 @@
 
 mod db;
 mod history;
+mod notify;
 mod ops;
 mod ordering;
 mod policy;
@@ -55,6 +56,7 @@ mod types;
 
 use std::path::{Path, PathBuf};
 
+pub use notify::{DeliveryRow, DueDelivery, OutboxItem, GIVE_UP_AFTER, RETRY_MAX};
 pub use ordering::SEQUENCER_RETENTION;
 pub use revisions::RevisionRow;
 pub use types::{

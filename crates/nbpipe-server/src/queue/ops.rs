@@ -365,6 +365,13 @@ impl Queue {
             .bind(&error)
             .execute(&mut *tx)
             .await?;
+            if super::notify::announced(status) {
+                sqlx::query(super::notify::OUTBOX_INSERT)
+                    .bind(run_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             Ok(Some(status))
         })?;
         match status {
@@ -647,6 +654,13 @@ impl Queue {
                 )))
                 .execute(&mut *tx)
                 .await?;
+                if super::notify::announced(status) {
+                    sqlx::query(super::notify::OUTBOX_INSERT)
+                        .bind(&id)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 match status {
                     Status::Queued => done.requeued.push(id),
                     Status::Cancelled => done.cancelled.push(id),

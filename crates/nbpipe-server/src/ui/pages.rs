@@ -450,8 +450,41 @@ pub(crate) async fn run_page(
             );
         }
     }
+    notifications_section(&mut b, &detail.notifications);
     b += "</section>";
     page_response(layout(&format!("Run {}", r.id), "runs", token, &b))
+}
+
+/// The run's notifications (`notify:`): one row per delivery.
+fn notifications_section(b: &mut String, rows: &[crate::queue::DeliveryRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    *b += "<h2>Notifications</h2><table class=\"notifications\" id=\"notifications\"><thead><tr>\
+           <th>Event</th><th>Target</th><th>To</th><th>Status</th><th>Attempts</th><th>When</th>\
+           <th>Last error</th></tr></thead><tbody>";
+    for n in rows {
+        let when = n
+            .delivered_at
+            .as_deref()
+            .or(n.gave_up_at.as_deref())
+            .map(esc)
+            .or_else(|| n.next_at.as_deref().map(|t| format!("next try {}", esc(t))))
+            .unwrap_or_default();
+        let _ = write!(
+            b,
+            "<tr data-status=\"{st}\"><td>{ev}</td><td><code>{key}</code> {kind}</td><td>{to}</td>\
+             <td>{st}</td><td>{a}</td><td>{when}</td><td>{err}</td></tr>",
+            ev = esc(&n.event),
+            key = esc(&n.target),
+            kind = esc(&n.kind),
+            to = esc(&n.destination),
+            st = esc(&n.status),
+            a = n.attempts,
+            err = n.last_error.as_deref().map(esc).unwrap_or_default(),
+        );
+    }
+    *b += "</tbody></table>";
 }
 
 pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {

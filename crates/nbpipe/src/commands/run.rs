@@ -116,6 +116,9 @@ pub fn run(args: RunArgs) -> u8 {
         }),
     };
     let json = args.json;
+    let notify_off = args.no_notify
+        || std::env::var("NBPIPE_NOTIFY").is_ok_and(|v| matches!(v.as_str(), "off" | "serve"));
+    let notify_project = (!notify_off && !project.notify.is_empty()).then(|| project.clone());
     let runtime = match super::runtime(None) {
         Ok(r) => r,
         Err(code) => return code,
@@ -134,6 +137,9 @@ pub fn run(args: RunArgs) -> u8 {
                 } else {
                     eprint!("{}", summary(&m));
                 }
+                if let Some(p) = &notify_project {
+                    notify(p, &m).await;
+                }
                 match m.status.as_str() {
                     status::SUCCEEDED => exit::OK,
                     status::CANCELLED => match *stopped.borrow() {
@@ -149,6 +155,25 @@ pub fn run(args: RunArgs) -> u8 {
             }
         }
     })
+}
+
+/// Sends the project's notifications about the run; a failed delivery is a warning, never
+/// a change of the exit code.
+async fn notify(project: &nbpipe_project::Project, m: &RunManifest) {
+    // NBPIPE_NOTIFY_TIMEOUT (seconds) shortens or lengthens the time spent on deliveries.
+    let budget = std::env::var("NBPIPE_NOTIFY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(nbpipe_notify::DIRECT_BUDGET);
+    for sent in nbpipe_notify::notify_run(project, m, budget).await {
+        if let Some(e) = &sent.error {
+            eprintln!(
+                "warning: notification `{}` to {} not delivered after {} attempt(s): {e}",
+                sent.key, sent.destination, sent.attempts
+            );
+        }
+    }
 }
 
 /// The closing table of a run: each step's status, duration and report, the last lines it

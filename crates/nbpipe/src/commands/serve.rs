@@ -57,6 +57,7 @@ pub fn run(args: ServeArgs) -> u8 {
             }),
         git_webhook_secret: args.git_webhook_secret.filter(|s| !s.is_empty()),
         envs: args.envs,
+        public_url: args.public_url,
     };
     let runtime = match super::runtime(None) {
         Ok(r) => r,
