@@ -417,7 +417,7 @@ fn secrets_of(project: &Project) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = project
         .secrets
         .iter()
-        .filter_map(|s| Some((s.name.clone(), s.arn()?.arn.clone())))
+        .filter_map(|s| Some((s.name.clone(), s.ecs_value_from()?)))
         .collect();
     v.sort();
     v
