@@ -4,7 +4,9 @@
 //! merging, `clear_output` (immediate and `wait=True`), `update_display_data` through display
 //! ids (across cells), `execution_count`, and the `metadata.execution` timestamps.
 //! Large output strings go to the run's [`Spill`] file as they arrive, so memory does not grow
-//! with the outputs. It does not talk to the kernel or decide when a cell is finished beyond
+//! with the outputs. Every output is masked ([`Masker`]) before it is stored or shown; stream
+//! text that could be the start of a secret is held back until the next piece of the stream,
+//! another output or the end of the cell ([`Recorder::end_cell`]) shows whether it is one. It does not talk to the kernel or decide when a cell is finished beyond
 //! reporting `idle`.
 
 use std::collections::HashMap;
@@ -13,6 +15,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use nbpipe_kernel::Msg;
 use nbpipe_notebook::{Notebook, Spill};
 use serde_json::{json, Map, Value};
+
+use crate::mask::Masker;
 
 /// Output strings at least this long are kept in the spill file rather than in memory.
 pub const SPILL_THRESHOLD: usize = 32 * 1024;
@@ -40,6 +44,17 @@ pub struct Recorder {
     spill: Option<Spill>,
     /// The first spill failure, not yet reported (outputs then stay in memory).
     spill_error: Option<String>,
+    /// Secret values to mask in every output.
+    masker: Masker,
+    /// Stream text not recorded yet because it could be the start of a secret: it belongs at
+    /// the end of the cell's last output, a stream of this name.
+    held: Option<Held>,
+}
+
+struct Held {
+    cell: usize,
+    name: Value,
+    text: String,
 }
 
 impl Recorder {
@@ -49,6 +64,12 @@ impl Recorder {
             spill,
             ..Recorder::default()
         }
+    }
+
+    /// Mask the values `masker` knows in every output from now on.
+    pub fn with_masker(mut self, masker: Masker) -> Recorder {
+        self.masker = masker;
+        self
     }
 
     /// The spill holding this run's large output strings, if any.
@@ -86,7 +107,81 @@ impl Recorder {
     /// Reset per-cell state before a cell executes; its previous outputs are gone.
     pub fn begin_cell(&mut self, cell: usize) {
         self.clear_before_next_output = false;
+        self.held = None;
         self.forget_cell(cell);
+    }
+
+    /// The cell is over: record the stream text held back (it did not complete a secret).
+    pub fn end_cell(&mut self, nb: &mut Notebook, on_output: &mut dyn FnMut(&Value)) {
+        let Some(Held { cell, name, text }) = self.held.take() else {
+            return;
+        };
+        let text = self.masker.mask(&text);
+        let out = json!({"output_type": "stream", "name": name, "text": text});
+        on_output(&out);
+        self.append_stream(nb, cell, out);
+    }
+
+    /// Append a stream output to cell `cell`, merged into its last output when that is a
+    /// stream of the same name.
+    fn append_stream(&mut self, nb: &mut Notebook, cell: usize, mut out: Value) -> usize {
+        let Some(c) = nb.cells.get_mut(cell) else {
+            return 0;
+        };
+        if let Some(last) = c.outputs.last_mut() {
+            match merge_stream(last, &out, self.spill.as_mut()) {
+                Merge::No => {}
+                Merge::Done => return c.outputs.len() - 1,
+                Merge::Failed(e) => {
+                    self.spill_error.get_or_insert(e.to_string());
+                    return c.outputs.len() - 1;
+                }
+            }
+        }
+        self.stash(&mut out);
+        let outputs = &mut nb.cells[cell].outputs;
+        outputs.push(out);
+        outputs.len() - 1
+    }
+
+    /// A stream piece, masked: what may be recorded now (`None`: all of it is held back).
+    /// Held text of another stream (or cell) is recorded first.
+    fn mask_stream_piece(
+        &mut self,
+        nb: &mut Notebook,
+        cell_idx: usize,
+        content: &mut Value,
+        on_output: &mut dyn FnMut(&Value),
+    ) -> Option<()> {
+        let name = content.get("name").cloned().unwrap_or(json!("stdout"));
+        let mut pending = match self.held.take() {
+            Some(h) if h.cell == cell_idx && h.name == name && !self.clear_before_next_output => {
+                h.text
+            }
+            Some(h) if self.clear_before_next_output => {
+                // The held text belongs to outputs about to be cleared.
+                drop(h);
+                String::new()
+            }
+            other => {
+                self.held = other;
+                self.end_cell(nb, on_output);
+                String::new()
+            }
+        };
+        pending.push_str(&text_of(content.get("text")));
+        let (now, hold) = self.masker.mask_stream(&pending);
+        if hold < pending.len() {
+            self.held = Some(Held {
+                cell: cell_idx,
+                name,
+                text: pending[hold..].to_string(),
+            });
+        }
+        if let Value::Object(m) = content {
+            m.insert("text".into(), Value::String(now));
+        }
+        (hold > 0).then_some(())
     }
 
     fn forget_cell(&mut self, cell: usize) {
@@ -109,9 +204,33 @@ impl Recorder {
         let Msg {
             msg_type,
             header,
-            content,
+            mut content,
             ..
         } = msg;
+        if self.masker.is_active() {
+            match msg_type.as_str() {
+                "stream" => {
+                    if self
+                        .mask_stream_piece(nb, cell_idx, &mut content, on_output)
+                        .is_none()
+                    {
+                        return Recorded::Nothing;
+                    }
+                }
+                "execute_result" | "display_data" | "update_display_data" | "error" => {
+                    // Another output: a held stream tail can no longer continue.
+                    self.end_cell(nb, on_output);
+                    self.masker.mask_value(&mut content);
+                }
+                "clear_output" => {
+                    let wait = content.get("wait").and_then(Value::as_bool) == Some(true);
+                    if !wait {
+                        self.held = None;
+                    }
+                }
+                _ => {}
+            }
+        }
         let display_id = content
             .get("transient")
             .and_then(|t| t.get("display_id"))
