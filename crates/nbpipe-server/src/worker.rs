@@ -176,6 +176,8 @@ async fn run_claimed(
         // The server decides: its zygotes, or cold starts; a run never makes its own.
         no_fork_server: cfg.envs.forks().is_none(),
         shutdowns: Some(cfg.shutdowns.clone()),
+        // Resolved by the run itself (local), or by the executor for its container.
+        secrets: None,
     };
     let number = run.attempts;
     drive(

@@ -105,6 +105,7 @@ pub fn run(args: RunArgs) -> u8 {
         fork: None,
         no_fork_server: args.no_fork_server,
         shutdowns: None,
+        secrets: None,
     };
     let json = args.json;
     let runtime = match super::runtime(None) {
