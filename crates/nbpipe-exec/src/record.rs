@@ -46,9 +46,9 @@ pub struct Recorder {
     spill_error: Option<String>,
     /// Secret values to mask in every output.
     masker: Masker,
-    /// Stream text not recorded yet because it could be the start of a secret: it belongs at
-    /// the end of the cell's last output, a stream of this name.
-    held: Option<Held>,
+    /// Stream text not recorded yet because it could be the start of a secret, per stream
+    /// name: stdout and stderr interleave, so one may be held while the other is recorded.
+    held: Vec<Held>,
 }
 
 struct Held {
@@ -107,19 +107,19 @@ impl Recorder {
     /// Reset per-cell state before a cell executes; its previous outputs are gone.
     pub fn begin_cell(&mut self, cell: usize) {
         self.clear_before_next_output = false;
-        self.held = None;
+        self.held.clear();
         self.forget_cell(cell);
     }
 
-    /// The cell is over: record the stream text held back (it did not complete a secret).
+    /// The cell is over (or another kind of output comes): record the stream text held
+    /// back (it did not complete a secret).
     pub fn end_cell(&mut self, nb: &mut Notebook, on_output: &mut dyn FnMut(&Value)) {
-        let Some(Held { cell, name, text }) = self.held.take() else {
-            return;
-        };
-        let text = self.masker.mask(&text);
-        let out = json!({"output_type": "stream", "name": name, "text": text});
-        on_output(&out);
-        self.append_stream(nb, cell, out);
+        for Held { cell, name, text } in std::mem::take(&mut self.held) {
+            let text = self.masker.mask(&text);
+            let out = json!({"output_type": "stream", "name": name, "text": text});
+            on_output(&out);
+            self.append_stream(nb, cell, out);
+        }
     }
 
     /// Append a stream output to cell `cell`, merged into its last output when that is a
@@ -145,7 +145,9 @@ impl Recorder {
     }
 
     /// A stream piece, masked: what may be recorded now (`None`: all of it is held back).
-    /// Held text of another stream (or cell) is recorded first.
+    /// Text held for the same stream is put before it; held text of another cell is recorded
+    /// first. A value split by output of the other stream is thus masked whole (its parts
+    /// are recorded together, after that output).
     fn mask_stream_piece(
         &mut self,
         nb: &mut Notebook,
@@ -154,25 +156,21 @@ impl Recorder {
         on_output: &mut dyn FnMut(&Value),
     ) -> Option<()> {
         let name = content.get("name").cloned().unwrap_or(json!("stdout"));
-        let mut pending = match self.held.take() {
-            Some(h) if h.cell == cell_idx && h.name == name && !self.clear_before_next_output => {
-                h.text
-            }
-            Some(h) if self.clear_before_next_output => {
-                // The held text belongs to outputs about to be cleared.
-                drop(h);
-                String::new()
-            }
-            other => {
-                self.held = other;
-                self.end_cell(nb, on_output);
-                String::new()
-            }
+        if self.clear_before_next_output {
+            // The held text belongs to outputs about to be cleared.
+            self.held.clear();
+        }
+        if self.held.iter().any(|h| h.cell != cell_idx) {
+            self.end_cell(nb, on_output);
+        }
+        let mut pending = match self.held.iter().position(|h| h.name == name) {
+            Some(i) => self.held.remove(i).text,
+            None => String::new(),
         };
         pending.push_str(&text_of(content.get("text")));
         let (now, hold) = self.masker.mask_stream(&pending);
         if hold < pending.len() {
-            self.held = Some(Held {
+            self.held.push(Held {
                 cell: cell_idx,
                 name,
                 text: pending[hold..].to_string(),
@@ -225,7 +223,7 @@ impl Recorder {
                 "clear_output" => {
                     let wait = content.get("wait").and_then(Value::as_bool) == Some(true);
                     if !wait {
-                        self.held = None;
+                        self.held.clear();
                     }
                 }
                 _ => {}
@@ -465,4 +463,142 @@ pub fn now_z() -> String {
 /// Now, as papermill writes it (`...+00:00`, microseconds).
 pub fn now_papermill(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nbpipe_notebook::CellType;
+
+    const SECRET: &str = "ssm ünï\"cøde'✓ parameter-value";
+
+    fn msg(msg_type: &str, content: Value) -> Msg {
+        Msg {
+            msg_type: msg_type.into(),
+            parent_id: "p".into(),
+            header: json!({"date": "2026-12-03T00:00:00Z"}),
+            metadata: json!({}),
+            content,
+        }
+    }
+
+    fn stream(name: &str, text: &str) -> Msg {
+        msg("stream", json!({"name": name, "text": text}))
+    }
+
+    fn notebook() -> Notebook {
+        let mut nb = nbpipe_notebook::read(
+            br#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#,
+        )
+        .unwrap();
+        let c = nb.new_cell(CellType::Code, "x");
+        nb.cells.push(c);
+        nb
+    }
+
+    fn recorder() -> Recorder {
+        Recorder::default().with_masker(Masker::new([("S", SECRET)]))
+    }
+
+    #[test]
+    fn a_secret_split_across_two_stream_messages_is_never_recorded_nor_shown() {
+        let mut nb = notebook();
+        let mut r = recorder();
+        let mut shown = Vec::new();
+        let mut show = |v: &Value| shown.push(v.clone());
+        r.begin_cell(0);
+        r.handle(&mut nb, 0, stream("stdout", "before ssm"), &mut show);
+        // Between the pieces (an autosave would write this): only the safe part.
+        assert_eq!(nb.cells[0].outputs[0]["text"], "before ");
+        r.handle(
+            &mut nb,
+            0,
+            stream("stdout", &format!("{} after\n", &SECRET[3..])),
+            &mut show,
+        );
+        r.end_cell(&mut nb, &mut show);
+        assert_eq!(nb.cells[0].outputs.len(), 1);
+        assert_eq!(nb.cells[0].outputs[0]["text"], "before *** after\n");
+        let all = serde_json::to_string(&shown).unwrap();
+        assert!(!all.contains("ünï") && all.contains("***"), "{all}");
+    }
+
+    #[test]
+    fn a_held_prefix_that_never_completes_is_recorded_at_the_end_of_the_cell() {
+        let mut nb = notebook();
+        let mut r = recorder();
+        let mut show = |_: &Value| {};
+        r.begin_cell(0);
+        r.handle(&mut nb, 0, stream("stdout", "ssm"), &mut show);
+        assert!(nb.cells[0].outputs.is_empty());
+        // Another kind of output: the held text is recorded before it.
+        r.handle(
+            &mut nb,
+            0,
+            msg(
+                "display_data",
+                json!({"data": {"text/plain": "d"}, "metadata": {}}),
+            ),
+            &mut show,
+        );
+        r.handle(&mut nb, 0, stream("stdout", "ssm no"), &mut show);
+        r.end_cell(&mut nb, &mut show);
+        let texts: Vec<&Value> = nb.cells[0].outputs.iter().map(|o| &o["text"]).collect();
+        assert_eq!(texts, [&json!("ssm"), &Value::Null, &json!("ssm no")]);
+    }
+
+    #[test]
+    fn a_secret_split_by_output_of_the_other_stream_is_masked_whole() {
+        // ipykernel flushes stdout and stderr apart: `print(s[:3], end='')`, a write to
+        // stderr, then `print(s[3:])` arrive as stdout, stderr, stdout.
+        let mut nb = notebook();
+        let mut r = recorder();
+        let mut show = |_: &Value| {};
+        r.begin_cell(0);
+        r.handle(&mut nb, 0, stream("stdout", "before ssm"), &mut show);
+        r.handle(&mut nb, 0, stream("stderr", "ssm ün"), &mut show);
+        r.handle(
+            &mut nb,
+            0,
+            stream("stdout", &format!("{} after\n", &SECRET[3..])),
+            &mut show,
+        );
+        r.handle(
+            &mut nb,
+            0,
+            stream("stderr", &format!("{}\n", &SECRET[7..])),
+            &mut show,
+        );
+        r.end_cell(&mut nb, &mut show);
+        let texts: Vec<&Value> = nb.cells[0].outputs.iter().map(|o| &o["text"]).collect();
+        assert_eq!(texts, [&json!("before *** after\n"), &json!("***\n")]);
+    }
+
+    #[test]
+    fn errors_and_rich_outputs_are_masked() {
+        let mut nb = notebook();
+        let mut r = recorder();
+        let mut show = |_: &Value| {};
+        r.handle(
+            &mut nb,
+            0,
+            msg(
+                "display_data",
+                json!({"data": {"text/plain": format!("{SECRET:?}"), "text/html": "ssm ünï&quot;cøde&#x27;✓ parameter-value"}, "metadata": {}}),
+            ),
+            &mut show,
+        );
+        r.handle(
+            &mut nb,
+            0,
+            msg(
+                "error",
+                json!({"ename": "E", "evalue": SECRET, "traceback": [format!("\u{1b}[0;31mE\u{1b}[0m: {SECRET}")]}),
+            ),
+            &mut show,
+        );
+        let all = serde_json::to_string(&nb.cells[0].outputs).unwrap();
+        assert!(!all.contains("ünï"), "{all}");
+        assert_eq!(nb.cells[0].outputs[1]["evalue"], "***");
+    }
 }
