@@ -141,6 +141,10 @@ pub enum ExecutorError {
     /// The project's image could not be built or given to the engine.
     #[error("the project's image: {0}")]
     Image(String),
+    /// A secret the container needs could not be read by the server (the message names the
+    /// secret and its source, never a value).
+    #[error(transparent)]
+    Secret(#[from] nbpipe_project::secrets::SecretError),
 }
 
 impl ExecutorError {

@@ -7,9 +7,11 @@
 //! out of everything the run records. AWS clients take credentials, and the endpoint
 //! (`AWS_ENDPOINT_URL`), from the standard AWS environment; the region is the ARN's.
 //!
-//! Inside a container started by the ECS executor or a deployed stack, ECS has already put
-//! each AWS secret in the environment under its name: when the variable `NAME` is set and the
-//! source is `aws`, its value is used and AWS is not called.
+//! Inside a container the values may already be in the environment under their names:
+//! - ECS (the ECS executor, a deployed stack) injects each AWS secret: when the variable
+//!   `NAME` is set and the source is `aws`, its value is used and AWS is not called;
+//! - the Docker executor resolves every secret on the server and passes `NAME=value`, listing
+//!   the names in [`IN_ENV_VAR`]: those are used as they are, whatever their source.
 //!
 //! Errors name the secret and its source, never a value. Values are never logged, written,
 //! nor shown by `Debug`.
@@ -19,6 +21,10 @@ use std::collections::HashMap;
 use nbpipe_exec::Masker;
 
 use crate::config::{AwsArn, Secret, SecretSource};
+
+/// Names of secrets whose values the environment already holds under their own names
+/// (comma-separated), set by the executor that started this process.
+pub const IN_ENV_VAR: &str = "NBPIPE_SECRETS_IN_ENV";
 
 /// A run's secret values.
 #[derive(Clone, Default)]
@@ -76,7 +82,15 @@ pub struct SecretError {
 pub async fn resolve(secrets: &[Secret]) -> Result<Resolved, SecretError> {
     let mut env = Vec::with_capacity(secrets.len());
     let mut configs: HashMap<String, aws_config::SdkConfig> = HashMap::new();
+    let given = std::env::var(IN_ENV_VAR).unwrap_or_default();
+    let given: Vec<&str> = given.split(',').map(str::trim).collect();
     for s in secrets {
+        if given.contains(&s.name.as_str()) {
+            if let Ok(v) = std::env::var(&s.name) {
+                env.push((s.name.clone(), v));
+                continue;
+            }
+        }
         let fail = |reason: String| SecretError {
             name: s.name.clone(),
             key: s.key.clone(),
