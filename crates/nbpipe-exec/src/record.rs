@@ -144,7 +144,8 @@ impl Recorder {
         outputs.len() - 1
     }
 
-    /// A stream piece, masked: what may be recorded now (`None`: all of it is held back).
+    /// Mask a stream piece in place to what may be recorded now; `false`: all of it is held
+    /// back.
     /// Text held for the same stream is put before it; held text of another cell is recorded
     /// first. A value split by output of the other stream is thus masked whole (its parts
     /// are recorded together, after that output).
@@ -154,7 +155,7 @@ impl Recorder {
         cell_idx: usize,
         content: &mut Value,
         on_output: &mut dyn FnMut(&Value),
-    ) -> Option<()> {
+    ) -> bool {
         let name = content.get("name").cloned().unwrap_or(json!("stdout"));
         if self.clear_before_next_output {
             // The held text belongs to outputs about to be cleared.
@@ -179,7 +180,7 @@ impl Recorder {
         if let Value::Object(m) = content {
             m.insert("text".into(), Value::String(now));
         }
-        (hold > 0).then_some(())
+        hold > 0
     }
 
     fn forget_cell(&mut self, cell: usize) {
@@ -208,10 +209,8 @@ impl Recorder {
         if self.masker.is_active() {
             match msg_type.as_str() {
                 "stream" => {
-                    if self
-                        .mask_stream_piece(nb, cell_idx, &mut content, on_output)
-                        .is_none()
-                    {
+                    let record = self.mask_stream_piece(nb, cell_idx, &mut content, on_output);
+                    if !record {
                         return Recorded::Nothing;
                     }
                 }

@@ -95,7 +95,7 @@ pub fn project_layer(
     let mut e = Entries::default();
     e.add(PROJECT_ROOT, Source::Dir);
     for rel in files(dir)? {
-        if secret_files.iter().any(|s| *s == rel) {
+        if secret_files.contains(&rel) {
             continue;
         }
         let dest = format!("{PROJECT_ROOT}/{}", rel.to_string_lossy());
