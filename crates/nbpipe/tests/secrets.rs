@@ -451,3 +451,39 @@ fn the_service_runs_with_secrets_and_shows_none() {
         }
     }
 }
+
+/// Inside an ECS task the variable is already set (ECS injected it): it is used as it is and
+/// AWS is not called (here it cannot be: the endpoint is closed and the secret missing).
+#[test]
+fn an_aws_secret_already_in_the_environment_is_used_without_calling_aws() {
+    let sb = Sandbox::new();
+    let dir = sb.path("proj");
+    std::fs::create_dir_all(&dir).unwrap();
+    let nb = json!({
+        "cells": [code("import os\nprint('got', os.environ['INJECTED'] == 'from-ecs ✓\"x', os.environ['INJECTED'])")],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5
+    });
+    std::fs::write(dir.join("nb.ipynb"), nb.to_string()).unwrap();
+    std::fs::write(
+        dir.join("nbpipe.yaml"),
+        "notebooks: [nb.ipynb]\nsecrets:\n  INJECTED: \
+         arn:aws:secretsmanager:us-east-1:123456789012:secret:absent-AbCdEf\n",
+    )
+    .unwrap();
+    let closed = serve_support::free_port();
+    let out = run(sb
+        .nbpipe()
+        .env("NBPIPE_HOME", shared_home())
+        .env("INJECTED", "from-ecs ✓\"x")
+        .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{closed}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .args(["run", dir.to_str().unwrap(), "--quiet"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = only_run(&dir);
+    let nb: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("nb.ipynb")).unwrap()).unwrap();
+    assert_eq!(stream(&nb["cells"][0], "stdout"), "got True ***\n");
+}
