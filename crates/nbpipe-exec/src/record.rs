@@ -596,6 +596,26 @@ mod tests {
             ),
             &mut show,
         );
+        // A display updated later (through its display id) is masked too.
+        r.handle(
+            &mut nb,
+            0,
+            msg(
+                "display_data",
+                json!({"data": {"text/plain": "progress"}, "metadata": {}, "transient": {"display_id": "d1"}}),
+            ),
+            &mut show,
+        );
+        r.handle(
+            &mut nb,
+            0,
+            msg(
+                "update_display_data",
+                json!({"data": {"text/markdown": format!("**{SECRET}**")}, "metadata": {}, "transient": {"display_id": "d1"}}),
+            ),
+            &mut show,
+        );
+        assert_eq!(nb.cells[0].outputs[2]["data"]["text/markdown"], "*******");
         let all = serde_json::to_string(&nb.cells[0].outputs).unwrap();
         assert!(!all.contains("ünï"), "{all}");
         assert_eq!(nb.cells[0].outputs[1]["evalue"], "***");

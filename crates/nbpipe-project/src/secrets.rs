@@ -22,6 +22,9 @@ use nbpipe_exec::Masker;
 
 use crate::config::{AwsArn, Secret, SecretSource};
 
+/// How long reading one AWS secret may take (the SDK's own retries included).
+const AWS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Names of secrets whose values the environment already holds under their own names
 /// (comma-separated), set by the executor that started this process.
 pub const IN_ENV_VAR: &str = "NBPIPE_SECRETS_IN_ENV";
@@ -137,7 +140,15 @@ pub async fn resolve(secrets: &[Secret]) -> Result<Resolved, SecretError> {
                             c
                         }
                     };
-                    fetch(&config, arn).await.map_err(fail)?
+                    match tokio::time::timeout(AWS_TIMEOUT, fetch(&config, arn)).await {
+                        Ok(got) => got.map_err(fail)?,
+                        Err(_) => {
+                            return Err(fail(format!(
+                                "AWS did not answer within {} s",
+                                AWS_TIMEOUT.as_secs()
+                            )))
+                        }
+                    }
                 }
             },
         };
