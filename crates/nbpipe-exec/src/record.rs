@@ -5,9 +5,10 @@
 //! ids (across cells), `execution_count`, and the `metadata.execution` timestamps.
 //! Large output strings go to the run's [`Spill`] file as they arrive, so memory does not grow
 //! with the outputs. Every output is masked ([`Masker`]) before it is stored or shown; stream
-//! text that could be the start of a secret is held back until the next piece of the stream,
-//! another output or the end of the cell ([`Recorder::end_cell`]) shows whether it is one. It does not talk to the kernel or decide when a cell is finished beyond
-//! reporting `idle`.
+//! text that could be the start of a secret is held back until the next piece of that
+//! stream, another kind of output or the end of the cell ([`Recorder::end_cell`]) shows
+//! whether it is one. It does not talk to the kernel or decide when a cell is finished
+//! beyond reporting `idle`.
 
 use std::collections::HashMap;
 
@@ -145,10 +146,9 @@ impl Recorder {
     }
 
     /// Mask a stream piece in place to what may be recorded now; `false`: all of it is held
-    /// back.
-    /// Text held for the same stream is put before it; held text of another cell is recorded
-    /// first. A value split by output of the other stream is thus masked whole (its parts
-    /// are recorded together, after that output).
+    /// back. Text held for the same stream is put before it; held text of another cell is
+    /// recorded first. A value split by output of the other stream is thus masked whole (its
+    /// parts are recorded together, after that output).
     fn mask_stream_piece(
         &mut self,
         nb: &mut Notebook,
