@@ -208,6 +208,14 @@ pub fn resolve(project: &Project, env: &str, region: &str) -> Result<Target, Dep
         }
     }
     secrets.extend(own.secrets.iter().cloned());
+    if let Some(s) = secrets.iter().find(|s| s.arn().is_none()) {
+        // The task has neither the server's environment nor the file (kept out of images).
+        return Err(cfg(format!(
+            "`{}` is read from {}, which a task on ECS does not have: only `aws` secrets (an \
+             ARN) reach a deployed task, read by ECS itself",
+            s.key, s.source
+        )));
+    }
     let cluster = own
         .cluster
         .clone()
@@ -323,6 +331,12 @@ mod tests {
         let e = resolve(&p, "prod", "us-east-1").unwrap_err().to_string();
         assert!(e.contains("`secrets.DB` is a secret in `eu-west-1`"), "{e}");
         assert!(e.contains("regions.us-east-1.secrets.DB"), "{e}");
+        let p = project(&format!("secrets:\n  DB: {{env: DB_PASSWORD}}\n{TWO}"));
+        let e = resolve(&p, "prod", "eu-west-1").unwrap_err().to_string();
+        assert!(
+            e.contains("`secrets.DB` is read from environment variable `DB_PASSWORD`"),
+            "{e}"
+        );
 
         let p = project(
             "S3TriggerBucket: shared\noutput: s3://out/{run_id}/\nregions:\n  eu-west-1:\n    \

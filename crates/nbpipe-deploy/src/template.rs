@@ -247,7 +247,10 @@ pub fn template(t: &Target) -> Value {
     let secrets: Vec<Value> = t
         .secrets
         .iter()
-        .filter_map(|s| s.arn().map(|a| json!({"Name": s.name, "ValueFrom": a.arn})))
+        .filter_map(|s| {
+            s.ecs_value_from()
+                .map(|v| json!({"Name": s.name, "ValueFrom": v}))
+        })
         .collect();
     let mut container = json!({
         "Name": CONTAINER,

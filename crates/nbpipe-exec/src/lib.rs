@@ -10,6 +10,7 @@
 //! the returned [`Outcome`] or [`ExecError`] to an exit code.
 #![deny(missing_docs)]
 
+pub mod mask;
 pub mod prepare;
 pub mod record;
 mod run;
@@ -22,6 +23,7 @@ use nbpipe_kernel::spec::KernelSpec;
 use nbpipe_params::Parameters;
 use serde_json::Value;
 
+pub use mask::Masker;
 pub use run::execute;
 
 /// Everything one notebook run needs.
@@ -65,6 +67,13 @@ pub struct ExecOptions {
     /// Shut the kernel down in the background once the notebook is saved, instead of waiting
     /// for it to exit; the owner of the set waits for it.
     pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
+    /// Extra environment variables of the kernel process (a project's secrets). A run with
+    /// any does not take a kernel from `pool` (pooled kernels were started without them, and
+    /// a kernel holding secret values must not wait in a pool); it still forks from `fork`.
+    pub env: Vec<(String, String)>,
+    /// Secret values to replace with `***` in every output, error and failure message
+    /// before it is saved or shown (see [`mask`]).
+    pub masker: Masker,
 }
 
 impl Default for ExecOptions {
@@ -88,6 +97,8 @@ impl Default for ExecOptions {
             pool: None,
             fork: None,
             shutdowns: None,
+            env: Vec::new(),
+            masker: Masker::default(),
         }
     }
 }

@@ -100,14 +100,14 @@ pub async fn execute(
     let launch = LaunchOptions {
         cwd: opts.cwd.clone(),
         start_timeout: opts.start_timeout,
-        env: Vec::new(),
+        env: opts.env.clone(),
         echo_stderr: opts.echo_kernel_stderr,
         fork: opts.fork.clone(),
     };
     let start = async {
         match &opts.pool {
-            Some(pool) => pool.take_or_launch(&spec, &launch).await,
-            None => Kernel::launch(&spec, &launch).await,
+            Some(pool) if opts.env.is_empty() => pool.take_or_launch(&spec, &launch).await,
+            _ => Kernel::launch(&spec, &launch).await,
         }
     };
     let kernel = tokio::select! {
@@ -143,7 +143,8 @@ pub async fn execute(
         }
     };
     let mut run = CellRunner {
-        recorder: Recorder::with_spill(spill),
+        recorder: Recorder::with_spill(spill).with_masker(opts.masker.clone()),
+        masker: opts.masker.clone(),
         timeout: opts.execution_timeout,
     };
     let mut outcome = Outcome::Completed;
@@ -363,6 +364,7 @@ enum CellResult {
 
 struct CellRunner {
     recorder: Recorder,
+    masker: crate::Masker,
     timeout: Option<Duration>,
 }
 
@@ -442,7 +444,9 @@ impl CellRunner {
                     if let Some(c) = m.content.get("execution_count").and_then(Value::as_i64) {
                         nb.cells[idx].execution_count = Some(c);
                     }
-                    reply = Some(m.content);
+                    let mut content = m.content;
+                    self.masker.mask_value(&mut content);
+                    reply = Some(content);
                     idle_deadline = Instant::now() + IDLE_AFTER_REPLY;
                 }
                 Ok(Some(Event::IoPub(m))) if m.parent_id == msg_id => {
@@ -467,6 +471,7 @@ impl CellRunner {
             }
         }
 
+        self.recorder.end_cell(nb, &mut |out| obs.output(idx, out));
         let reply = reply.unwrap_or_else(|| json!({"status": "error", "ename": "CellTimeoutError", "evalue": "no reply from the kernel"}));
         let cell = &nb.cells[idx];
         let failure = |ename: &str, evalue: &str, traceback: Vec<String>| CellFailure {
@@ -533,17 +538,19 @@ impl CellRunner {
         idx: usize,
         err: &KernelError,
     ) -> CellResult {
+        self.recorder.end_cell(nb, &mut |_| {});
         let status = kernel
             .exited()
             .map(|e| e.status)
             .unwrap_or_else(|| err.to_string());
+        let status = self.masker.mask(&status);
         let mut traceback = vec![format!(
             "The kernel process ended ({status}) while this cell was running."
         )];
         let tail = kernel.stderr_tail();
         if !tail.trim().is_empty() {
             traceback.push("Last lines the kernel wrote to stderr:".into());
-            traceback.extend(tail.lines().map(str::to_string));
+            traceback.extend(tail.lines().map(|l| self.masker.mask(l)));
         }
         let f = CellFailure {
             cell_index: idx,

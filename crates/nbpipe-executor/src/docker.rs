@@ -12,7 +12,12 @@
 //!   goes in as the image's contract says (`NBPIPE_RUN_ID`, `NBPIPE_OUTPUT`,
 //!   `NBPIPE_PARAMETERS`, `NBPIPE_TRIGGER`, `NBPIPE_TRIGGER_URI`), with the server's
 //!   object-store settings (`AWS_*`, …) and the project's `executor.docker.env`. A local
-//!   output folder (and a local trigger file) is mounted at the same path.
+//!   output folder (and a local trigger file) is mounted at the same path. The project's
+//!   `secrets:` are resolved here, by the server, and go in as the container's environment
+//!   (`NAME=value`, with `NBPIPE_SECRETS_IN_ENV` listing the names so the container's run
+//!   uses them as they are); the container's run masks them in what it records, and the
+//!   log lines this executor keeps or returns are masked too (while this server process
+//!   knows the values: after a restart, lines of a reattached container are not).
 //! - **Follow.** The container's state is polled; progress is `run.json` in the output
 //!   prefix. At the end the last log lines are kept as `container.log` next to `run.json`,
 //!   the container is removed, and a container that ended without a final `run.json` is an
@@ -67,6 +72,8 @@ pub struct DockerExecutor {
     docker: Arc<tokio::sync::OnceCell<Docker>>,
     /// One image build at a time per project folder.
     builds: crate::images::ImageBuilds,
+    /// Container name → the masker of its run's secrets, while it is followed.
+    maskers: Arc<std::sync::Mutex<HashMap<String, nbpipe_exec::Masker>>>,
 }
 
 /// The container of attempt `attempt` of run `run_id`: `nbpipe-<run id>-<attempt>`, with
@@ -98,7 +105,18 @@ impl DockerExecutor {
             opts,
             docker: Arc::new(tokio::sync::OnceCell::new()),
             builds,
+            maskers: Arc::default(),
         }
+    }
+
+    /// The masker of container `name`'s secrets (masks nothing when it has none or this
+    /// process did not launch it).
+    fn masker(&self, name: &str) -> nbpipe_exec::Masker {
+        self.maskers
+            .lock()
+            .ok()
+            .and_then(|m| m.get(name).cloned())
+            .unwrap_or_default()
     }
 
     async fn docker(&self) -> Result<&Docker, ExecutorError> {
@@ -349,6 +367,13 @@ impl Executor for DockerExecutor {
             image: Some(image),
             detail: Default::default(),
         };
+        // Resolved by the server: a container cannot read this server's environment or files.
+        let secrets = nbpipe_project::secrets::resolve(&attempt.project.secrets).await?;
+        if !secrets.is_empty() {
+            if let Ok(mut m) = self.maskers.lock() {
+                m.insert(name.clone(), secrets.masker().clone());
+            }
+        }
         let docker = self.docker().await?;
         // Idempotent: the attempt's container exists already (a retried launch).
         if let Ok(c) = docker.inspect_container(&name, None).await {
@@ -364,7 +389,16 @@ impl Executor for DockerExecutor {
         let settings = self.settings(&attempt.project);
         let output = output_of(&attempt, &run_id)?;
         let (image, digest) = self.image(&attempt.project).await?;
-        let spec = container_spec(&attempt, &settings, &run_id, &output, &image, &digest);
+        let mut spec = container_spec(&attempt, &settings, &run_id, &output, &image, &digest);
+        if let (false, Some(env)) = (secrets.is_empty(), spec.env.as_mut()) {
+            env.extend(secrets.env().iter().map(|(k, v)| format!("{k}={v}")));
+            let names: Vec<&str> = secrets.env().iter().map(|(k, _)| k.as_str()).collect();
+            env.push(format!(
+                "{}={}",
+                nbpipe_project::secrets::IN_ENV_VAR,
+                names.join(",")
+            ));
+        }
         docker
             .create_container(
                 Some(CreateContainerOptionsBuilder::default().name(&name).build()),
@@ -423,8 +457,18 @@ impl Executor for DockerExecutor {
             }
             tokio::time::sleep(POLL).await;
         };
-        let log = self.tail(name, LOG_LINES).await.unwrap_or_default();
+        let masker = self.masker(name);
+        let log: Vec<String> = self
+            .tail(name, LOG_LINES)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|l| masker.mask(l))
+            .collect();
         keep_log(&output, &log, &format!("container `{name}`")).await;
+        if let Ok(mut m) = self.maskers.lock() {
+            m.remove(name);
+        }
         let _ = docker
             .remove_container(
                 name,
@@ -474,7 +518,10 @@ impl Executor for DockerExecutor {
 
     async fn logs(&self, handle: &Handle, lines: usize) -> Result<Vec<String>, ExecutorError> {
         match self.tail(&handle.id, lines).await {
-            Ok(l) => Ok(l),
+            Ok(l) => {
+                let masker = self.masker(&handle.id);
+                Ok(l.iter().map(|l| masker.mask(l)).collect())
+            }
             Err(_) => Err(ExecutorError::Unknown(Box::new(handle.clone()))),
         }
     }

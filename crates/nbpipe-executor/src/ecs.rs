@@ -24,9 +24,12 @@
 //!   (`TaskFailedToStart`, `SpotInterruption`, …) are the infrastructure's.
 //! - **Cancel / timeout.** StopTask with the reason; ECS sends SIGTERM, SIGKILL after the
 //!   container's `stop_timeout`.
-//! - **Secrets.** The project's `secrets:` (ARNs) go into the task definition as the
-//!   container's ECS `secrets`: ECS injects the values as environment variables with the
-//!   execution role; nbpipe never reads them.
+//! - **Secrets.** The project's `aws` secrets (ARNs; `ARN:KEY::` for a `json_key`) go into
+//!   the task definition as the container's ECS `secrets`: ECS injects the values as
+//!   environment variables with the execution role; the server never reads them, and the
+//!   container's run uses the injected variables and masks them in what it records. The
+//!   CloudWatch log lines this executor returns are not masked by the server (it does not
+//!   know the values); the container's nbpipe does not print them.
 //! - **Reattach.** A handle designates its task (region and cluster are in the handle).
 
 use std::collections::{BTreeMap, HashMap};
@@ -501,7 +504,7 @@ fn secrets_of(project: &Project) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = project
         .secrets
         .iter()
-        .filter_map(|s| Some((s.name.clone(), s.arn()?.arn.clone())))
+        .filter_map(|s| Some((s.name.clone(), s.ecs_value_from()?)))
         .collect();
     v.sort();
     v

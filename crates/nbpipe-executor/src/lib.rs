@@ -145,6 +145,10 @@ pub enum ExecutorError {
     /// project does not list); another attempt would fail the same way.
     #[error("{0}")]
     Refused(String),
+    /// A secret the container needs could not be read by the server (the message names the
+    /// secret and its source, never a value).
+    #[error(transparent)]
+    Secret(#[from] nbpipe_project::secrets::SecretError),
 }
 
 impl ExecutorError {

@@ -146,10 +146,22 @@ pub async fn build(opts: &BuildOptions, store: &Store) -> Result<BuiltImage, Ima
             .map_err(|e| ImageError::io("finding", "the nbpipe binary", e))?,
     };
     let (store2, dir2) = (store.clone(), dir.clone());
+    // Files holding secret values stay out of the image (the executor passes the values).
+    let secret_files: Vec<std::path::PathBuf> = project
+        .secrets
+        .iter()
+        .chain(project.regions.iter().flat_map(|r| r.secrets.iter()))
+        .filter_map(|s| match &s.source {
+            nbpipe_project::config::SecretSource::File(p) => {
+                Some(p.strip_prefix(&project.dir).unwrap_or(p).to_path_buf())
+            }
+            _ => None,
+        })
+        .collect();
     let (bin_layer, project_layer) = tokio::task::spawn_blocking(move || {
         Ok::<_, ImageError>((
             project::binary_layer(&store2, &binary)?,
-            project::project_layer(&store2, &dir2, created_secs)?,
+            project::project_layer(&store2, &dir2, created_secs, &secret_files)?,
         ))
     })
     .await

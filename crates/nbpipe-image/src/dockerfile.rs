@@ -71,6 +71,28 @@ pub fn dockerfile(dir: &Path) -> Result<String, ImageError> {
         fmt = nbpipe_env::ENV_FORMAT_VERSION,
     );
     let _ = writeln!(f, "COPY nbpipe {BINARY}");
+    let secret_files: Vec<String> = project
+        .secrets
+        .iter()
+        .filter_map(|s| match &s.source {
+            nbpipe_project::config::SecretSource::File(p) => Some(
+                p.strip_prefix(&project.dir)
+                    .unwrap_or(p)
+                    .display()
+                    .to_string(),
+            ),
+            _ => None,
+        })
+        .collect();
+    if !secret_files.is_empty() {
+        // `COPY .` would take them: only a .dockerignore keeps them out of the layer.
+        let _ = writeln!(
+            f,
+            "# `secrets:` reads values from these files: list them in .dockerignore so that they\n\
+             # stay out of the image (the daemon-less build leaves them out itself):\n#   {}",
+            secret_files.join("\n#   ")
+        );
+    }
     let _ = writeln!(f, "COPY . {PROJECT_ROOT}");
     let _ = writeln!(f, "ENV PATH=/opt/nbpipe/bin:{ENV_ROOT}/bin:$PATH \\");
     let _ = writeln!(f, "    {}={ENV_ROOT} \\", nbpipe_env::PREBUILT_ENV_VAR);
@@ -113,5 +135,21 @@ mod tests {
         assert!(pos("pip install") < pos("COPY nbpipe /opt/nbpipe/bin/nbpipe"));
         assert!(pos("COPY nbpipe /opt") < pos("COPY . /project"));
         assert!(f.contains("ENTRYPOINT [\"/opt/nbpipe/bin/nbpipe\", \"run\", \"/project\"]"));
+    }
+
+    #[test]
+    fn dockerfile_names_secret_files_to_keep_out_of_the_image() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        std::fs::write(d.join("a.ipynb"), "{}").unwrap();
+        std::fs::write(
+            d.join("nbpipe.yaml"),
+            "notebooks: [a.ipynb]\nsecrets:\n  K: {file: keys/api.key}\n  E: {env: X}\n",
+        )
+        .unwrap();
+        let f = dockerfile(d).unwrap();
+        let note = f.find("list them in .dockerignore").expect(&f);
+        assert!(note < f.find("COPY . /project").unwrap());
+        assert!(f.contains("#   keys/api.key\n"), "{f}");
     }
 }

@@ -1,6 +1,7 @@
 //! The project's own layers: the nbpipe binary (with a smoke-check notebook) at
 //! `/opt/nbpipe/bin/nbpipe`, and the project's files at `/project` — the files git tracks
-//! (as they are in the work tree), else every file but `.nbpipe/`, `runs/` and `.git/`.
+//! (as they are in the work tree), else every file but `.nbpipe/`, `runs/` and `.git/`;
+//! never the files `secrets:` reads values from (`{file: PATH}`).
 //! Also the project's git facts that label the image.
 
 use std::path::{Path, PathBuf};
@@ -83,11 +84,20 @@ pub fn files(dir: &Path) -> Result<Vec<PathBuf>, ImageError> {
     Ok(out)
 }
 
-/// The project layer: `files` of `dir` under `/project`, every mtime `mtime`.
-pub fn project_layer(store: &Store, dir: &Path, mtime: u64) -> Result<Layer, ImageError> {
+/// The project layer: `files` of `dir` under `/project` but those in `secret_files`
+/// (relative paths), every mtime `mtime`.
+pub fn project_layer(
+    store: &Store,
+    dir: &Path,
+    mtime: u64,
+    secret_files: &[PathBuf],
+) -> Result<Layer, ImageError> {
     let mut e = Entries::default();
     e.add(PROJECT_ROOT, Source::Dir);
     for rel in files(dir)? {
+        if secret_files.contains(&rel) {
+            continue;
+        }
         let dest = format!("{PROJECT_ROOT}/{}", rel.to_string_lossy());
         e.add(&dest, layer::source_of(&dir.join(&rel))?);
     }

@@ -7,6 +7,8 @@
 //! * [`run`]: running a project's steps through the engine (in order or as a DAG, in
 //!   parallel up to `jobs`), with retries, time limits, run context parameters, the
 //!   content-addressed step cache and the run's outputs (`{id}.ipynb`, `{id}.html`, `run.json`).
+//! * [`secrets`]: resolving `secrets:` to values for a run's kernels, and the masker that
+//!   keeps them out of everything the run records.
 //!
 //! This crate must not parse CLI arguments or print; the CLI renders its
 //! errors.
@@ -51,6 +53,7 @@
 
 pub mod config;
 pub mod run;
+pub mod secrets;
 
 pub use config::{
     load, parse, CapacityProvider, ConfigError, DockerConfig, EcsConfig, EnvConfig, ExecutorConfig,

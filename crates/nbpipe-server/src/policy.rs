@@ -169,8 +169,8 @@ pub enum Failure<'a> {
 /// - the project is not on this server.
 ///
 /// Retried: failed cells, step timeouts, dead kernels, the run's own timeout, and an
-/// environment that could not be built or a store that could not be written (a package
-/// index or an object store can be down for a while).
+/// environment that could not be built, a store that could not be written or a secret that
+/// could not be read (a package index, an object store or AWS can be down for a while).
 pub fn retry_failure(project: &Project, failure: Failure<'_>) -> bool {
     if project.serve.retries.is_none() {
         return false;
@@ -182,7 +182,7 @@ pub fn retry_failure(project: &Project, failure: Failure<'_>) -> bool {
             !failed.all(|s| s.permanent) || m.steps.iter().all(|s| s.status != status::FAILED)
         }
         Failure::Error(RunError::Output { .. }) => false,
-        Failure::Error(RunError::Env(_) | RunError::Store(_)) => true,
+        Failure::Error(RunError::Env(_) | RunError::Store(_) | RunError::Secret(_)) => true,
         Failure::TimedOut | Failure::Executor => true,
         Failure::UnknownProject => false,
     }

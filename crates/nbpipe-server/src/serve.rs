@@ -831,6 +831,10 @@ async fn warm_pool(
     forks: Option<&nbpipe_kernel::ForkServers>,
 ) {
     for p in projects.values() {
+        if !p.secrets.is_empty() {
+            // Its kernels get the secrets in their environment: never from the pool.
+            continue;
+        }
         // Ensured through the workers' cache, so the first run reuses it too.
         let Some(env) = envs.get_or_ensure(&p).await else {
             eprintln!(

@@ -182,6 +182,8 @@ async fn run_claimed(
             None if !local => nbpipe_project::run::git_info(&project.dir).await,
             None => None,
         },
+        // Resolved by the run itself (local), or by the executor for its container.
+        secrets: None,
     };
     let number = run.attempts;
     drive(

@@ -507,3 +507,134 @@ fn serve_executor_local_runs_a_container_project_in_process() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `secrets:` with the Docker executor: the server resolves them (its environment, the
+/// project's file) and passes them to the container, whose run masks them; the file holding
+/// one is not in the image; the log lines the server keeps (`container.log`) and shows
+/// (`/api/runs/{id}/log`) are masked even when the notebook writes a value straight to the
+/// container's output.
+#[test]
+fn secrets_reach_the_container_and_no_record_or_log_shows_them() {
+    let Some(c) = Containers::start() else { return };
+    let sb = Sandbox::new();
+    let weed = seaweed::Seaweed::start();
+    let (_, slim) = binaries(sb.dir.path());
+    const DB: &str = "dock\"er'pa\nss✓wörd-value";
+    const KEY: &str = "key-file<&>'\"ü✓ content";
+    let dir = project_dir(&sb, "secretive");
+    container_project(
+        &dir,
+        &c,
+        weed.bucket(),
+        "executor:\n  docker:\n    network: host\nsecrets:\n  DB_PASSWORD: {env: NBP_DOCKER_DB}\n  \
+         KEYFILE: {file: key.txt}\n",
+    );
+    std::fs::write(dir.join("key.txt"), format!("{KEY}\n")).unwrap();
+    let nb = json!({
+        "cells": [
+            tagged("trigger_key = None", "parameters"),
+            code("import os, hashlib\nv, k = os.environ['DB_PASSWORD'], os.environ['KEYFILE']\n\
+                  print('hashes', hashlib.sha256(v.encode()).hexdigest(), hashlib.sha256(k.encode()).hexdigest())\n\
+                  print('in image', os.path.exists('/project/key.txt'))\n\
+                  print('db', v)\nprint('repr', repr(k))\n\
+                  os.system('printf \"raw %s\\\\n\" \"$KEYFILE\" > /proc/1/fd/1')"),
+            code("raise RuntimeError('failed with ' + k)"),
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5
+    });
+    std::fs::write(dir.join("nb.ipynb"), nb.to_string()).unwrap();
+    let mut env = server_env(&c, &weed, &slim);
+    env.push(("NBP_DOCKER_DB".into(), DB.into()));
+    let server = start(&sb, &[&dir], &env);
+    let (code, body) = server.post_json("/api/runs", &json!({"project": "secretive"}).to_string());
+    assert_eq!(code, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let r = wait_status(&server, &id, |s| s != "queued" && s != "running", 300);
+    let server_log =
+        std::fs::read_to_string(sb.path(&format!("serve-{}.log", server.port))).unwrap_or_default();
+    assert_eq!(r["status"], "failed", "{r:#}\n{server_log}");
+    assert_eq!(r["attempts_history"][0]["handle"]["executor"], "docker");
+    let sha = |v: &str| {
+        let out = Command::new(sb.python())
+            .args([
+                "-c",
+                "import sys, hashlib; print(hashlib.sha256(sys.argv[1].encode()).hexdigest())",
+                v,
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let out = printed_s3(&weed, "secretive", &id);
+    assert!(
+        out.contains(&format!("hashes {} {}", sha(DB), sha(KEY))),
+        "the container's kernel has the values: {out}"
+    );
+    assert!(out.contains("in image False"), "{out}");
+    assert!(
+        out.contains("db ***\n") && out.contains("repr '***'"),
+        "{out}"
+    );
+    let log = cat(
+        &weed,
+        &format!("s3://{}/secretive/{id}/container.log", weed.bucket()),
+    );
+    assert!(
+        log.contains("raw ***"),
+        "the value written to the container's output: {log}"
+    );
+    let api_log = fetch_text(&server, &format!("/api/runs/{id}/log"));
+    let detail = fetch_text(&server, &format!("/api/runs/{id}"));
+    assert!(detail.contains("failed with ***"), "{detail}");
+    let notebook = cat(
+        &weed,
+        &format!("s3://{}/secretive/{id}/nb.ipynb", weed.bucket()),
+    );
+    let manifest = cat(
+        &weed,
+        &format!("s3://{}/secretive/{id}/run.json", weed.bucket()),
+    );
+    let forms: Vec<String> = [DB, KEY]
+        .iter()
+        .flat_map(|v| {
+            let mut f: Vec<String> = v.lines().map(str::to_string).collect();
+            f.push(v.to_string());
+            let json: Vec<String> = f
+                .iter()
+                .map(|x| {
+                    serde_json::to_string(x)
+                        .unwrap()
+                        .trim_matches('"')
+                        .to_string()
+                })
+                .collect();
+            f.extend(json);
+            f
+        })
+        .collect();
+    for (what, text) in [
+        ("container.log", &log),
+        ("the log API", &api_log),
+        ("the run API", &detail),
+        ("the notebook", &notebook),
+        ("run.json", &manifest),
+        ("the server's log", &server_log),
+    ] {
+        for f in &forms {
+            assert!(!text.contains(f.as_str()), "{what} contains {f:?}:\n{text}");
+        }
+    }
+    assert_eq!(c.leftover_containers(), "", "no container left");
+}
+
+/// `GET path` with the token, as text.
+fn fetch_text(server: &Server, path: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "10", "-H"])
+        .arg(format!("Authorization: Bearer {TOKEN}"))
+        .arg(format!("http://127.0.0.1:{}{path}", server.port))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,19 +1,22 @@
 //! `secrets:`, values a run needs that must never be written anywhere: each key is the name
 //! of the environment variable the notebook reads (`os.environ["DB_PASSWORD"]`), each value
-//! says where the value comes from. Today one source exists — an AWS Secrets Manager secret
-//! or SSM Parameter Store parameter, written as its ARN (or `{aws: ARN}`) — which
-//! `nbpipe deploy aws` hands to ECS as the container's `secrets` (ECS reads the value, nbpipe
-//! never does). The mapping form leaves room for the other sources of issue 11 (an
-//! environment variable of the server, a file) as further keys beside `aws`.
+//! says where the value comes from:
 //!
-//! Only reads and checks names and ARNs; fetching values is the platform's job.
+//! - an ARN (or `{aws: ARN}`, optionally with `json_key: KEY`): an AWS Secrets Manager secret
+//!   or SSM Parameter Store parameter, which `nbpipe deploy aws` and the ECS executor hand to
+//!   ECS as the container's `secrets` and which a local run fetches itself;
+//! - `{env: VAR}`: an environment variable of the process that runs the project (`nbpipe run`,
+//!   `nbpipe serve`);
+//! - `{file: PATH}`: a file, relative to the project's folder (one trailing newline dropped).
+//!
+//! Only reads and checks names and sources; fetching values is [`crate::secrets`]'s job.
 
 use super::ctx::{join, Ctx, Result};
 use super::error::ErrorKind;
 use super::yaml::{Kind, Map, Node};
 
-/// Source kinds a secret's mapping form may name (one per secret).
-const SOURCE_KEYS: &[&str] = &["aws"];
+/// Keys a secret's mapping form may have: one source, and `json_key` beside `aws`.
+const SOURCE_KEYS: &[&str] = &["aws", "env", "file", "json_key"];
 
 /// One `secrets:` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +36,25 @@ pub struct Secret {
 pub enum SecretSource {
     /// An AWS Secrets Manager secret or SSM Parameter Store parameter, by ARN.
     Aws(AwsArn),
+    /// An environment variable of the process running the project.
+    Env(String),
+    /// A file (absolute: resolved against the project's folder); one trailing newline is
+    /// not part of the value.
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Display for SecretSource {
+    /// The source as a message names it (`environment variable `X``), never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SecretSource::Aws(a) => match &a.json_key {
+                Some(k) => write!(f, "`{}` (JSON key `{k}`)", a.arn),
+                None => write!(f, "`{}`", a.arn),
+            },
+            SecretSource::Env(v) => write!(f, "environment variable `{v}`"),
+            SecretSource::File(p) => write!(f, "file `{}`", p.display()),
+        }
+    }
 }
 
 /// A parsed AWS ARN of a secret or parameter.
@@ -46,6 +68,8 @@ pub struct AwsArn {
     pub region: String,
     /// The account id.
     pub account: String,
+    /// For a Secrets Manager secret holding a JSON object: the field to use.
+    pub json_key: Option<String>,
 }
 
 impl Secret {
@@ -53,7 +77,18 @@ impl Secret {
     pub fn arn(&self) -> Option<&AwsArn> {
         match &self.source {
             SecretSource::Aws(a) => Some(a),
+            _ => None,
         }
+    }
+
+    /// What ECS's `valueFrom` takes for an AWS source: the ARN, or for a JSON key of a
+    /// Secrets Manager secret `ARN:KEY::` (ECS's own syntax for one field).
+    pub fn ecs_value_from(&self) -> Option<String> {
+        let a = self.arn()?;
+        Some(match &a.json_key {
+            Some(k) => format!("{}:{k}::", a.arn),
+            None => a.arn.clone(),
+        })
     }
 }
 
@@ -117,42 +152,124 @@ pub(super) fn secrets(ctx: &Ctx<'_>, node: Option<&Node>, path: &str) -> Result<
                 ),
             ));
         }
-        let (arn_node, arn_key) = match &v.kind {
-            Kind::Map(_) => {
-                let sm: &Map = ctx.map(v, &key, SOURCE_KEYS)?;
-                match sm.get("aws") {
-                    Some(a) if sm.entries.len() == 1 => (a, join(&key, "aws")),
-                    _ => {
-                        return Err(ctx.error(
-                            v.loc,
-                            &key,
-                            ErrorKind::Value,
-                            format!(
-                                "`{key}` names one source: an ARN, or `{{aws: ARN}}` (the only \
-                                 source today)"
-                            ),
-                        ))
-                    }
-                }
-            }
-            _ => (v, key.clone()),
-        };
-        let arn = ctx.string(arn_node, &arn_key)?;
-        let parsed = aws_arn(&arn).map_err(|why| {
-            ctx.error(
-                arn_node.loc,
-                &arn_key,
-                ErrorKind::Value,
-                format!("`{arn_key}`: `{arn}` {why}"),
-            )
-        })?;
-        out.push(Secret {
-            name,
-            source: SecretSource::Aws(parsed),
-            key,
-        });
+        let source = source(ctx, v, &key)?;
+        out.push(Secret { name, source, key });
     }
     Ok(out)
+}
+
+/// One secret's source: a bare ARN or a mapping naming one source.
+fn source(ctx: &Ctx<'_>, v: &Node, key: &str) -> Result<SecretSource> {
+    let Kind::Map(_) = &v.kind else {
+        return aws(ctx, v, key, None);
+    };
+    let sm: &Map = ctx.map(v, key, SOURCE_KEYS)?;
+    let named: Vec<&str> = ["aws", "env", "file"]
+        .into_iter()
+        .filter(|k| sm.get(k).is_some())
+        .collect();
+    let [kind] = named[..] else {
+        return Err(ctx.error(
+            v.loc,
+            key,
+            ErrorKind::Value,
+            format!(
+                "`{key}` names one source: an ARN, `{{aws: ARN}}`, `{{env: VARIABLE}}` or \
+                 `{{file: PATH}}`{}",
+                if named.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it names {})", super::ctx::backticked(&named))
+                }
+            ),
+        ));
+    };
+    let json_key = match sm.get("json_key") {
+        Some(n) if kind == "aws" => {
+            let k = ctx.string(n, &join(key, "json_key"))?;
+            if k.is_empty() || k.contains(':') {
+                return Err(ctx.error(
+                    n.loc,
+                    &join(key, "json_key"),
+                    ErrorKind::Value,
+                    format!(
+                        "`{}` is the name of a field of the secret's JSON object: not empty, \
+                         without `:`",
+                        join(key, "json_key")
+                    ),
+                ));
+            }
+            Some(k)
+        }
+        Some(n) => {
+            return Err(ctx.error(
+                n.loc,
+                &join(key, "json_key"),
+                ErrorKind::Value,
+                format!(
+                    "`{}` picks a field of a Secrets Manager secret; it goes with `aws`, not \
+                     `{kind}`",
+                    join(key, "json_key")
+                ),
+            ))
+        }
+        None => None,
+    };
+    let node = sm.get(kind).unwrap_or(v);
+    let at = join(key, kind);
+    match kind {
+        "aws" => aws(ctx, node, &at, json_key),
+        "env" => {
+            let var = ctx.string(node, &at)?;
+            if !valid_name(&var) {
+                return Err(ctx.error(
+                    node.loc,
+                    &at,
+                    ErrorKind::Value,
+                    format!("`{at}`: `{var}` is not an environment variable name"),
+                ));
+            }
+            Ok(SecretSource::Env(var))
+        }
+        _ => {
+            let path = ctx.string(node, &at)?;
+            if path.trim().is_empty() {
+                return Err(ctx.error(
+                    node.loc,
+                    &at,
+                    ErrorKind::Value,
+                    format!("`{at}` is a path (relative to the project's folder), not empty"),
+                ));
+            }
+            Ok(SecretSource::File(ctx.dir.join(path)))
+        }
+    }
+}
+
+fn aws(ctx: &Ctx<'_>, node: &Node, key: &str, json_key: Option<String>) -> Result<SecretSource> {
+    let arn = ctx.string(node, key)?;
+    let mut parsed = aws_arn(&arn).map_err(|why| {
+        // Not even ARN-shaped: it may be the value itself, which must not be echoed.
+        let msg = if arn.starts_with("arn:") {
+            format!("`{key}`: `{arn}` {why}")
+        } else {
+            format!(
+                "`{key}`: the value {why}; a secret's value never goes in `nbpipe.yaml`: \
+                 name where it comes from (`{{env: VARIABLE}}`, `{{file: PATH}}` or an ARN)"
+            )
+        };
+        ctx.error(node.loc, key, ErrorKind::Value, msg)
+    })?;
+    if json_key.is_some() && parsed.service != "secretsmanager" {
+        return Err(ctx.error(
+            node.loc,
+            key,
+            ErrorKind::Value,
+            format!("`{key}`: `json_key` picks a field of a Secrets Manager secret, not of an SSM parameter"),
+        ));
+    }
+    parsed.json_key = json_key;
+    Ok(SecretSource::Aws(parsed))
 }
 
 fn aws_arn(arn: &str) -> std::result::Result<AwsArn, String> {
@@ -178,5 +295,6 @@ fn aws_arn(arn: &str) -> std::result::Result<AwsArn, String> {
         service: service.to_string(),
         region: region.to_string(),
         account: account.to_string(),
+        json_key: None,
     })
 }

@@ -653,7 +653,7 @@ fn yaml_blocks(text: &str) -> Vec<String> {
 #[test]
 fn readme_examples_are_valid() {
     let blocks = readme_examples();
-    assert_eq!(blocks.len(), 3);
+    assert_eq!(blocks.len(), 4);
     let dir = dir_with(&["my-notebook.ipynb", "my-second-notebook.ipynb"]);
     let short = parse(dir.path(), "nbpipe.yaml", &blocks[0]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(short.steps.len(), 2);
@@ -675,10 +675,24 @@ fn readme_examples_are_valid() {
     assert_eq!(full.serve.timeout, secs(7200));
     assert!(full.env.fork_server);
     assert_eq!(full.env.preload, ["pandas"]);
+    assert_eq!(full.secrets.len(), 3);
+
+    // The `secrets:` section's example.
+    let dir = dir_with(&["a.ipynb"]);
+    let text = format!("notebooks: [a.ipynb]\n{}", blocks[2]);
+    let secrets = parse(dir.path(), "nbpipe.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let sources: Vec<String> = secrets
+        .secrets
+        .iter()
+        .map(|s| s.source.to_string())
+        .collect();
+    assert_eq!(sources.len(), 5, "{sources:?}");
+    assert_eq!(sources[0], "environment variable `CHURN_DB_PASSWORD`");
+    assert!(sources[3].ends_with("(JSON key `username`)"), "{sources:?}");
 
     // The README's example (examples/sales' own file, abridged).
     let dir = dir_with(&["extract.ipynb", "report.ipynb"]);
-    let readme = parse(dir.path(), "nbpipe.yaml", &blocks[2]).unwrap_or_else(|e| panic!("{e}"));
+    let readme = parse(dir.path(), "nbpipe.yaml", &blocks[3]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(readme.steps.len(), 2);
     assert_eq!(readme.triggers.len(), 1);
 }

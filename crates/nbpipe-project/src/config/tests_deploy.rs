@@ -189,3 +189,65 @@ fn secrets_reject_bad_names_and_sources() {
     let e = err("secrets:\n  DB: {vault: x}\n", 3, "secrets.DB.vault");
     assert!(e.contains("expected one of `aws`"), "{e}");
 }
+
+#[test]
+fn secrets_read_env_file_and_json_key_sources() {
+    let p = project(&format!(
+        "secrets:\n  A: {{env: SRC_VAR}}\n  B: {{file: secrets/b.txt}}\n  \
+         C: {{aws: {SM}, json_key: password}}\n  D: {SSM}\n"
+    ))
+    .unwrap();
+    let src: Vec<&SecretSource> = p.secrets.iter().map(|s| &s.source).collect();
+    assert_eq!(src[0], &SecretSource::Env("SRC_VAR".into()));
+    let SecretSource::File(path) = src[1] else {
+        panic!("{src:?}")
+    };
+    assert!(
+        path.is_absolute() && path.ends_with("secrets/b.txt"),
+        "{path:?}"
+    );
+    let c = p.secrets[2].arn().unwrap();
+    assert_eq!(c.json_key.as_deref(), Some("password"));
+    assert_eq!(
+        p.secrets[2].ecs_value_from().unwrap(),
+        format!("{SM}:password::")
+    );
+    assert_eq!(p.secrets[3].ecs_value_from().unwrap(), SSM);
+    assert!(p.secrets[0].arn().is_none() && p.secrets[0].ecs_value_from().is_none());
+}
+
+#[test]
+fn secrets_reject_bad_source_forms_with_their_location() {
+    let e = err("secrets:\n  DB: {env: X, file: y}\n", 3, "secrets.DB");
+    assert!(
+        e.contains("names one source") && e.contains("`env`, `file`"),
+        "{e}"
+    );
+    let e = err("secrets:\n  DB: {json_key: k}\n", 3, "secrets.DB");
+    assert!(e.contains("names one source"), "{e}");
+    let e = err("secrets:\n  DB: {env: 2BAD}\n", 3, "secrets.DB.env");
+    assert!(e.contains("not an environment variable name"), "{e}");
+    let e = err("secrets:\n  DB: {file: ''}\n", 3, "secrets.DB.file");
+    assert!(e.contains("must not be empty"), "{e}");
+    let e = err(
+        "secrets:\n  DB: {env: X, json_key: k}\n",
+        3,
+        "secrets.DB.json_key",
+    );
+    assert!(e.contains("goes with `aws`"), "{e}");
+    let e = err(
+        &format!("secrets:\n  DB: {{aws: {SSM}, json_key: k}}\n"),
+        3,
+        "secrets.DB.aws",
+    );
+    assert!(e.contains("not of an SSM parameter"), "{e}");
+    let e = err(
+        &format!("secrets:\n  DB:\n    aws: {SM}\n    json_key: [a]\n"),
+        5,
+        "secrets.DB.json_key",
+    );
+    assert!(e.contains("string"), "{e}");
+    // A value written where its source belongs is not echoed back.
+    let e = err("secrets:\n  DB: hunter2-value\n", 3, "secrets.DB");
+    assert!(!e.contains("hunter2") && e.contains("never goes in"), "{e}");
+}

@@ -62,6 +62,9 @@ pub struct RunOptions {
     pub fork: Option<nbpipe_kernel::ForkServers>,
     /// Start every kernel cold (`--no-fork-server`).
     pub no_fork_server: bool,
+    /// The project's secret values when the caller already resolved them; `None` resolves
+    /// `project.secrets` at the start of the run (before any kernel starts).
+    pub secrets: Option<crate::secrets::Resolved>,
     /// Where finished steps' kernels shut down in the background (the service's, which it
     /// waits for when it stops). Without one, the run makes its own and waits for it before
     /// it returns, so a step never waits for the previous step's kernel to exit.
@@ -98,6 +101,9 @@ pub enum RunError {
     /// The output location is unusable.
     #[error("{0}")]
     Store(#[from] nbpipe_store::StoreError),
+    /// A secret could not be resolved (the message names it and its source, not a value).
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     /// The output template is wrong.
     #[error("output `{template}`: {reason}")]
     Output {
@@ -118,6 +124,8 @@ pub(crate) struct RunState {
     pub manifest: Mutex<RunManifest>,
     pub observer: Arc<dyn RunObserver>,
     pub cache_keys: Mutex<HashMap<usize, String>>,
+    /// The secret values, for kernels' environment and masking.
+    pub secrets: crate::secrets::Resolved,
 }
 
 /// Run `project`; returns the final manifest (also written to `{output}/run.json`).
@@ -175,7 +183,25 @@ async fn run_with(
         .clone()
         .unwrap_or_else(|| project.output.clone());
     let prefix = output_prefix(&template, &run_id)?;
+    // Secrets first: a run that cannot have them must fail before any kernel starts.
+    let secrets = match opts.secrets.clone() {
+        Some(s) => s,
+        None => crate::secrets::resolve(&project.secrets).await?,
+    };
     observer.message(&format!("Run {run_id} of `{}` → {prefix}", project.name));
+    if !secrets.masker().too_short().is_empty() {
+        observer.message(&format!(
+            "warning: secrets shorter than {} characters are not masked in outputs: {}",
+            nbpipe_exec::mask::MIN_LEN,
+            secrets
+                .masker()
+                .too_short()
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
 
     // The environment: built (or reused) from the project's requirements.
     let prebuilt = std::env::var_os(nbpipe_env::PREBUILT_ENV_VAR).filter(|v| !v.is_empty());
@@ -277,6 +303,7 @@ async fn run_with(
         manifest: Mutex::new(manifest),
         observer,
         cache_keys: Mutex::new(HashMap::new()),
+        secrets,
     });
     state.write_manifest().await?;
 
@@ -411,6 +438,7 @@ impl RunState {
 
     /// Record a step's final status (and write the manifest, warning if that fails).
     pub(crate) async fn finish_step(&self, i: usize, st: &str, error: Option<String>) {
+        let error = error.map(|e| self.secrets.masker().mask(&e));
         {
             let mut m = self.manifest.lock().await;
             let rec = &mut m.steps[i];

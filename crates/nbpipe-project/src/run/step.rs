@@ -113,11 +113,13 @@ async fn try_run_step(
         state.manifest.lock().await.steps[i].attempts = attempt;
         if attempt > 1 {
             let wait = Duration::from_secs(1 << (attempt - 2).min(5));
-            state.observer.message(&format!(
-                "{}: attempt {attempt}/{attempts} in {} s ({last_error})",
-                step.id,
-                wait.as_secs()
-            ));
+            state
+                .observer
+                .message(&state.secrets.masker().mask(&format!(
+                    "{}: attempt {attempt}/{attempts} in {} s ({last_error})",
+                    step.id,
+                    wait.as_secs()
+                )));
             tokio::time::sleep(wait).await;
         }
         let opts = ExecOptions {
@@ -133,6 +135,8 @@ async fn try_run_step(
             pool: state.opts.pool.clone(),
             fork: state.opts.fork.clone(),
             shutdowns: state.opts.shutdowns.clone(),
+            env: state.secrets.env().to_vec(),
+            masker: state.secrets.masker().clone(),
             ..ExecOptions::default()
         };
         let step_stop = with_deadline(stop.clone(), step.timeout);
@@ -421,6 +425,10 @@ async fn next_kernel(state: &RunState, i: usize) -> Option<Prewarm> {
     let (Some(pool), Some(env)) = (&state.opts.pool, &state.env) else {
         return None;
     };
+    if !state.secrets.is_empty() {
+        // Kernels with secrets are never taken from a pool (see `ExecOptions::env`).
+        return None;
+    }
     let next = {
         let m = state.manifest.lock().await;
         let n = m.steps.len();

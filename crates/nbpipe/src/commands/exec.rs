@@ -111,6 +111,9 @@ pub fn run(args: ExecArgs) -> u8 {
         // A single notebook pays a zygote's start as much as a cold kernel: start cold.
         fork: None,
         shutdowns: None,
+        // The papermill-style single notebook has no project, hence no `secrets:`.
+        env: Vec::new(),
+        masker: Default::default(),
     };
     if let Some(cwd) = &opts.cwd {
         if !cwd.is_dir() {

@@ -114,6 +114,7 @@ pub fn run(args: RunArgs) -> u8 {
             branch: args.git_branch.clone().unwrap_or_else(|| "HEAD".into()),
             dirty: false,
         }),
+        secrets: None,
     };
     let json = args.json;
     let notify_off = args.no_notify
