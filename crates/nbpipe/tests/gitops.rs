@@ -466,3 +466,97 @@ fn nbpipe_run_takes_the_checked_out_branch_or_env_and_records_it() {
     assert!(m.get("environment_name").is_none(), "{m:#}");
     assert_eq!(m["parameters"]["greeting"], "top");
 }
+
+/// A private repository over git's smart HTTP (`git http-backend` behind a server that wants
+/// HTTP Basic credentials): `NBPIPE_GIT_TOKEN` gets in; without it the server refuses to
+/// start, saying why.
+#[test]
+fn a_private_repository_is_followed_with_a_token_from_the_environment() {
+    let sb = Sandbox::new();
+    let repos = sb.path("repos");
+    let origin = repos.join("origin.git");
+    std::fs::create_dir_all(&origin).unwrap();
+    git(&origin, &["init", "-q", "--bare", "-b", "main"]);
+    let work = sb.path("clone");
+    git(
+        sb.dir.path(),
+        &["clone", "-q", &origin.to_string_lossy(), "clone"],
+    );
+    std::fs::write(
+        work.join("nbpipe.yaml"),
+        "name: private\nnotebooks: [nb.ipynb]\n",
+    )
+    .unwrap();
+    std::fs::write(work.join("nb.ipynb"), notebook()).unwrap();
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let commit = git(&work, &["rev-parse", "HEAD"]);
+
+    let http_port = free_port();
+    let mut http = Command::new(
+        std::path::Path::new(&std::env::var("NBPIPE_TEST_ENV").unwrap()).join("bin/python"),
+    );
+    http.arg(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/gitops_support/http_backend.py"
+    ))
+    .arg(&repos)
+    .args([&http_port.to_string(), "oauth2", "tok-123"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .process_group(0);
+    let _http = Daemon(http.spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the HTTP git server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{http_port}/origin.git");
+    let serve = |token: Option<&str>, port: u16| {
+        let mut cmd = sb.nbpipe();
+        cmd.env("NBPIPE_HOME", shared_home())
+            .env("NBPIPE_TOKEN", TOKEN)
+            .env("NBPIPE_GIT_USERNAME", "oauth2")
+            .env_remove("NBPIPE_GIT_TOKEN")
+            .args([
+                "serve",
+                "--git",
+                &url,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--git-workdir")
+            .arg(sb.path(&format!("work-{port}")));
+        if let Some(t) = token {
+            cmd.env("NBPIPE_GIT_TOKEN", t);
+        }
+        cmd
+    };
+    // No token: git is refused and never prompts; the server does not start.
+    let out = serve(None, free_port()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("git fetch"), "{err}");
+    // The token: served at the branch's commit, and the token is in no log line.
+    let port = free_port();
+    let log = std::fs::File::create(sb.path("serve.log")).unwrap();
+    let child = serve(Some("tok-123"), port)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Server { child, port };
+    wait_for("the server", 120, || server.get("/api/health").is_some());
+    assert_eq!(
+        serving(&server, "private").as_deref(),
+        Some(commit.as_str())
+    );
+    drop(server);
+    let log = std::fs::read_to_string(sb.path("serve.log")).unwrap();
+    assert!(!log.contains("tok-123"), "{log}");
+}

@@ -2,7 +2,9 @@
 //! environment, and deploys each new commit.
 //!
 //! Owns the mirror of the repository (`git fetch` into a bare clone under the server's work
-//! folder, using the usual git credentials: SSH keys, credential helpers, `GIT_ASKPASS`),
+//! folder, using the usual git credentials: SSH keys, credential helpers, `GIT_ASKPASS`, or
+//! a token in `NBPIPE_GIT_TOKEN` sent as HTTP Basic credentials through git's environment,
+//! never its command line),
 //! the revision folders (each commit checked out once, with `git archive`, into its own
 //! folder) and the switch: a new commit is checked out, its `nbpipe.yaml` validated and its
 //! kernel environment built *before* it replaces the revision being served; a commit that
@@ -45,6 +47,25 @@ pub struct GitOptions {
     /// The work folder: the mirror, the revision folders, and the outputs of projects whose
     /// `output` is a relative path.
     pub workdir: PathBuf,
+    /// An HTTPS token for a private repository (`NBPIPE_GIT_TOKEN`), sent as HTTP Basic
+    /// credentials with `user` (`NBPIPE_GIT_USERNAME`, default `x-access-token`, which
+    /// GitHub takes; GitLab takes `oauth2`).
+    pub token: Option<GitToken>,
+}
+
+/// HTTPS credentials for the repository: a user name and a token (never shown in `Debug`).
+#[derive(Clone)]
+pub struct GitToken {
+    /// The user name sent with the token.
+    pub user: String,
+    /// The token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for GitToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GitToken {{ user: {:?}, token: *** }}", self.user)
+    }
 }
 
 /// `.nbpipe/git/<hash of url>` under the current folder.
@@ -227,7 +248,8 @@ impl GitOps {
     }
 
     async fn fetch(&self) -> Result<(), GitError> {
-        git(
+        git_auth(
+            self.opts.token.as_ref(),
             Some(&self.mirror),
             &[
                 "fetch",
@@ -242,7 +264,8 @@ impl GitOps {
         )
         .await?;
         // HEAD names the remote's default branch (for choosing environments at start).
-        if let Ok(out) = git_out(
+        if let Ok(out) = git_out_auth(
+            self.opts.token.as_ref(),
             Some(&self.mirror),
             &["ls-remote", "--symref", &self.opts.url, "HEAD"],
             "ls-remote",
@@ -476,18 +499,54 @@ async fn git(
     target: Option<&Path>,
     what: &str,
 ) -> Result<(), GitError> {
+    git_auth(None, repo, args, target, what).await
+}
+
+async fn git_auth(
+    token: Option<&GitToken>,
+    repo: Option<&Path>,
+    args: &[&str],
+    target: Option<&Path>,
+    what: &str,
+) -> Result<(), GitError> {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     if let Some(t) = target {
         all.push(t.to_string_lossy().into_owned());
     }
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    git_out(repo, &refs, what).await.map(|_| ())
+    git_out_auth(token, repo, &refs, what).await.map(|_| ())
 }
 
 async fn git_out(repo: Option<&Path>, args: &[&str], what: &str) -> Result<String, GitError> {
+    git_out_auth(None, repo, args, what).await
+}
+
+/// Runs git; with `token`, HTTP requests carry `Authorization: Basic user:token`, set through
+/// `GIT_CONFIG_*` variables (appended to any the environment has) so that it appears in no
+/// command line.
+async fn git_out_auth(
+    token: Option<&GitToken>,
+    repo: Option<&Path>,
+    args: &[&str],
+    what: &str,
+) -> Result<String, GitError> {
     let mut cmd = tokio::process::Command::new("git");
     if let Some(r) = repo {
         cmd.arg("--git-dir").arg(r);
+    }
+    if let Some(GitToken { user, token }) = token {
+        use base64::Engine;
+        let n: usize = std::env::var("GIT_CONFIG_COUNT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{token}"));
+        cmd.env("GIT_CONFIG_COUNT", (n + 1).to_string())
+            .env(format!("GIT_CONFIG_KEY_{n}"), "http.extraHeader")
+            .env(
+                format!("GIT_CONFIG_VALUE_{n}"),
+                format!("Authorization: Basic {basic}"),
+            );
     }
     // Never wait for a password on a terminal: credentials come from helpers, SSH agents
     // or `GIT_ASKPASS`.

@@ -54,6 +54,16 @@ pub fn run(args: ServeArgs) -> u8 {
                 envs: args.envs.clone(),
                 poll: Duration::from_secs(args.git_poll.max(1)),
                 workdir: git_workdir.clone().unwrap_or_default(),
+                token: std::env::var("NBPIPE_GIT_TOKEN")
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .map(|t| {
+                        let user = std::env::var("NBPIPE_GIT_USERNAME")
+                            .ok()
+                            .filter(|u| !u.is_empty())
+                            .unwrap_or_else(|| "x-access-token".into());
+                        nbpipe_server::gitops::GitToken { user, token: t }
+                    }),
             }),
         git_webhook_secret: args.git_webhook_secret.filter(|s| !s.is_empty()),
         envs: args.envs,
