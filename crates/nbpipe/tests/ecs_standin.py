@@ -1,7 +1,8 @@
 """TEST-ONLY stand-in for Fargate: moto records ECS tasks but runs no container, and no
 Fargate can run here. This loop takes each task moto holds and runs it the way Fargate
 would, on the test's local dockerd: the task definition's image, the task's container
-overrides (environment, command), the test's AWS settings (so the container reaches moto's
+overrides (environment, command), its secrets read from moto's Secrets Manager / SSM by
+`valueFrom` as ECS injects them, the test's AWS settings (so the container reaches moto's
 S3 for its outputs), its output shipped to the task definition's `awslogs` group and stream
 in moto's CloudWatch Logs; when the container exits the task is stopped
 ("Essential container in task exited"), and a task stopped through the API (StopTask) gets
@@ -25,6 +26,8 @@ kw = dict(endpoint_url=endpoint, region_name=region, aws_access_key_id="test",
           aws_secret_access_key="test")
 ecs = boto3.client("ecs", **kw)
 logs = boto3.client("logs", **kw)
+secretsmanager = boto3.client("secretsmanager", **kw)
+ssm = boto3.client("ssm", **kw)
 AWS_ENV = {
     "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
     "AWS_REGION": region, "AWS_EC2_METADATA_DISABLED": "true",
@@ -49,6 +52,17 @@ def ship(t):
     t["shipped"] = len(lines)
 
 
+def secret_value(value_from):
+    """What ECS puts in the container for a `secrets` entry (`ARN`, or `ARN:json-key::`)."""
+    if ":ssm:" in value_from:
+        name = value_from.split(":parameter", 1)[1]
+        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    parts = value_from.split(":")
+    arn, key = ":".join(parts[:7]), (parts[7] if len(parts) > 7 else "")
+    text = secretsmanager.get_secret_value(SecretId=arn)["SecretString"]
+    return json.loads(text)[key] if key else text
+
+
 def start(cluster, task):
     arn = task["taskArn"]
     td = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
@@ -56,7 +70,14 @@ def start(cluster, task):
     override = next((o for o in task.get("overrides", {}).get("containerOverrides", [])
                      if o.get("name") == cdef["name"]), {})
     env = dict(AWS_ENV)
+    env.update({e["name"]: e["value"] for e in cdef.get("environment", [])})
     env.update({e["name"]: e["value"] for e in override.get("environment", [])})
+    try:
+        env.update({s["name"]: secret_value(s["valueFrom"]) for s in cdef.get("secrets", [])})
+    except Exception as e:  # ECS fails such a task before it starts
+        ecs.stop_task(cluster=cluster, task=task["taskArn"],
+                      reason=f"ResourceInitializationError: unable to pull secrets: {e}"[:250])
+        return
     opts = cdef["logConfiguration"]["options"]
     task_id = arn.rsplit("/", 1)[1]
     stream = f"{opts['awslogs-stream-prefix']}/{cdef['name']}/{task_id}"

@@ -147,18 +147,24 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
-    let sb = Sandbox::new();
+/// A bare repository `repos/origin.git` (default branch `main`) and a clone of it to push
+/// from.
+fn origin_and_clone(sb: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf) {
     let repos = sb.path("repos");
     let origin = repos.join("origin.git");
     std::fs::create_dir_all(&origin).unwrap();
     git(&origin, &["init", "-q", "--bare", "-b", "main"]);
-    let work = sb.path("clone");
     git(
         sb.dir.path(),
         &["clone", "-q", &origin.to_string_lossy(), "clone"],
     );
+    (repos, sb.path("clone"))
+}
+
+#[test]
+fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
+    let sb = Sandbox::new();
+    let (repos, work) = origin_and_clone(&sb);
     std::fs::write(work.join("nbpipe.yaml"), yaml("staging-v1", "prod-v1")).unwrap();
     std::fs::write(work.join("nb.ipynb"), notebook()).unwrap();
     git(&work, &["checkout", "-q", "-b", "main"]);
@@ -473,15 +479,7 @@ fn nbpipe_run_takes_the_checked_out_branch_or_env_and_records_it() {
 #[test]
 fn a_private_repository_is_followed_with_a_token_from_the_environment() {
     let sb = Sandbox::new();
-    let repos = sb.path("repos");
-    let origin = repos.join("origin.git");
-    std::fs::create_dir_all(&origin).unwrap();
-    git(&origin, &["init", "-q", "--bare", "-b", "main"]);
-    let work = sb.path("clone");
-    git(
-        sb.dir.path(),
-        &["clone", "-q", &origin.to_string_lossy(), "clone"],
-    );
+    let (repos, work) = origin_and_clone(&sb);
     std::fs::write(
         work.join("nbpipe.yaml"),
         "name: private\nnotebooks: [nb.ipynb]\n",

@@ -78,13 +78,18 @@ impl Drop for StandIn {
 }
 
 fn project_yaml(c: &Containers, network: &str) -> String {
-    let (subnet, sg) = network.split_once(' ').unwrap();
+    let mut parts = network.split(' ');
+    let (subnet, sg, secret) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
     format!(
         "name: ecsproj\nnotebooks: [nb.ipynb]\noutput: s3://{BUCKET}/ecsproj/{{run_id}}/\n\
          image:\n  name: {reg}/team/ecsproj\n  base: {base}\n\
          executor:\n  ecs:\n    cluster: analytics\n    region: {region}\n    subnets: [{subnet}]\n    security_groups: [{sg}]\n    \
          cpu: 512\n    memory: 1024\n    env: {{TZ: UTC}}\n    stop_timeout: 20s\n\
-         secrets:\n  DB_PASSWORD: arn:aws:secretsmanager:{region}:123456789012:secret:db-AbCdEf\n",
+         secrets:\n  DB_PASSWORD: {secret}\n",
         reg = c.registry_addr,
         base = c.base,
         region = moto::REGION,
@@ -95,7 +100,7 @@ fn write_notebook(dir: &Path) {
     let nb = json!({
         "cells": [
             tagged("seconds = 0\nrun_id = None", "parameters"),
-            code("import os, time\nprint('hello from', os.environ.get('NBPIPE_RUN_ID'), 'tz', os.environ.get('TZ'))"),
+            code("import os, time\nprint('hello from', os.environ.get('NBPIPE_RUN_ID'), 'tz', os.environ.get('TZ'))\nprint('secret', os.environ.get('DB_PASSWORD'), len(os.environ.get('DB_PASSWORD') or ''))"),
             code("for i in range(int(seconds * 2)):\n    time.sleep(0.5)\nprint('slept', seconds)"),
         ],
         "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -129,12 +134,14 @@ fn served_runs_execute_as_ecs_tasks_once_each_and_are_followed_again_after_a_res
          sg = ec2.create_security_group(GroupName='tasks', Description='t', VpcId=vpc)['GroupId']\n\
          ecs.create_cluster(clusterName='analytics')\n\
          s3.create_bucket(Bucket=sys.argv[1])\n\
+         secret = boto3.client('secretsmanager', **kw).create_secret(Name='db', SecretString='s3cr3t-value')['ARN']\n\
          import urllib.request\n\
          urllib.request.urlopen(urllib.request.Request(kw['endpoint_url'] + '/moto-api/state-manager/set-transition', \
          data=json.dumps({'model_name': 'ecs::task', 'transition': {'progression': 'manual', 'times': 10**9}}).encode(), method='POST'))\n\
-         print(sub, sg)",
+         print(sub, sg, secret)",
         &[BUCKET],
     );
+    let secret_arn = subnet.split(' ').nth(2).unwrap().to_string();
     let (_, slim) = binaries(sb.dir.path());
     let dir = sb.path("ecsproj");
     std::fs::create_dir_all(&dir).unwrap();
@@ -216,6 +223,9 @@ fn served_runs_execute_as_ecs_tasks_once_each_and_are_followed_again_after_a_res
         &[BUCKET, &format!("ecsproj/{id}/nb.ipynb")],
     );
     assert!(nb.contains(&format!("hello from {id} tz UTC")), "{nb}");
+    // ECS (the stand-in) injected the secret by ARN; the notebook saw it, nothing kept it.
+    assert!(nb.contains("secret *** 12"), "{nb}");
+    assert!(!nb.contains("s3cr3t-value"), "{nb}");
     let lines = server.get(&format!("/api/runs/{id}/log")).unwrap();
     assert_eq!(lines["executor"], "ecs", "{lines:#}");
     assert!(
@@ -247,7 +257,7 @@ fn served_runs_execute_as_ecs_tasks_once_each_and_are_followed_again_after_a_res
     let secrets: Value = serde_json::from_str(&secrets).unwrap();
     assert_eq!(
         secrets,
-        json!([{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf"}])
+        json!([{"name": "DB_PASSWORD", "valueFrom": secret_arn}])
     );
 
     // 3. kill -9 of the server while a task runs → the restarted server follows the same

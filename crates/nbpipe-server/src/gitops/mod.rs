@@ -400,17 +400,7 @@ impl GitOps {
                         eprintln!("warning: git: run policy of `{key}`: {e}");
                     }
                     (self.on_switch)(&self.projects);
-                    let _ = self
-                        .queue
-                        .record_revision(
-                            &key,
-                            f.env.as_deref(),
-                            &commit,
-                            &f.branch,
-                            "serving",
-                            None,
-                        )
-                        .await;
+                    self.record(&key, f, &commit, None).await;
                     eprintln!("Serving `{key}` at {commit} (`{}`)", f.branch);
                     f.serving = Some(commit);
                     f.refused = None;
@@ -428,20 +418,26 @@ impl GitOps {
                     let key = key_of(&name);
                     let message = e.to_string();
                     eprintln!("warning: git: refused {commit} of `{key}`: {message}");
-                    let _ = self
-                        .queue
-                        .record_revision(
-                            &key,
-                            f.env.as_deref(),
-                            &commit,
-                            &f.branch,
-                            "refused",
-                            Some(&message),
-                        )
-                        .await;
+                    self.record(&key, f, &commit, Some(&message)).await;
                     f.refused = Some(commit);
                 }
             }
+        }
+    }
+
+    /// Records `commit` of `key` as serving, or refused with `error`.
+    async fn record(&self, key: &str, f: &Followed, commit: &str, error: Option<&str>) {
+        let status = if error.is_some() {
+            "refused"
+        } else {
+            "serving"
+        };
+        if let Err(e) = self
+            .queue
+            .record_revision(key, f.env.as_deref(), commit, &f.branch, status, error)
+            .await
+        {
+            eprintln!("warning: git: could not record {commit} of `{key}`: {e}");
         }
     }
 
