@@ -19,7 +19,8 @@ one request per connection:
             exits; the zygote reaps it. The connection then closes.
 
 The child runs `python -m ipykernel_launcher ARGV` in-process: same sys.argv, sys.path[0],
-cwd, os.environ and __main__ as a cold kernel. The zygote exits when OWNER_PID does
+cwd, os.environ and __main__ as a cold kernel. Its command line was parsed by the zygote
+once per shape (`preparse`), and IPKernelApp gets that result instead of parsing again. The zygote exits when OWNER_PID does
 (pidfd) or, failing that, by PR_SET_PDEATHSIG.
 """
 
@@ -207,11 +208,18 @@ def preparse(template):
         )
         import contextlib
         import io
+        import warnings
 
-        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
-            config = loader.load_config()  # argparse prints its errors: the child will
+        out, err = io.StringIO(), io.StringIO()
+        # Whatever the parse would say (argparse's errors, warnings, log records), the
+        # child's own parse says it instead: such a shape is not kept.
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
+                warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")  # record, without marking them as shown
+            config = loader.load_config()
         hits = [v for _s, _k, v in config_values(config) if v == CONN_PLACEHOLDER]
-        if logged or loader.extra_args or len(hits) != 1:
+        said = logged or warned or out.getvalue() or err.getvalue()
+        if said or loader.extra_args or len(hits) != 1:
             return None
         PARSED[template] = config
         return config
