@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a forked kernel's start goes: the zygote's child, step by step.
 
-    PYTHON bench/fork_profile.py [--n N] [--cprofile FILE] [--preload MODULE ...]
+    PYTHON bench/fork_profile.py [--n N] [--detail] [--cprofile FILE] [--preload MODULE ...]
 
 PYTHON is the environment's interpreter (e.g. the bench venv's, which has ipykernel and
 jupyter_client). This runs nbpipe's real zygote (crates/nbpipe-kernel/src/zygote.py) as a
@@ -38,12 +38,19 @@ from pathlib import Path
 ZYGOTE_DIR = Path(__file__).resolve().parent.parent / "crates" / "nbpipe-kernel" / "src"
 STEPS = [
     "parse_command_line", "init_profile_dir", "init_config_files", "init_connection_file",
-    "init_sockets", "init_heartbeat", "write_connection_file", "init_io", "init_kernel",
-    "init_extensions", "init_code", "initialize",
+    "init_sockets", "init_heartbeat", "write_connection_file", "init_io", "init_signal",
+    "init_kernel", "init_path", "init_shell", "init_gui_pylab", "init_extensions", "init_code",
+    "initialize", "start",
+]
+# Inside init_kernel (--detail): the kernel and its shell, step by step.
+DETAIL = [
+    ("ipykernel.ipkernel", "IPythonKernel", ["__init__", "start"]),
+    ("ipykernel.zmqshell", "ZMQInteractiveShell", ["__init__"]),
+    ("IPython.core.interactiveshell", "InteractiveShell", None),  # its init_* methods
 ]
 
 
-def instrument(out: Path, cprofile: str | None):
+def instrument(out: Path, cprofile: str | None, detail: bool = False):
     """Patch the zygote module so that each forked child records its own timeline."""
     import zygote
 
@@ -59,6 +66,9 @@ def instrument(out: Path, cprofile: str | None):
 
     def run_kernel(argv):
         t0 = t_fork[0]
+        import resource
+
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)  # fork reset them: ~0 here
         marks = [["fork -> run_kernel", 0.0, time.perf_counter() - t0]]
         before = set(sys.modules)
         import re
@@ -87,6 +97,23 @@ def instrument(out: Path, cprofile: str | None):
                     marks.append([_name, s, time.perf_counter() - t0 - s])
 
             setattr(app, name, step)
+        for module, cls_name, names in DETAIL if detail else []:
+            import importlib
+
+            cls = getattr(importlib.import_module(module), cls_name)
+            if names is None:
+                names = [n for n in vars(cls) if n.startswith("init_")]
+            for name in names:
+                real = vars(cls)[name]
+
+                def step(self, *a, _real=real, _name="  %s.%s" % (cls_name, name), **k):
+                    s = time.perf_counter() - t0
+                    try:
+                        return _real(self, *a, **k)
+                    finally:
+                        marks.append([_name, s, time.perf_counter() - t0 - s])
+
+                setattr(cls, name, step)
         import jupyter_client.session as session
 
         real_send = session.Session.send
@@ -105,9 +132,16 @@ def instrument(out: Path, cprofile: str | None):
                 if prof is not None:
                     prof.disable()
                     prof.dump_stats(cprofile)
+                import resource
+
+                ru = resource.getrusage(resource.RUSAGE_SELF)  # the child's, all threads
                 report = {"marks": marks, "modules": sorted(set(sys.modules) - before),
-                          "patterns": compiled}
-                (out / ("child-%d.json" % os.getpid())).write_text(json.dumps(report))
+                          "patterns": compiled,
+                          "rusage": [ru.ru_utime - ru0.ru_utime, ru.ru_stime - ru0.ru_stime,
+                                     ru.ru_minflt - ru0.ru_minflt]}
+                tmp = out / ("child-%d.json.tmp" % os.getpid())
+                tmp.write_text(json.dumps(report))
+                tmp.rename(out / ("child-%d.json" % os.getpid()))  # whole, for the reader
             return r
 
         session.Session.send = send
@@ -117,9 +151,9 @@ def instrument(out: Path, cprofile: str | None):
     return zygote
 
 
-def serve(sock: str, owner: str, out: str, cprofile: str, preload: list[str]) -> None:
+def serve(sock: str, owner: str, out: str, cprofile: str, preload: list[str], detail: bool) -> None:
     sys.path.insert(0, str(ZYGOTE_DIR))
-    zygote = instrument(Path(out), cprofile or None)
+    zygote = instrument(Path(out), cprofile or None, detail)
     sys.argv = [str(ZYGOTE_DIR / "zygote.py"), sock, owner, *preload]
     zygote.main()
 
@@ -129,10 +163,12 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--cprofile", default="", help="write a cProfile of the last child here")
     ap.add_argument("--preload", nargs="*", default=[])
+    ap.add_argument("--detail", action="store_true",
+                    help="also time the kernel's and its shell's own initialisation steps")
     ap.add_argument("--serve", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
-        serve(*args.serve, args.preload)
+        serve(*args.serve, args.preload, args.detail)
         return 0
 
     from jupyter_client import BlockingKernelClient
@@ -143,7 +179,8 @@ def main() -> int:
         sock = str(out / "zygote.sock")
         zyg = subprocess.Popen(
             [sys.executable, __file__, "--serve", sock, str(os.getpid()), str(out),
-             os.path.abspath(args.cprofile) if args.cprofile else "", "--preload", *args.preload],
+             os.path.abspath(args.cprofile) if args.cprofile else "",
+             *(["--detail"] if args.detail else []), "--preload", *args.preload],
             stdout=subprocess.PIPE)
         try:
             if zyg.stdout.readline().strip() != b"ready":
@@ -197,10 +234,19 @@ def main() -> int:
             if m[0] not in names:
                 names.append(m[0])
     for name in names:
-        rows = [m for r in reports for m in r["marks"] if m[0] == name]
+        # The first of each per kernel: `sent status` is sent several times (starting,
+        # then busy/idle around each request); its first is the kernel going live.
+        rows = [next(m for m in r["marks"] if m[0] == name)
+                for r in reports if any(m[0] == name for m in r["marks"])]
         start = statistics.median(m[1] for m in rows)
         took = [m[2] for m in rows if m[2] is not None]
         print("%-28s %9s %9s" % (name, ms(start), ms(statistics.median(took)) if took else ""))
+    ru = [r["rusage"] for r in reports]
+    print("\nchild CPU until its first execute_reply (median): user %s ms, system %s ms, "
+          "%d minor page faults (copy-on-write of the zygote's pages among them)"
+          % (ms(statistics.median(u for u, _, _ in ru)).strip(),
+             ms(statistics.median(s for _, s, _ in ru)).strip(),
+             statistics.median(f for _, _, f in ru)))
     modules = sorted({m for r in reports for m in r["modules"]})
     patterns = sorted({p for r in reports for p in r["patterns"]})
     print("\nmodules imported after the fork: %s" % (", ".join(modules) or "none"))

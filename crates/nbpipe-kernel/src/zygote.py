@@ -19,7 +19,8 @@ one request per connection:
             exits; the zygote reaps it. The connection then closes.
 
 The child runs `python -m ipykernel_launcher ARGV` in-process: same sys.argv, sys.path[0],
-cwd, os.environ and __main__ as a cold kernel. The zygote exits when OWNER_PID does
+cwd, os.environ and __main__ as a cold kernel. Its command line was parsed by the zygote
+once per shape (`preparse`), and IPKernelApp gets that result instead of parsing again. The zygote exits when OWNER_PID does
 (pidfd) or, failing that, by PR_SET_PDEATHSIG.
 """
 
@@ -140,6 +141,134 @@ def warm_caches():
         pass
 
 
+# The kernel's command line, parsed once per shape. A kernel's argv differs from the
+# next one's only in its connection file; traitlets' parse (it builds an argparse parser
+# of ~50 options) cost each kernel ~6 ms. The zygote parses each shape once, with a
+# placeholder for the connection file, and a kernel whose argv has a known shape gets that
+# configuration with its own file put in. Any other argv parses as usual.
+CONN_PLACEHOLDER = "/nbpipe-zygote/connection-file-placeholder.json"
+PARSED = {}  # template argv (tuple) -> (Config, extra_args), or None: parse in the child
+
+
+def argv_template(argv):
+    """(template, connection file) for an argv `... -f FILE ...`, else (None, None)."""
+    if argv.count("-f") != 1 or any(CONN_PLACEHOLDER in a for a in argv):
+        return None, None
+    i = argv.index("-f")
+    if i + 1 >= len(argv) or argv[i + 1].startswith("-"):
+        return None, None
+    return tuple(argv[:i + 1]) + (CONN_PLACEHOLDER,) + tuple(argv[i + 2:]), argv[i + 1]
+
+
+def config_values(config):
+    """(section, key, value) for every value of a traitlets Config's sections."""
+    for values in config.values():
+        if hasattr(values, "items"):
+            for key, value in values.items():
+                yield values, key, value
+
+
+def preparse(template):
+    """Parse a kernel command line as `IPKernelApp.parse_command_line` would, or None.
+
+    Only what traitlets' loader does (it reads no environment and no file); the app's own
+    parse_command_line still runs in the child, handing this result to its update_config.
+    None (the child parses) unless the parse is silent, leaves no extra arguments, and the
+    placeholder landed in exactly one value.
+    """
+    if template in PARSED:
+        return PARSED[template]
+    PARSED[template] = None
+    try:
+        import logging
+
+        import traitlets
+        from ipykernel import kernelapp
+        from traitlets.config.loader import KVArgParseConfigLoader
+
+        if traitlets.version_info[0] != 5:
+            return None
+        if any(a in ("-h", "--help", "--help-all", "--version", "-V", "--") for a in template):
+            return None
+        if template[0] in (kernelapp.IPKernelApp.subcommands or {}):  # `install ...`
+            return None
+        logged = []
+
+        class Record(logging.Handler):
+            def emit(self, record):
+                logged.append(record)
+
+        log = logging.Logger("nbpipe-zygote-parse")
+        log.addHandler(Record())
+        app = kernelapp.IPKernelApp()  # a throwaway instance, not the singleton
+        flags, aliases = app.flatten_flags()
+        classes = list(app._classes_with_config_traits())
+        loader = KVArgParseConfigLoader(
+            list(template), aliases, flags, classes=classes, log=log, subcommands=app.subcommands
+        )
+        import contextlib
+        import io
+        import warnings
+
+        out, err = io.StringIO(), io.StringIO()
+        # Whatever the parse would say (argparse's errors, warnings, log records), the
+        # child's own parse says it instead: such a shape is not kept.
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), \
+                warnings.catch_warnings(record=True) as warned:
+            warnings.simplefilter("always")  # record, without marking them as shown
+            config = loader.load_config()
+        hits = [v for _s, _k, v in config_values(config) if v == CONN_PLACEHOLDER]
+        said = logged or warned or out.getvalue() or err.getvalue()
+        if said or loader.extra_args or len(hits) != 1:
+            return None
+        PARSED[template] = config
+        return config
+    except BaseException:  # argparse exits on a bad argv: the child reports it as usual
+        return None
+
+
+def use_preparsed(argv):
+    """In a kernel: make IPKernelApp's command-line parse return the zygote's result."""
+    template, conn = argv_template(list(argv))
+    config = PARSED.get(template) if template is not None else None
+    if config is None:
+        return
+    import copy
+
+    from ipykernel import kernelapp
+
+    config = copy.deepcopy(config)
+    for section, key, value in list(config_values(config)):
+        if value == CONN_PLACEHOLDER:
+            section[key] = type(value)(conn)
+
+    class Parsed:
+        extra_args = []
+
+        def __init__(self):
+            self.config = config
+
+        def load_config(self):
+            return self.config
+
+    app_class = kernelapp.IPKernelApp
+    own = app_class.__dict__.get("_create_loader")
+    real = app_class._create_loader
+    want = list(argv)
+
+    def _create_loader(self, argv, aliases, flags, classes=None):
+        # Once: a later parse (another app in this process) is the usual one.
+        if own is None:
+            del app_class._create_loader
+        else:
+            app_class._create_loader = own
+        if list(argv) != want:
+            return real(self, argv, aliases, flags, classes=classes)
+        return Parsed()
+
+    app_class._create_loader = _create_loader
+
+
 def recv_request(conn):
     data = b""
     fds = []
@@ -213,6 +342,9 @@ class Zygote:
             req, fds = recv_request(conn)
             if len(fds) != 2:
                 raise ValueError("expected 2 file descriptors, got %d" % len(fds))
+            template, _conn = argv_template(list(req["argv"]))
+            if template is not None:
+                preparse(template)
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
@@ -322,6 +454,10 @@ def run_kernel(argv):
     sys.path[0] = os.getcwd()
     spec = __import__("importlib.util").util.find_spec("ipykernel_launcher")
     sys.argv = [spec.origin] + list(argv)
+    try:
+        use_preparsed(argv)
+    except Exception:
+        pass  # the kernel parses its command line itself
     runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
     return 0
 
@@ -338,6 +474,8 @@ def main():
     global IMPORT_ENV
     IMPORT_ENV = {k: v for k, v in os.environ.items() if before.get(k) != v}
     warm_caches()
+    # The shape of nbpipe's kernel command lines (client.rs): parsed before the first request.
+    preparse((("-f", CONN_PLACEHOLDER, "--HistoryManager.hist_file=:memory:")))
     try:
         # The machine's addresses, which jupyter_client reads once per process while the
         # kernel loads its connection file (~2 ms): read once here.

@@ -391,9 +391,15 @@ async fn killing_the_zygote_leaves_kernels_running_and_the_next_gets_a_new_one()
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let err = a
-        .next_event_until(Instant::now() + Duration::from_secs(5))
-        .await;
+    // Messages already on their way (the last cell's `execute_reply` can follow its idle
+    // status) come first; then the death.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let err = loop {
+        match a.next_event_until(deadline).await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
     assert!(matches!(err, Err(KernelError::Died { .. })), "{err:?}");
     drop(a);
     b.shutdown().await;
@@ -498,5 +504,90 @@ print(json.loads(s.makefile().readline())["pid"], flush=True)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    close(forks, &mark).await;
+}
+
+/// The zygote parses a kernel command line once per shape (connection file aside) and hands
+/// the result to each kernel of that shape: options other than nbpipe's reach the kernel as
+/// they do a cold one, shapes do not mix, each kernel binds its own connection file, and a
+/// bad command line fails a forked kernel as it fails a cold one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_kernels_get_their_own_command_line_parsed_as_a_cold_kernel_does() {
+    let py = python();
+    let forks = ForkServers::new().unwrap();
+    forks.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let plain = KernelSpec::for_python(&py);
+    let mut sized = KernelSpec::for_python(&py);
+    sized.argv.push("--InteractiveShell.cache_size=1234".into());
+    const SHOW: &str = "import sys\nip = get_ipython()\nprint(ip.cache_size, ip.history_manager.hist_file, sys.argv[-1])";
+    let mut cold = Kernel::launch(&sized, &opts(None, &mark, cwd.path()))
+        .await
+        .unwrap();
+    let want = run(&mut cold, SHOW).await.unwrap();
+    assert_eq!(
+        want.trim(),
+        "1234 :memory: --HistoryManager.hist_file=:memory:"
+    );
+    // The second kernel of a shape reuses the zygote's parse; kernels of both shapes at once.
+    let mut kernels = Vec::new();
+    for spec in [&sized, &plain, &sized, &plain] {
+        kernels.push(
+            Kernel::launch(spec, &opts(Some(&forks), &mark, cwd.path()))
+                .await
+                .unwrap(),
+        );
+    }
+    let zygote = forks.zygote_pid(&py).await.expect("a running zygote");
+    let mut files = HashSet::new();
+    for (i, k) in kernels.iter_mut().enumerate() {
+        let out = run(k, SHOW).await.unwrap();
+        let size = if i % 2 == 0 { "1234" } else { "1000" };
+        assert_eq!(
+            out.trim(),
+            format!("{size} :memory: --HistoryManager.hist_file=:memory:"),
+            "kernel {i}"
+        );
+        let out = run(
+            k,
+            "import os, sys\nprint(os.getppid(), sys.argv[sys.argv.index('-f') + 1])",
+        )
+        .await
+        .unwrap();
+        let (ppid, file) = out.trim().split_once(' ').unwrap();
+        assert_eq!(ppid, zygote.to_string(), "kernel {i} was not forked");
+        assert!(
+            files.insert(file.to_string()),
+            "connection file reused: {file}"
+        );
+        // `input()` behaves as in a cold kernel (nbpipe answers no stdin requests).
+        let a = run(k, "input()").await.unwrap();
+        let b = run(&mut cold, "input()").await.unwrap();
+        assert_eq!(a, b, "input() differs from a cold kernel's");
+    }
+    // A command line the kernel rejects: the same failure, forked or cold.
+    let mut bad = KernelSpec::for_python(&py);
+    bad.argv.push("--InteractiveShell.cache_size".into());
+    let short = |spec: &KernelSpec, fork: Option<&ForkServers>| {
+        let mut o = opts(fork, &mark, cwd.path());
+        o.start_timeout = Duration::from_secs(30);
+        let spec = spec.clone();
+        async move { Kernel::launch(&spec, &o).await.map(|_| ()) }
+    };
+    let cold_err = short(&bad, None).await.expect_err("a cold kernel started");
+    let fork_err = short(&bad, Some(&forks))
+        .await
+        .expect_err("a forked kernel started");
+    for e in [&cold_err, &fork_err] {
+        assert!(
+            e.to_string().contains("expected one argument"),
+            "not argparse's error: {e}"
+        );
+    }
+    for k in kernels {
+        k.shutdown().await;
+    }
+    cold.shutdown().await;
     close(forks, &mark).await;
 }
