@@ -15,6 +15,8 @@
 //!   the queue stores for every server, and which failures are worth a retry.
 //! - [`serve`]: the wiring: projects, queue recovery, inbox/poll/SQS/schedule triggers,
 //!   workers and graceful drain.
+//! - [`triggers`]: the schedules, inbox folders and polled prefixes of the served projects,
+//!   kept in step with them when a revision is switched in (git-ops).
 //! - [`worker`]: claimed runs executed through an executor: leases renewed, cancels honoured,
 //!   live progress copied into the queue.
 //! - [`executors`]: which executor (local process or Docker container) runs a project's
@@ -34,5 +36,6 @@ pub mod policy;
 pub mod projects;
 pub mod queue;
 pub mod serve;
+pub mod triggers;
 pub mod ui;
 pub mod worker;

@@ -1,9 +1,10 @@
 //! `nbpipe serve`: wiring the parts together.
 //!
 //! Loads the projects, opens the queue (recovering runs a killed server left running), starts
-//! the triggers (a local inbox folder per S3 trigger, prefix polling, SQS, schedules), the
-//! workers and the HTTP API/UI, and drains on shutdown: intake stops, running runs get
-//! `drain_timeout` to finish, then they are stopped (cell interrupted, notebook saved).
+//! the triggers (a local inbox folder per S3 trigger's bucket, prefix polling and schedules,
+//! which follow revision switches: see [`crate::triggers`]; SQS), the workers and the HTTP
+//! API/UI, and drains on shutdown: intake stops, running runs get `drain_timeout` to finish,
+//! then they are stopped (cell interrupted, notebook saved).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,17 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use nbpipe_exec::Stop;
-use nbpipe_project::Trigger;
 use tokio::sync::watch;
 
 use crate::event::{ObjectEvent, RunRequest};
 use crate::intake::durable::{CursorError, CursorStore, EventSink, SinkError};
-use crate::intake::local::{LocalDir, LocalDirOptions};
 use crate::intake::outcome::{IntakeCounters, Submitted, Superseded};
 use crate::intake::routing::{self, Route};
-use crate::intake::schedule::Schedule;
 use crate::queue::{Enqueued, Limits, Queue};
 use crate::worker::{self, Projects, WorkerConfig};
 
@@ -143,6 +140,7 @@ pub fn default_database(first_project: &std::path::Path) -> String {
 }
 
 pub use crate::policy::max_attempts;
+pub use crate::triggers::run_schedules;
 
 /// Events → durable run requests for every matching project.
 ///
@@ -277,79 +275,6 @@ impl CursorStore for QueueCursors {
     }
 }
 
-/// The local inbox folders and the routes that match their events.
-pub fn inbox_routes(inbox: &std::path::Path, projects: &Projects) -> Vec<(PathBuf, Route)> {
-    let mut out = Vec::new();
-    for p in projects.values() {
-        for t in &p.triggers {
-            if let Trigger::S3 {
-                bucket,
-                prefix,
-                suffix,
-            } = t
-            {
-                let root = inbox.join(bucket);
-                let route = Route::new(p.key(), bucket, prefix, suffix.as_deref());
-                out.push((root, route));
-            }
-        }
-    }
-    out
-}
-
-/// Run the schedules of every project until `shutdown`; each fire time is queued once, and
-/// slots missed while the server was down collapse into one run.
-pub async fn run_schedules(
-    sink: Arc<QueueSink>,
-    cursors: Arc<QueueCursors>,
-    projects: Projects,
-    mut shutdown: watch::Receiver<bool>,
-) -> Result<(), ServeError> {
-    let mut all = Vec::new();
-    for p in projects.values() {
-        for s in Schedule::from_project(&p)? {
-            all.push((p.key(), s));
-        }
-    }
-    if all.is_empty() {
-        return Ok(());
-    }
-    loop {
-        let now = Utc::now();
-        let mut next_wake = now + chrono::Duration::seconds(60);
-        for (i, (project, s)) in all.iter().enumerate() {
-            if let Some(n) = s.next_after(now) {
-                next_wake = next_wake.min(n);
-            }
-            let name = format!("schedule:{project}:{i}:{}", s.expression());
-            let last = cursors
-                .get(&name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                .map(|t| t.with_timezone(&Utc));
-            let Some(last) = last else {
-                // First start: schedule from now on, no backfill.
-                let _ = cursors.set(&name, &now.to_rfc3339()).await;
-                continue;
-            };
-            if let Some(fire) = s.due(last, now) {
-                if sink.submit_request(&s.request(project, fire)).await.is_ok() {
-                    let _ = cursors.set(&name, &fire.to_rfc3339()).await;
-                }
-            }
-        }
-        let wait = (next_wake - Utc::now())
-            .to_std()
-            .unwrap_or(Duration::from_millis(200));
-        tokio::select! {
-            _ = tokio::time::sleep(wait.max(Duration::from_millis(200))) => {}
-            _ = shutdown.changed() => return Ok(()),
-        }
-    }
-}
-
 /// Attempts taken over from a dead server, to be followed by the worker pool.
 pub type TakenOverRx =
     tokio::sync::mpsc::UnboundedReceiver<(String, String, nbpipe_executor::Handle)>;
@@ -429,46 +354,6 @@ pub async fn run_workers(
     cfg.shutdowns.wait().await;
 }
 
-/// Start the local inbox watchers until `shutdown`.
-pub fn spawn_inbox(
-    inbox: &std::path::Path,
-    projects: &Projects,
-    sink: Arc<QueueSink>,
-    cursors: Arc<QueueCursors>,
-    shutdown: watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut seen = std::collections::HashSet::new();
-    let mut tasks = Vec::new();
-    for (root, route) in inbox_routes(inbox, projects) {
-        if !seen.insert(root.clone()) {
-            continue;
-        }
-        let _ = std::fs::create_dir_all(&root);
-        let mut dir = LocalDir::new(root, LocalDirOptions::default()).standing_for(&route.bucket);
-        if let Err(e) = dir.watch() {
-            eprintln!(
-                "note: inbox `{}`: no file events ({e}); new files are seen by polling every second",
-                dir.folder()
-            );
-        }
-        let sink = sink.clone();
-        let cursors = cursors.clone();
-        let mut shutdown = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            dir.run(
-                cursors.as_ref(),
-                sink.as_ref(),
-                async move {
-                    let _ = shutdown.wait_for(|s| *s).await;
-                },
-                |e| eprintln!("warning: inbox: {e}"),
-            )
-            .await;
-        }));
-    }
-    tasks
-}
-
 /// Run the server until `shutdown` fires (first signal: drain; the caller exits on a second).
 pub async fn serve(
     opts: ServeOptions,
@@ -524,13 +409,19 @@ pub async fn serve(
             ..Default::default()
         },
     );
+    // Revision switches (git-ops), for the trigger tasks that follow the projects.
+    let (switched_tx, mut switched) = watch::channel(());
+    let switched_tx = Arc::new(switched_tx);
     // A repository followed: its environments are served from its branches before anything
     // else starts (a server that cannot serve them does not start).
     let gitops = match &opts.git {
         Some(g) => {
-            let sink = sink.clone();
+            // At a switch, events are routed by the new revision at once; the trigger tasks
+            // follow on `switched` (see `crate::triggers`).
+            let (sink, switched) = (sink.clone(), switched_tx.clone());
             let on_switch = Box::new(move |p: &Projects| {
                 sink.set_routes(routing::routes(p.values().iter()));
+                switched.send_replace(());
             });
             Some(
                 crate::gitops::GitOps::start(
@@ -549,6 +440,9 @@ pub async fn serve(
         }
         None => None,
     };
+    // The trigger tasks start from the projects as served now: the first revisions' switches
+    // are not news to them.
+    switched.borrow_and_update();
     // Every server sharing the database claims, retries and recovers runs of these projects
     // by the policies in their nbpipe.yaml as of the latest start.
     for p in projects.values() {
@@ -600,66 +494,32 @@ pub async fn serve(
     let (intake_stop_tx, intake_stop) = watch::channel(false);
 
     let mut tasks = Vec::new();
+    // Inbox folders and polled prefixes: started now (one that cannot start stops the
+    // server's start), then reconciled at every revision switch.
+    let mut watchers = crate::triggers::Watchers::new(
+        sink.clone(),
+        cursors.clone(),
+        opts.inbox.clone(),
+        opts.poll,
+        intake_stop.clone(),
+    );
+    watchers.reconcile(&projects).await?;
     if let Some(inbox) = &opts.inbox {
-        let inbox_routes: Vec<Route> = inbox_routes(inbox, &projects)
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
-        let inbox_sink = Arc::new(
-            QueueSink::new(queue.clone(), inbox_routes, projects.clone(), wake.clone())
-                .with_counters(sink.counters()),
-        );
-        tasks.extend(spawn_inbox(
-            inbox,
-            &projects,
-            inbox_sink,
-            cursors.clone(),
-            intake_stop.clone(),
-        ));
         eprintln!(
             "Inbox: files under {}/<bucket>/<key> trigger like s3://bucket/key",
             inbox.display()
         );
     }
-    {
-        let (sink, cursors, projects, stop) = (
-            sink.clone(),
-            cursors.clone(),
-            projects.clone(),
-            intake_stop.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            if let Err(e) = run_schedules(sink, cursors, projects, stop).await {
-                eprintln!("warning: schedules: {e}");
-            }
-        }));
-    }
-    if let Some(every) = opts.poll {
-        for route in routing::routes(projects.values().iter()) {
-            let url = format!("s3://{}/{}", route.bucket, route.prefix);
-            let poller = crate::intake::poll::PrefixPoller::new(
-                &url,
-                &nbpipe_store::StoreConfig::from_env(),
-                crate::intake::poll::PollOptions {
-                    interval: every,
-                    ..Default::default()
-                },
-            )?;
-            let (sink, cursors, mut stop) = (sink.clone(), cursors.clone(), intake_stop.clone());
-            tasks.push(tokio::spawn(async move {
-                poller
-                    .run(
-                        cursors.as_ref(),
-                        sink.as_ref(),
-                        async move {
-                            let _ = stop.wait_for(|s| *s).await;
-                        },
-                        |e| eprintln!("warning: polling: {e}"),
-                    )
-                    .await;
-            }));
-        }
-    }
+    tasks.push(tokio::spawn(
+        watchers.follow(projects.clone(), switched.clone()),
+    ));
+    tasks.push(tokio::spawn(crate::triggers::run_schedules(
+        sink.clone(),
+        cursors.clone(),
+        projects.clone(),
+        Some(switched.clone()),
+        intake_stop.clone(),
+    )));
 
     #[cfg(feature = "sqs")]
     for url in &opts.sqs_queues {

@@ -167,3 +167,75 @@ fn urls_that_cannot_be_polled_are_typed_errors() {
         assert!(matches!(err, IntakeError::Store { .. }), "{url}: {err:?}");
     }
 }
+
+/// A project whose S3 trigger is `prefix` in the test bucket.
+fn triggered(dir: &std::path::Path, weed: &Seaweed, prefix: &str) -> nbpipe_project::Project {
+    std::fs::write(dir.join("a.ipynb"), "{}").unwrap();
+    let yaml = format!(
+        "name: sales\nnotebooks: [a.ipynb]\ntrigger: {{s3: {{bucket: {}, prefix: {prefix}}}}}\n",
+        weed.bucket()
+    );
+    nbpipe_project::parse(dir, "nbpipe.yaml", &yaml).unwrap()
+}
+
+/// The keys delivered to `sink` within `within`, once `n` arrived or the time is up.
+async fn delivered(sink: &MemorySink, n: usize, within: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < n && tokio::time::Instant::now() < deadline {
+        got.extend(keys(sink));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    got.sort();
+    got
+}
+
+/// A revision that moves a project's trigger prefix (git-ops): from the switch on the new
+/// prefix is polled (taken in like at a first start) and the old one no more.
+#[tokio::test]
+async fn a_switch_moves_the_polled_prefix_with_the_trigger() {
+    use nbpipe_server::projects::{Projects, Served};
+    use nbpipe_server::triggers::Watchers;
+    use std::sync::Arc;
+
+    let weed = Seaweed::start();
+    let cfg = config(&weed);
+    let dir = tempfile::tempdir().unwrap();
+    put(&weed, &cfg, "in/a.csv", "a").await;
+    put(&weed, &cfg, "new/b.csv", "b").await;
+    let projects = Projects::new([triggered(dir.path(), &weed, "in/")]);
+    let sink = Arc::new(MemorySink::new());
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut watchers = Watchers::new(
+        sink.clone(),
+        Arc::new(MemoryCursorStore::new()),
+        None,
+        Some(Duration::from_millis(100)),
+        stop,
+    )
+    .with_store(cfg.clone());
+    watchers.reconcile(&projects).await.unwrap();
+    let old = format!("poll:s3://{}/in/", weed.bucket());
+    assert_eq!(watchers.running(), [old]);
+    assert_eq!(
+        delivered(&sink, 1, Duration::from_secs(10)).await,
+        ["in/a.csv"]
+    );
+
+    projects.replace(Served {
+        project: triggered(dir.path(), &weed, "new/"),
+        git: None,
+    });
+    watchers.reconcile(&projects).await.unwrap();
+    let new = format!("poll:s3://{}/new/", weed.bucket());
+    assert_eq!(watchers.running(), [new]);
+    put(&weed, &cfg, "in/c.csv", "c").await;
+    put(&weed, &cfg, "new/d.csv", "d").await;
+    assert_eq!(
+        delivered(&sink, 2, Duration::from_secs(10)).await,
+        ["new/b.csv", "new/d.csv"]
+    );
+    // The old prefix's poller is gone: `in/c.csv` is never delivered.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(keys(&sink), Vec::<String>::new());
+}

@@ -161,6 +161,42 @@ fn origin_and_clone(sb: &Sandbox) -> (std::path::PathBuf, std::path::PathBuf) {
     (repos, sb.path("clone"))
 }
 
+/// POST a GitHub push hook for `body`, signed with the test's secret; its status and JSON.
+fn github_push(server: &Server, body: &str) -> (u16, Value) {
+    let sig = format!("X-Hub-Signature-256: sha256={}", sign(body));
+    server.request(
+        "POST",
+        "/hooks/git",
+        &[&sig, "X-GitHub-Event: push"],
+        Some(body),
+    )
+}
+
+/// `nbpipe serve --git URL` on a free loopback port with the test's token and webhook
+/// secret, its stderr in `serve.log`, the repository mirrored under `gitwork`, plus `extra`
+/// arguments; returns once `/api/health` answers.
+fn serve_git(sb: &Sandbox, url: &str, poll: &str, extra: &[&str]) -> Server {
+    let port = free_port();
+    let log = std::fs::File::create(sb.path("serve.log")).unwrap();
+    let child = sb
+        .nbpipe()
+        .env("NBPIPE_HOME", shared_home())
+        .env("NBPIPE_TOKEN", TOKEN)
+        .env("NBPIPE_GIT_WEBHOOK_SECRET", SECRET)
+        .args(["serve", "--git", url, "--git-poll", poll, "--lease", "3"])
+        .arg("--git-workdir")
+        .arg(sb.path("gitwork"))
+        .args(extra)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Server { child, port };
+    wait_for("the server", 120, || server.get("/api/health").is_some());
+    server
+}
+
 #[test]
 fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     let sb = Sandbox::new();
@@ -179,23 +215,7 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     let (_daemon, git_port) = daemon(&repos);
     let url = format!("git://127.0.0.1:{git_port}/origin.git");
     let gitwork = sb.path("gitwork");
-    let port = free_port();
-    let log = std::fs::File::create(sb.path("serve.log")).unwrap();
-    let child = sb
-        .nbpipe()
-        .env("NBPIPE_HOME", shared_home())
-        .env("NBPIPE_TOKEN", TOKEN)
-        .env("NBPIPE_GIT_WEBHOOK_SECRET", SECRET)
-        .args(["serve", "--git", &url, "--git-poll", "30", "--lease", "3"])
-        .arg("--git-workdir")
-        .arg(&gitwork)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let server = Server { child, port };
-    wait_for("the server", 120, || server.get("/api/health").is_some());
+    let server = serve_git(&sb, &url, "30", &[]);
 
     // Both environments of the default branch's nbpipe.yaml are served, each at its branch.
     let projects = server.get("/api/projects").unwrap();
@@ -258,13 +278,7 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
         (401, Some("bad_signature")),
         "{v}"
     );
-    let good = format!("X-Hub-Signature-256: sha256={}", sign(&body));
-    let (code, v) = server.request(
-        "POST",
-        "/hooks/git",
-        &[&good, "X-GitHub-Event: push"],
-        Some(&body),
-    );
+    let (code, v) = github_push(&server, &body);
     assert_eq!(code, 202, "{v}");
     assert_eq!(v["followed"], true);
     wait_for("staging v2 to be served", 120, || {
@@ -376,7 +390,7 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
 
     // The UI's run page shows the environment and the revision.
     let page = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{port}/runs/{s2}")])
+        .args(["-s", &format!("http://127.0.0.1:{}/runs/{s2}", server.port)])
         .output()
         .unwrap();
     let page = String::from_utf8_lossy(&page.stdout);
@@ -386,7 +400,7 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     );
     // The projects page shows each environment's revision history, refusals with their error.
     let page = Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{port}/projects")])
+        .args(["-s", &format!("http://127.0.0.1:{}/projects", server.port)])
         .output()
         .unwrap();
     let page = String::from_utf8_lossy(&page.stdout);
@@ -557,4 +571,129 @@ fn a_private_repository_is_followed_with_a_token_from_the_environment() {
     drop(server);
     let log = std::fs::read_to_string(sb.path("serve.log")).unwrap();
     assert!(!log.contains("tok-123"), "{log}");
+}
+
+/// The runs whose reason starts with `reason`.
+fn runs_for(server: &Server, reason: &str) -> Vec<Value> {
+    server
+        .runs()
+        .into_iter()
+        .filter(|r| r["reason"].as_str().unwrap_or("").starts_with(reason))
+        .collect()
+}
+
+/// A revision that changes the project's triggers takes them with it at the switch, without
+/// a restart: an added schedule fires, a removed one stops, and the inbox follows a changed
+/// trigger prefix and bucket (files under the old ones start nothing).
+#[test]
+fn a_revision_switch_rearms_schedules_and_inbox_triggers() {
+    let sb = Sandbox::new();
+    let (repos, work) = origin_and_clone(&sb);
+    let config = |triggers: &str| {
+        format!("name: rearm\nparameters: {{greeting: hi}}\nnotebooks: [nb.ipynb]\ntrigger:\n{triggers}")
+    };
+    std::fs::write(
+        work.join("nbpipe.yaml"),
+        config("  - s3: {bucket: drops, prefix: old/}\n"),
+    )
+    .unwrap();
+    std::fs::write(work.join("nb.ipynb"), notebook()).unwrap();
+    git(&work, &["checkout", "-q", "-b", "main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+
+    let (_daemon, git_port) = daemon(&repos);
+    let url = format!("git://127.0.0.1:{git_port}/origin.git");
+    let inbox = sb.path("inbox");
+    let server = serve_git(
+        &sb,
+        &url,
+        "300",
+        &[
+            "--workers",
+            "2",
+            "--per-project",
+            "2",
+            "--inbox",
+            inbox.to_str().unwrap(),
+        ],
+    );
+    let pid = server.child.id();
+
+    // Commits `nbpipe.yaml` with these triggers, pushes, signals the push and waits until the
+    // commit is served (the follower polls only every 300 s: the webhook is what wakes it).
+    let deploy = |triggers: &str, message: &str| {
+        std::fs::write(work.join("nbpipe.yaml"), config(triggers)).unwrap();
+        git(&work, &["commit", "-q", "-am", message]);
+        let commit = git(&work, &["rev-parse", "HEAD"]);
+        git(&work, &["push", "-q", "origin", "main"]);
+        let body = json!({"ref": "refs/heads/main"}).to_string();
+        let (code, v) = github_push(&server, &body);
+        assert_eq!(code, 202, "{v}");
+        wait_for(&format!("`{message}` to be served"), 120, || {
+            serving(&server, "rearm").as_deref() == Some(commit.as_str())
+        });
+    };
+    let drop_file = |rel: &str| {
+        let path = inbox.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, rel).unwrap();
+    };
+    let file_runs = |key: &str| runs_for(&server, &format!("file {key}")).len();
+
+    // The first revision's inbox trigger works.
+    drop_file("drops/old/a.csv");
+    wait_for("the run of old/a.csv", 60, || file_runs("old/a.csv") == 1);
+
+    // (a) A schedule added by a revision fires, with no restart.
+    assert!(runs_for(&server, "schedule").is_empty());
+    deploy(
+        "  - s3: {bucket: drops, prefix: old/}\n  - schedule: '*/2 * * * * *'\n",
+        "add a schedule",
+    );
+    wait_for("runs of the added schedule", 30, || {
+        runs_for(&server, "schedule */2").len() >= 2
+    });
+
+    // (b) A revision without it: no scheduled run is queued after the switch (one being
+    // queued while the switch happens is allowed for), though slots come every 2 s.
+    // (c) Its trigger prefix moves from `old/` to `new/`.
+    deploy(
+        "  - s3: {bucket: drops, prefix: new/}\n",
+        "remove the schedule, move the prefix",
+    );
+    let at_switch = runs_for(&server, "schedule").len();
+    drop_file("drops/old/b.csv");
+    drop_file("drops/new/c.csv");
+    wait_for("the run of new/c.csv", 60, || file_runs("new/c.csv") == 1);
+    std::thread::sleep(Duration::from_secs(5));
+    let after = runs_for(&server, "schedule").len();
+    assert!(
+        after <= at_switch + 1,
+        "the removed schedule went on firing: {at_switch} scheduled runs at the switch, {after} 5 s later"
+    );
+    assert_eq!(file_runs("old/b.csv"), 0, "{:#?}", server.runs());
+
+    // A new bucket: its inbox folder is watched from the switch on, the old one's no more.
+    deploy(
+        "  - s3: {bucket: fresh, prefix: new/}\n",
+        "move to another bucket",
+    );
+    drop_file("drops/new/d.csv");
+    drop_file("fresh/new/e.csv");
+    wait_for("the run of fresh/new/e.csv", 60, || {
+        file_runs("new/e.csv") == 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(file_runs("new/d.csv"), 0, "{:#?}", server.runs());
+    // Nothing ran twice, and it was one server all along.
+    assert_eq!(file_runs("old/a.csv"), 1);
+    assert_eq!(file_runs("new/c.csv"), 1);
+    assert_eq!(server.child.id(), pid);
+    let runs = server.wait_runs("every run to finish", |r| {
+        r.iter()
+            .all(|x| x["status"] == "succeeded" || x["status"] == "failed")
+    });
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:#?}");
 }

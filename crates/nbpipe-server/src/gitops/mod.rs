@@ -14,9 +14,9 @@
 //! verified push webhook ([`webhook`]).
 //!
 //! What a new revision changes: its notebooks, parameters, environment, executor, output,
-//! run policy, and the S3 prefixes events are routed by. Schedules, polled prefixes and
-//! inbox folders are set up when the server starts; a revision that changes them is served,
-//! and they follow at the next start (the revision's record says so).
+//! run policy, the S3 prefixes events are routed by, and its triggers: `on_switch` is called
+//! after each switch, and the server's schedules, inbox folders and polled prefixes follow
+//! the new revision there (see [`crate::triggers`]).
 
 pub mod webhook;
 
