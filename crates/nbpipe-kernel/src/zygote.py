@@ -414,7 +414,17 @@ class Zygote:
         finally:
             try:
                 import atexit
+                import threading
 
+                finish_control_thread()
+                # As the interpreter does at exit: wait for non-daemon threads, then run
+                # the atexit handlers (ipykernel's close among them).
+                shutdown = getattr(threading, "_shutdown", None)
+                if shutdown is not None:
+                    try:
+                        shutdown()
+                    except Exception:
+                        pass
                 atexit._run_exitfuncs()
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -444,6 +454,39 @@ def reseed():
             np.seed()
         except Exception:
             pass
+
+
+def finish_control_thread():
+    """Let ipykernel's control thread finish the message it is handling before exiting.
+
+    After `shutdown_request` the control thread still flushes stdout and publishes its
+    `idle` status, through the IOPub thread. The atexit handlers stop the IOPub thread
+    first (it registered its `stop` after the app registered `close`), so a control thread
+    still flushing then waits for an IOPub thread that is gone and `close` waits for it:
+    the kernel hung until nbpipe's SIGTERM, its remaining atexit handlers unrun (py-spy
+    stacks; one forked kernel in three in a busy `nbpipe run`). A cold interpreter gets
+    there later, its control thread done. Stopping and joining the control thread before
+    the atexit handlers gives the forked kernel the same order. Bounded; nothing user code
+    sees changes; an ipykernel without these attributes is left as it is.
+    """
+    try:
+        import threading
+
+        from ipykernel.kernelapp import IPKernelApp
+
+        if not IPKernelApp.initialized():
+            return
+        control = getattr(IPKernelApp.instance(), "control_thread", None)
+        if (
+            control is not None
+            and control is not threading.current_thread()
+            and control.is_alive()
+            and hasattr(control, "stop")
+        ):
+            control.stop()
+            control.join(timeout=5)
+    except Exception:
+        pass
 
 
 def run_kernel(argv):
