@@ -51,21 +51,30 @@ const PROBE: &str = "import sys, platform; print(sys.executable); \
 print('%s-%s%s-%s' % (sys.implementation.name, platform.python_version(), \
 getattr(sys, 'abiflags', ''), platform.machine()))";
 
+/// The file of the interpreter `requested` (a name on `PATH`, or a path).
+pub(crate) fn resolve_python(requested: &str) -> Result<PathBuf, EnvError> {
+    let no_python = |reason: &str| EnvError::NoPython {
+        requested: requested.to_string(),
+        reason: reason.to_string(),
+    };
+    if requested.contains(std::path::MAIN_SEPARATOR) || requested.contains('/') {
+        let p = PathBuf::from(requested);
+        if !p.is_file() {
+            return Err(no_python("no such file"));
+        }
+        Ok(p)
+    } else {
+        which(requested).ok_or_else(|| no_python("not found on PATH"))
+    }
+}
+
 /// Find and query the interpreter `requested` (a name on `PATH`, or a path).
 pub(crate) fn probe_python(requested: &str) -> Result<PythonInfo, EnvError> {
     let no_python = |reason: String| EnvError::NoPython {
         requested: requested.to_string(),
         reason,
     };
-    let path = if requested.contains(std::path::MAIN_SEPARATOR) || requested.contains('/') {
-        let p = PathBuf::from(requested);
-        if !p.is_file() {
-            return Err(no_python("no such file".into()));
-        }
-        p
-    } else {
-        which(requested).ok_or_else(|| no_python("not found on PATH".into()))?
-    };
+    let path = resolve_python(requested)?;
     // "Text file busy": the interpreter was written a moment ago and a process forked
     // meanwhile (by any thread) still holds it open until it execs. That passes; retry.
     let mut attempts = 0;
@@ -421,15 +430,18 @@ pub fn manifest_json(
     serde_json::to_string_pretty(&m).unwrap_or_default() + "\n"
 }
 
-/// Whether `root` is a finished environment for `hash` whose Python has ipykernel.
-pub(crate) fn env_is_usable(root: &Path, hash: &str) -> bool {
+/// Whether `root` holds the manifest of a finished environment for `hash`.
+pub(crate) fn manifest_matches(root: &Path, hash: &str) -> bool {
     let Ok(text) = std::fs::read_to_string(root.join(MANIFEST_FILE)) else {
         return false;
     };
-    let Ok(manifest) = serde_json::from_str::<Manifest>(&text) else {
-        return false;
-    };
-    if manifest.hash != hash || manifest.format != ENV_FORMAT_VERSION {
+    serde_json::from_str::<Manifest>(&text)
+        .is_ok_and(|m| m.hash == hash && m.format == ENV_FORMAT_VERSION)
+}
+
+/// Whether `root` is a finished environment for `hash` whose Python has ipykernel.
+pub(crate) fn env_is_usable(root: &Path, hash: &str) -> bool {
+    if !manifest_matches(root, hash) {
         return false;
     }
     let python = env_python(root);

@@ -19,6 +19,7 @@
 mod build;
 mod error;
 mod hash;
+mod known;
 mod marker;
 
 use std::path::{Path, PathBuf};
@@ -141,7 +142,7 @@ fn ensure_with(
     let requirements = req_exists.then_some(req_path.as_path());
     let input = RequirementsInput::read(requirements)?;
 
-    let python = build::probe_python(opts.python.as_deref().unwrap_or("python3"))?;
+    let python = known::probe_python(home, opts.python.as_deref().unwrap_or("python3"))?;
     let hash = hash::env_hash(&input, &python.version);
 
     let envs = home.join("envs");
@@ -149,7 +150,7 @@ fn ensure_with(
     let root = envs.join(&hash);
     let _lock = build::lock(&envs.join(format!("{hash}.lock")), opts.quiet)?;
 
-    if !opts.force && build::env_is_usable(&root, &hash) {
+    if !opts.force && known::env_is_usable(home, &root, &hash) {
         note(
             opts.quiet,
             format_args!("using environment {}", root.display()),

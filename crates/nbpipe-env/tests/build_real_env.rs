@@ -53,6 +53,27 @@ fn builds_reuses_and_rehashes_a_real_env() {
     assert_eq!(again.root, env.root);
     assert_eq!(again.hash, env.hash);
     assert!(took < Duration::from_secs(10), "reuse took {took:?}");
+    // The reuse check was kept (interpreter and environment facts), so later checks start
+    // no Python; a fact never hides a broken environment: without its ipykernel package
+    // the environment is rebuilt.
+    let known: Vec<String> = std::fs::read_dir(tmp.path().join("nbpipe-home").join("known"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(known.iter().any(|n| n.starts_with("env-")), "{known:?}");
+    let site = std::fs::read_dir(env.root.join("lib"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("site-packages"))
+        .find(|p| p.join("ipykernel").is_dir())
+        .expect("ipykernel in the environment's site-packages");
+    std::fs::remove_dir_all(site.join("ipykernel")).unwrap();
+    assert!(!imports(&env.python, "ipykernel"));
+    let rebuilt = ensure(&folder, &opts).unwrap();
+    assert_eq!(rebuilt.hash, env.hash);
+    assert!(
+        imports(&rebuilt.python, "six, ipykernel"),
+        "a broken environment was reused"
+    );
 
     let (found_folder, found) = nearest(&folder.join("notebooks")).unwrap().unwrap();
     assert_eq!(found_folder, std::fs::canonicalize(&folder).unwrap());
