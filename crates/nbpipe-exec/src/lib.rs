@@ -68,9 +68,12 @@ pub struct ExecOptions {
     /// for it to exit; the owner of the set waits for it.
     pub shutdowns: Option<nbpipe_kernel::pool::Shutdowns>,
     /// Extra environment variables of the kernel process (a project's secrets). A run with
-    /// any does not take a kernel from `pool` (pooled kernels were started without them, and
-    /// a kernel holding secret values must not wait in a pool); it still forks from `fork`.
+    /// any does not take a kernel from a shared `pool` (a kernel holding secret values must
+    /// not wait where another run could take it); it still forks from `fork`.
     pub env: Vec<(String, String)>,
+    /// `pool` is the caller's own (one project run's, gone when the run ends): a kernel
+    /// pre-started there with the same `env` may be taken (the pool keys kernels by it).
+    pub private_pool: bool,
     /// Secret values to replace with `***` in every output, error and failure message
     /// before it is saved or shown (see [`mask`]).
     pub masker: Masker,
@@ -98,6 +101,7 @@ impl Default for ExecOptions {
             fork: None,
             shutdowns: None,
             env: Vec::new(),
+            private_pool: false,
             masker: Masker::default(),
         }
     }

@@ -106,7 +106,9 @@ pub async fn execute(
     };
     let start = async {
         match &opts.pool {
-            Some(pool) if opts.env.is_empty() => pool.take_or_launch(&spec, &launch).await,
+            Some(pool) if opts.env.is_empty() || opts.private_pool => {
+                pool.take_or_launch(&spec, &launch).await
+            }
             _ => Kernel::launch(&spec, &launch).await,
         }
     };

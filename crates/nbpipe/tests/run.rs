@@ -136,6 +136,57 @@ fn seed_form_runs_unchanged_with_run_context() {
     sb.assert_no_processes_left();
 }
 
+/// Reports are rendered while the next step runs: every report and summary is in run.json
+/// when the run ends, and a report that cannot be stored (a directory in its way) leaves
+/// its step succeeded, without `html`, with a warning, and the steps after it run.
+#[test]
+fn html_reports_are_stored_before_the_run_ends_and_a_failed_one_only_warns() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "reports",
+        "output: runs/{run_id}\nnotebooks:\n  - a.ipynb\n  - b.ipynb\n  - c.ipynb\n",
+    );
+    for (name, word) in [("a", "alpha"), ("b", "beta"), ("c", "gamma")] {
+        write_nb(
+            &dir,
+            &format!("{name}.ipynb"),
+            "x = 1",
+            &[&format!("print('{word}', x)")],
+        );
+    }
+    std::fs::create_dir_all(dir.join("runs/r1/b.html/in-the-way")).unwrap();
+    let out = run(nbpipe_run(&sb, "reports").args(["--run-id", "r1"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("b: no HTML report"),
+        "no warning for the report that could not be stored: {}",
+        stderr(&out)
+    );
+    let run = dir.join("runs/r1");
+    let m = manifest(&run);
+    assert_eq!(m["status"], "succeeded");
+    for (id, word) in [("a", "alpha"), ("c", "gamma")] {
+        let s = step(&m, id);
+        assert_eq!(s["status"], "succeeded");
+        assert_eq!(
+            s["html"],
+            run.join(format!("{id}.html")).display().to_string()
+        );
+        assert_eq!(s["summary"], json!([format!("{word} 1")]));
+        let html = std::fs::read_to_string(run.join(format!("{id}.html"))).unwrap();
+        assert!(
+            html.contains(&format!("{word} 1")),
+            "{id}.html lacks its output"
+        );
+    }
+    let b = step(&m, "b");
+    assert_eq!(b["status"], "succeeded");
+    assert_eq!(b["html"], Value::Null);
+    assert_eq!(last_stdout(&run.join("b.ipynb")), "beta 1\n");
+    sb.assert_no_processes_left();
+}
+
 #[test]
 fn dag_failure_stops_dependents_while_others_finish() {
     let sb = Sandbox::new();
@@ -509,6 +560,50 @@ fn cache_invalidates_when_the_environment_changes() {
     let (cached3, env3) = go("e3");
     assert_ne!(env1, env3, "new requirements, new environment");
     assert!(!cached3, "a new environment invalidates the cache");
+}
+
+/// With secrets, the run's own pool still starts each step's kernel during the step before
+/// (with the secrets in its environment, as a step's own kernel has them); nothing waits in
+/// a pool after the run, and the value reaches no output.
+#[test]
+fn pipeline_steps_with_secrets_get_kernels_started_during_the_step_before() {
+    let sb = Sandbox::new();
+    let dir = project(
+        &sb,
+        "pipesecret",
+        "secrets:\n  TOKEN: {env: NBPIPE_TEST_PIPE_TOKEN}\nnotebooks:\n  - a.ipynb\n  - b.ipynb\n  - c.ipynb\n",
+    );
+    let probe = "import os, time\ntime.sleep(1.5)\nprint(os.environ.get('NBPIPE_POOLED_KERNEL', 'cold'), os.environ.get('TOKEN', '')[::-1] == 'eul4v-t3rc3s', os.getpid())";
+    for name in ["a.ipynb", "b.ipynb", "c.ipynb"] {
+        write_nb(&dir, name, "x = 1", &[probe]);
+    }
+    let out = nbpipe_run(&sb, dir.to_str().unwrap())
+        .env("NBPIPE_TEST_PIPE_TOKEN", "s3cr3t-v4lue")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = run_dir(&dir);
+    let seen: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|s| last_stdout(&run.join(format!("{s}.ipynb"))))
+        .collect();
+    let how: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next().unwrap(), w.next().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        how,
+        [("cold", "True"), ("1", "True"), ("1", "True")],
+        "{seen:?}"
+    );
+    for f in std::fs::read_dir(&run).unwrap() {
+        let text = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!String::from_utf8_lossy(&text).contains("s3cr3t-v4lue"));
+    }
+    sb.assert_no_processes_left();
 }
 
 /// A pipeline starts each step's kernel while the step before it runs: every step after the

@@ -126,6 +126,12 @@ pub(crate) struct RunState {
     pub cache_keys: Mutex<HashMap<usize, String>>,
     /// The secret values, for kernels' environment and masking.
     pub secrets: crate::secrets::Resolved,
+    /// `opts.pool` is this run's own, not a caller's: kernels with the run's secrets may be
+    /// pre-started in it (see `step::next_kernel`).
+    pub private_pool: bool,
+    /// Succeeded steps' HTML reports being rendered and stored (see `step::report_later`);
+    /// the run waits for them before its final manifest.
+    pub reports: std::sync::Mutex<JoinSet<()>>,
 }
 
 /// Run `project`; returns the final manifest (also written to `{output}/run.json`).
@@ -155,7 +161,7 @@ pub async fn run(
     if let Some(set) = &own_shutdowns {
         opts.shutdowns = Some(set.clone());
     }
-    let result = run_with(project, opts, observer, stop).await;
+    let result = run_with(project, opts, own_pool.is_some(), observer, stop).await;
     if let Some(set) = own_shutdowns {
         set.wait().await;
     }
@@ -173,6 +179,7 @@ pub fn fork_wanted(project: &Project, opts: &RunOptions) -> bool {
 async fn run_with(
     project: Project,
     opts: RunOptions,
+    private_pool: bool,
     observer: Arc<dyn RunObserver>,
     stop: watch::Receiver<Option<Stop>>,
 ) -> Result<RunManifest, RunError> {
@@ -304,10 +311,25 @@ async fn run_with(
         observer,
         cache_keys: Mutex::new(HashMap::new()),
         secrets,
+        private_pool,
+        reports: std::sync::Mutex::new(JoinSet::new()),
     });
     state.write_manifest().await?;
 
     schedule(&state, stop).await;
+    let mut reports = std::mem::take(
+        &mut *state
+            .reports
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    while let Some(done) = reports.join_next().await {
+        if let Err(e) = done {
+            state
+                .observer
+                .message(&format!("warning: an HTML report failed: {e}"));
+        }
+    }
 
     let mut m = state.manifest.lock().await;
     let ended = Utc::now();

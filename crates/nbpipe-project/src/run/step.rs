@@ -1,7 +1,11 @@
 //! One step: parameters, cache lookup, attempts with backoff and a time limit, outputs.
 //!
-//! A step is marked succeeded only after its output notebook (and HTML report) are stored.
+//! A step is marked succeeded only after its output notebook is stored. Its HTML report is
+//! rendered and stored while the steps after it run ([`report_later`]): rendering (syntax
+//! highlighting above all) was the largest part of the time between two steps. The run ends
+//! only once every report is stored or its failure recorded ([`super::RunState::reports`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -17,7 +21,7 @@ use super::{context, secs, stamp, RunState};
 
 /// Run step `i` to completion; returns its final status.
 pub(crate) async fn run_step(
-    state: &RunState,
+    state: &Arc<RunState>,
     i: usize,
     stop: watch::Receiver<Option<Stop>>,
 ) -> &'static str {
@@ -31,7 +35,7 @@ pub(crate) async fn run_step(
 }
 
 async fn try_run_step(
-    state: &RunState,
+    state: &Arc<RunState>,
     i: usize,
     stop: watch::Receiver<Option<Stop>>,
 ) -> Result<&'static str, String> {
@@ -136,6 +140,7 @@ async fn try_run_step(
             fork: state.opts.fork.clone(),
             shutdowns: state.opts.shutdowns.clone(),
             env: state.secrets.env().to_vec(),
+            private_pool: state.private_pool,
             masker: state.secrets.masker().clone(),
             ..ExecOptions::default()
         };
@@ -145,33 +150,24 @@ async fn try_run_step(
         };
         match nbpipe_exec::execute(&opts, &mut obs, step_stop).await {
             Ok((nb, Outcome::Completed)) => {
-                let summary = render_html(nb, &html, &step.id).await?;
                 let ended = Utc::now();
                 {
                     let mut m = state.manifest.lock().await;
                     let rec = &mut m.steps[i];
-                    rec.summary = summary;
                     rec.ended = Some(stamp(ended));
                     rec.duration = Some(secs(ended - started));
-                    rec.html = Some(html.to_string());
                     rec.error = None;
                     rec.cell = None;
                 }
-                if let Some(key) = key {
-                    let entry = Entry {
-                        key,
-                        run_id: state.run_id.clone(),
-                        step: step.id.clone(),
-                        output: output.to_string(),
-                        html: Some(html.to_string()),
-                        created: stamp(ended),
-                    };
-                    if let Err(e) = Index::for_project(&state.project.dir).put(&entry) {
-                        state
-                            .observer
-                            .message(&format!("warning: could not record the cache entry: {e}"));
-                    }
-                }
+                let entry = key.map(|key| Entry {
+                    key,
+                    run_id: state.run_id.clone(),
+                    step: step.id.clone(),
+                    output: output.to_string(),
+                    html: None, // set once the report is stored
+                    created: stamp(ended),
+                });
+                report_later(state, i, nb, html, entry);
                 state.finish_step(i, status::SUCCEEDED, None).await;
                 return Ok(status::SUCCEEDED);
             }
@@ -311,22 +307,71 @@ async fn render_html(
     html: &Location,
     title: &str,
 ) -> Result<Vec<String>, String> {
-    // The report embeds every output, so the spilled ones come back into memory here.
-    let nb = executed
-        .into_notebook()
-        .map_err(|e| format!("could not read the run's large outputs back: {e}"))?;
-    let summary = super::manifest::stdout_summary(&nb);
-    let page = nbpipe_render::render(
-        &nb,
-        &nbpipe_render::RenderOptions {
-            title: Some(title.to_string()),
-            ..Default::default()
-        },
-    );
+    let title = title.to_string();
+    // CPU-bound (the report embeds every output, so spilled ones come back into memory, and
+    // code is highlighted): off the async workers, which drive the running kernels.
+    let (summary, page) = tokio::task::spawn_blocking(move || {
+        let nb = executed
+            .into_notebook()
+            .map_err(|e| format!("could not read the run's large outputs back: {e}"))?;
+        let summary = super::manifest::stdout_summary(&nb);
+        let page = nbpipe_render::render(
+            &nb,
+            &nbpipe_render::RenderOptions {
+                title: Some(title),
+                ..Default::default()
+            },
+        );
+        Ok::<_, String>((summary, page))
+    })
+    .await
+    .map_err(|e| format!("rendering failed: {e}"))??;
     html.put(page.into_bytes())
         .await
         .map_err(|e| format!("could not store the HTML report: {e}"))?;
     Ok(summary)
+}
+
+/// Render and store a succeeded step's HTML report in the background, then record it (and
+/// the step's stdout summary) in the manifest, and the step's cache `entry` when it has
+/// one. A report that cannot be stored leaves the step succeeded (its notebook, the record,
+/// is stored) with no `html` and a warning: the report is derived from the notebook.
+fn report_later(
+    state: &Arc<RunState>,
+    i: usize,
+    executed: nbpipe_exec::Executed,
+    html: Location,
+    entry: Option<Entry>,
+) {
+    let st = state.clone();
+    let task = async move {
+        let id = st.project.steps[i].id.clone();
+        let stored = match render_html(executed, &html, &id).await {
+            Ok(summary) => {
+                let mut m = st.manifest.lock().await;
+                m.steps[i].summary = summary;
+                m.steps[i].html = Some(html.to_string());
+                true
+            }
+            Err(msg) => {
+                st.observer
+                    .message(&format!("warning: {id}: no HTML report: {msg}"));
+                false
+            }
+        };
+        if let Some(mut entry) = entry {
+            entry.html = stored.then(|| html.to_string());
+            if let Err(e) = Index::for_project(&st.project.dir).put(&entry) {
+                st.observer
+                    .message(&format!("warning: could not record the cache entry: {e}"));
+            }
+        }
+    };
+    state
+        .reports
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .spawn(task);
 }
 
 /// Names the notebook's parameters cell declares (empty if none or not inspectable).
@@ -425,8 +470,9 @@ async fn next_kernel(state: &RunState, i: usize) -> Option<Prewarm> {
     let (Some(pool), Some(env)) = (&state.opts.pool, &state.env) else {
         return None;
     };
-    if !state.secrets.is_empty() {
-        // Kernels with secrets are never taken from a pool (see `ExecOptions::env`).
+    if !state.secrets.is_empty() && !state.private_pool {
+        // Kernels with secrets never wait in a caller's pool (see `ExecOptions::env`); the
+        // run's own pool holds this run's next kernel only, with this run's secrets.
         return None;
     }
     let next = {
@@ -448,6 +494,7 @@ async fn next_kernel(state: &RunState, i: usize) -> Option<Prewarm> {
         spec: env.kernelspec(),
         launch: nbpipe_kernel::LaunchOptions {
             fork: state.opts.fork.clone(),
+            env: state.secrets.env().to_vec(),
             ..pool_launch(&state.project, j)
         },
     })

@@ -113,6 +113,7 @@ pub fn run(args: ExecArgs) -> u8 {
         shutdowns: None,
         // The papermill-style single notebook has no project, hence no `secrets:`.
         env: Vec::new(),
+        private_pool: false,
         masker: Default::default(),
     };
     if let Some(cwd) = &opts.cwd {
