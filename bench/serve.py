@@ -466,6 +466,7 @@ def throughput_phase(nbpipe, env, warm: int, n: int, settle_s: float, timeout: f
         done = wait_runs(srv, set(keys), timeout, progress_every=15, poll_s=1.0)
         t_seen = time.time()
         server_cpu = process_cpu_s(srv.proc.pid)
+        live_tree_cpu = tree_cpu_s(srv.proc.pid)
         all_runs = srv.runs()
         if len(all_runs) != n:
             raise BenchError(f"{name}: the server lists {len(all_runs)} runs, expected exactly {n}")
@@ -486,9 +487,12 @@ def throughput_phase(nbpipe, env, warm: int, n: int, settle_s: float, timeout: f
         srv.kill()
         raise
     stop = srv.stop()
-    # Where the CPU went, for the whole phase (server start and drain included): the server
-    # process itself, and everything it started (zygote, kernels: counted once reaped).
-    tree_cpu = children_cpu_s() - cpu0
+    # Where the CPU went, for the whole phase: the server process itself, and everything it
+    # started (zygote, kernels). Read from /proc while the server still runs (`tree_cpu_s`:
+    # each process's own time plus that of the children it reaped) — a zygote killed at
+    # shutdown is not always reaped by the server, which would lose its kernels' time —
+    # or, if larger, from this process's reaped children after the server stopped.
+    tree_cpu = max(children_cpu_s() - cpu0, live_tree_cpu)
     cpu = {"nbpipe_serve_s": server_cpu, "server_tree_s": tree_cpu,
            "kernels_and_zygote_s": tree_cpu - server_cpu,
            "nbpipe_serve_ms_per_run": server_cpu / n * 1e3,
@@ -513,6 +517,30 @@ def children_cpu_s() -> float:
     """CPU seconds of this process's reaped descendants (and theirs, once reaped)."""
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a live process and all its live descendants, each with the time of the
+    children it has reaped (utime + stime + cutime + cstime)."""
+    parent, cpu = {}, {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent[int(d.name)] = int(fields[1])
+        cpu[int(d.name)] = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+    def under(p: int) -> bool:
+        while p > 1:
+            if p == pid:
+                return True
+            p = parent.get(p, 0)
+        return False
+
+    return sum(c for p, c in cpu.items() if under(p))
 
 
 def process_cpu_s(pid: int) -> float:
