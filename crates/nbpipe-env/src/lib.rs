@@ -103,6 +103,16 @@ pub fn nbpipe_home() -> Result<PathBuf, EnvError> {
         .ok_or(EnvError::NoHome)
 }
 
+/// Where running zygotes (fork servers) of managed environments are advertised for other
+/// nbpipe processes of this user: `$NBPIPE_ZYGOTES`, else `$NBPIPE_HOME/zygotes` (see
+/// `nbpipe_kernel::fork`).
+pub fn zygote_registry() -> Result<PathBuf, EnvError> {
+    match std::env::var_os("NBPIPE_ZYGOTES").filter(|v| !v.is_empty()) {
+        Some(dir) => Ok(absolute(Path::new(&dir))),
+        None => Ok(nbpipe_home()?.join("zygotes")),
+    }
+}
+
 /// Make or reuse the managed environment for folder `dir` and record it in
 /// `dir/.nbpipe/env.json`. Environments live under [`nbpipe_home`].
 pub fn ensure(dir: &Path, opts: &EnvOptions) -> Result<ManagedEnv, EnvError> {

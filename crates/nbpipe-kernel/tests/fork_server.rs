@@ -728,3 +728,82 @@ async fn forked_kernels_get_their_own_command_line_parsed_as_a_cold_kernel_does(
     cold.shutdown().await;
     close(forks, &mark).await;
 }
+
+/// A kernel's parent pid, and whether it leads its own session (forked kernels do).
+async fn parent(k: &mut Kernel) -> String {
+    let code = "import os; print(os.getppid(), os.getsid(0) == os.getpid())";
+    run(k, code).await.unwrap().trim().to_string()
+}
+
+/// Sharing with `nbpipe exec`: a set made with `ForkServers::discovering` starts no zygote;
+/// it forks from the zygote another set advertises for the interpreter, and starts cold when
+/// the advert names a process that is not that zygote, or is gone with its zygote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_discovering_set_forks_from_an_advertised_zygote_else_starts_cold() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let py = python();
+    let home = tempfile::tempdir().unwrap();
+    let registry = home.path().join("zygotes");
+    let owner = ForkServers::advertised(registry.clone()).unwrap();
+    owner.enable("test", &py, "test", &[]);
+    let mark = mark();
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = KernelSpec::for_python(&py);
+    // The owner's own first kernel: its zygote is started and advertised.
+    let own = Kernel::launch(&spec, &opts(Some(&owner), &mark, cwd.path()))
+        .await
+        .unwrap();
+    let zygote = owner.zygote_pid(&py).await.unwrap();
+    let mode = std::fs::metadata(&registry).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "the registry must be private");
+    let adverts: Vec<PathBuf> = std::fs::read_dir(&registry)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(adverts.len(), 1, "{adverts:?}");
+    let advert: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&adverts[0]).unwrap()).unwrap();
+    assert_eq!(advert["pid"], zygote);
+    assert_eq!(advert["python"], py.to_str().unwrap());
+
+    let finder = ForkServers::discovering(registry.clone()).unwrap();
+    let mut shared = Kernel::launch(&spec, &opts(Some(&finder), &mark, cwd.path()))
+        .await
+        .unwrap();
+    assert_eq!(parent(&mut shared).await, format!("{zygote} True"));
+    assert_eq!(owner.zygotes_started(&py).await, 1, "no second zygote");
+    assert_eq!(finder.zygotes_started(&py).await, 0);
+    shared.shutdown().await;
+
+    // An advert whose pid is another process (here: this test) is not taken for the zygote.
+    let original = std::fs::read(&adverts[0]).unwrap();
+    let mut forged = advert.clone();
+    forged["pid"] = serde_json::json!(std::process::id());
+    std::fs::write(&adverts[0], forged.to_string()).unwrap();
+    let mut cold = Kernel::launch(&spec, &opts(Some(&finder), &mark, cwd.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        parent(&mut cold).await,
+        format!("{} False", std::process::id())
+    );
+    cold.shutdown().await;
+    std::fs::write(&adverts[0], original).unwrap();
+
+    // The owner gone: its advert is retracted, and the next kernel starts cold.
+    own.shutdown().await;
+    let dir = owner.runtime_dir().to_string_lossy().into_owned();
+    drop(owner);
+    assert!(!adverts[0].exists(), "the advert outlived its zygote");
+    let mut cold = Kernel::launch(&spec, &opts(Some(&finder), &mark, cwd.path()))
+        .await
+        .unwrap();
+    assert_eq!(
+        parent(&mut cold).await,
+        format!("{} False", std::process::id())
+    );
+    cold.shutdown().await;
+    drop(finder);
+    assert_no_leftovers(&mark, Some(&dir)).await;
+}

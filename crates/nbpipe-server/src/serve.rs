@@ -382,11 +382,15 @@ pub async fn serve(
         default_database(&std::fs::canonicalize(&first_dir).unwrap_or(first_dir))
     });
     let queue = Queue::open(&url).await?;
-    // One zygote per project environment, living as long as the server.
+    // One zygote per project environment, living as long as the server, advertised so
+    // that `nbpipe exec` may fork from it.
     let forks = if opts.no_fork_server {
         None
     } else {
-        nbpipe_kernel::ForkServers::new().ok()
+        match nbpipe_env::zygote_registry() {
+            Ok(dir) => nbpipe_kernel::ForkServers::advertised(dir).ok(),
+            Err(_) => nbpipe_kernel::ForkServers::new().ok(),
+        }
     };
     let envs = worker::EnvCache::with_forks(forks.clone());
     let wake = Arc::new(tokio::sync::Notify::new());

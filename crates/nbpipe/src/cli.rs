@@ -309,6 +309,10 @@ pub struct ExecArgs {
         default_value_t = 30
     )]
     pub autosave_cell_every: u64,
+    /// Start the kernel cold even when `nbpipe serve` or `nbpipe run` has a fork server
+    /// running for the notebook's environment (nbpipe only; see docs/fork-server.md).
+    #[arg(long = "no-fork-server")]
+    pub no_fork_server: bool,
 }
 
 /// `nbpipe inspect`.

@@ -189,3 +189,84 @@ fn preloaded_modules_are_imported_and_a_bad_preload_falls_back_to_cold() {
     assert_eq!(probes(&dir, 1)[0][0], "False", "expected a cold start");
     sb.assert_no_processes_left();
 }
+
+/// `nbpipe exec` forks its kernel from the zygote a running `nbpipe run` advertises for the
+/// notebook's environment (the registry folder), and starts cold when that kernel would not
+/// be the one it starts itself (here: another umask) or with `--no-fork-server`. The
+/// advert goes with the run.
+#[test]
+fn exec_forks_from_the_zygote_a_running_project_advertises_else_starts_cold() {
+    let sb = Sandbox::new();
+    let go = sb.path("go");
+    let wait = format!(
+        "import os, time\nwhile not os.path.exists({:?}): time.sleep(0.02)",
+        go.to_str().unwrap()
+    );
+    let yaml = "output: runs/{run_id}/\nnotebooks: [s0.ipynb]\n";
+    let dir = project(&sb, "shared", yaml, 1, &[PROBE, &wait]);
+    write_nb(&dir, "probe.ipynb", &[PROBE]);
+    let mut run = nbpipe_run(&sb, &dir).spawn().unwrap();
+    let registry = sb.path(".zygotes");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    let advert: Value = loop {
+        let found = std::fs::read_dir(&registry)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find(|e| e.path().extension().is_some_and(|x| x == "json"));
+        if let Some(e) = found {
+            if let Ok(v) = serde_json::from_slice(&std::fs::read(e.path()).unwrap()) {
+                break v;
+            }
+        }
+        assert!(run.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(std::time::Instant::now() < deadline, "no zygote advertised");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let zygote = advert["pid"].as_i64().unwrap().to_string();
+    let exec = |wrap: &[&str], extra: &[&str]| -> Vec<String> {
+        let mut c = sb.nbpipe();
+        let out_nb = dir.join("probe.out.ipynb");
+        let mut args: Vec<String> = vec![
+            "exec".into(),
+            dir.join("probe.ipynb").to_str().unwrap().into(),
+            out_nb.to_str().unwrap().into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if !wrap.is_empty() {
+            // sh -c 'umask 077; exec "$0" "$@"' NBPIPE ARGS...
+            let prog = c.get_program().to_owned();
+            let mut w = Command::new("sh");
+            sb.isolate(&mut w);
+            w.arg("-c").arg(wrap[0]).arg(prog).args(&args);
+            c = w;
+        } else {
+            c.args(&args);
+        }
+        let child = c.env("NBPIPE_HOME", shared_home()).spawn().unwrap();
+        let pid = child.id().to_string();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let mut seen: Vec<String> = last_stdout(&out_nb)
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        seen.push(pid);
+        seen
+    };
+    let seen = exec(&[], &[]);
+    assert_eq!(seen[0], "True", "not forked: {seen:?}");
+    assert_eq!(seen[1], zygote, "forked elsewhere: {seen:?}");
+    let seen = exec(&["umask 077; exec \"$0\" \"$@\""], &[]);
+    assert_eq!(seen[0], "False", "another umask must start cold: {seen:?}");
+    assert_eq!(seen[1], seen[4], "a cold kernel is exec's child: {seen:?}");
+    let seen = exec(&[], &["--no-fork-server"]);
+    assert_eq!(seen[0], "False", "--no-fork-server forked: {seen:?}");
+
+    std::fs::write(&go, "").unwrap();
+    let status = run.wait().unwrap();
+    assert!(status.success());
+    let left: Vec<_> = std::fs::read_dir(&registry).unwrap().flatten().collect();
+    assert!(left.is_empty(), "adverts left after the run: {left:?}");
+    sb.assert_no_processes_left();
+}

@@ -152,7 +152,11 @@ pub async fn run(
     if !fork_wanted(&project, &opts) {
         opts.fork = None;
     } else if opts.fork.is_none() {
-        opts.fork = nbpipe_kernel::ForkServers::new().ok();
+        // Advertised, so that `nbpipe exec` may fork from them while the run lasts.
+        opts.fork = match nbpipe_env::zygote_registry() {
+            Ok(dir) => nbpipe_kernel::ForkServers::advertised(dir).ok(),
+            Err(_) => nbpipe_kernel::ForkServers::new().ok(),
+        };
     }
     let own_shutdowns = opts
         .shutdowns

@@ -108,8 +108,16 @@ pub fn run(args: ExecArgs) -> u8 {
         autosave_every: Duration::from_secs(args.autosave_cell_every),
         echo_kernel_stderr: level == Level::Debug,
         pool: None,
-        // A single notebook pays a zygote's start as much as a cold kernel: start cold.
-        fork: None,
+        // A single notebook pays a zygote's start as much as a cold kernel, so exec starts
+        // none; it forks from the one `nbpipe serve`/`run` advertises for its environment,
+        // when there is one and the kernel would be the same as a cold one.
+        fork: if args.no_fork_server {
+            None
+        } else {
+            nbpipe_env::zygote_registry()
+                .ok()
+                .and_then(|dir| nbpipe_kernel::ForkServers::discovering(dir).ok())
+        },
         shutdowns: None,
         // The papermill-style single notebook has no project, hence no `secrets:`.
         env: Vec::new(),

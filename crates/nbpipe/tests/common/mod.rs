@@ -52,6 +52,9 @@ impl Sandbox {
             .env("JUPYTER_CONFIG_DIR", self.path(".jupyter-config"))
             .env("JUPYTER_RUNTIME_DIR", self.path(".jupyter-runtime"))
             .env("NBPIPE_HOME", self.path(".nbpipe-home"))
+            // Zygotes are advertised per sandbox: another test's `nbpipe exec` must not fork
+            // from this one's (tests share NBPIPE_HOME for its environments).
+            .env("NBPIPE_ZYGOTES", self.path(".zygotes"))
             .env("NBPIPE_TEST_TAG", &self.tag)
             .env("PYDEVD_DISABLE_FILE_VALIDATION", "1")
             .env_remove("VIRTUAL_ENV")

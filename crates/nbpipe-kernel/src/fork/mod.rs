@@ -26,6 +26,13 @@
 //! the process that asked for it exits. If a zygote cannot start, that environment falls back
 //! to cold starts. A request whose `PYTHON*` variables differ from the zygote's (they shape
 //! the interpreter at start-up) is started cold too.
+//!
+//! Sharing ([`advert`]): a set made with [`ForkServers::advertised`] publishes its zygotes in
+//! a private registry folder; one made with [`ForkServers::discovering`] starts none and forks
+//! from an advertised zygote when the kernel would be the same as a cold one (`nbpipe exec`
+//! while `nbpipe serve` or `nbpipe run` serves the environment).
+
+mod advert;
 
 use std::collections::HashMap;
 use std::io::{IoSlice, Write};
@@ -44,7 +51,7 @@ use tokio::sync::watch;
 
 use crate::client::{KernelError, StderrTail};
 
-const SCRIPT: &str = include_str!("zygote.py");
+const SCRIPT: &str = include_str!("../zygote.py");
 /// How long a zygote may take to import ipykernel and the preloaded modules.
 const ZYGOTE_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a started zygote may take to answer a request with a pid.
@@ -71,9 +78,20 @@ impl std::fmt::Debug for ForkServers {
 struct Inner {
     dir: tempfile::TempDir,
     script: PathBuf,
+    registry: Registry,
     envs: Mutex<HashMap<PathBuf, Arc<Entry>>>,
     /// Which interpreter each slot (project) uses now.
     slots: Mutex<HashMap<String, PathBuf>>,
+}
+
+/// Whether this set's zygotes are shared with other processes.
+enum Registry {
+    /// Private to this process.
+    None,
+    /// Each zygote is advertised in this folder while it runs.
+    Advertise(PathBuf),
+    /// No zygote of our own: fork from those advertised in this folder.
+    Discover(PathBuf),
 }
 
 /// One enabled interpreter and its zygote (started on demand, restarted when dead).
@@ -94,6 +112,25 @@ struct Slot {
 impl ForkServers {
     /// A set of fork servers with its own private runtime directory (0700).
     pub fn new() -> std::io::Result<ForkServers> {
+        Self::with_registry(Registry::None)
+    }
+
+    /// Like [`ForkServers::new`], and each running zygote is advertised in `registry` (a
+    /// folder kept at mode 0700, e.g. `$NBPIPE_HOME/zygotes`) so that other nbpipe
+    /// processes of this user may fork from it ([`ForkServers::discovering`]).
+    pub fn advertised(registry: PathBuf) -> std::io::Result<ForkServers> {
+        Self::with_registry(Registry::Advertise(registry))
+    }
+
+    /// A set that starts no zygote: a Python kernel is forked from the zygote another
+    /// process advertises in `registry` for the kernel's interpreter, when the kernel would
+    /// be what a cold start gives (same user, namespaces, cgroup, limits: see the `advert`
+    /// module), else started cold.
+    pub fn discovering(registry: PathBuf) -> std::io::Result<ForkServers> {
+        Self::with_registry(Registry::Discover(registry))
+    }
+
+    fn with_registry(registry: Registry) -> std::io::Result<ForkServers> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("nbpipe-fork-");
         let dir = match std::env::var_os("XDG_RUNTIME_DIR") {
@@ -110,6 +147,7 @@ impl ForkServers {
             inner: Arc::new(Inner {
                 dir,
                 script,
+                registry,
                 envs: Mutex::new(HashMap::new()),
                 slots: Mutex::new(HashMap::new()),
             }),
@@ -207,8 +245,19 @@ impl ForkServers {
             return None;
         }
         let python = PathBuf::from(&argv[0]);
-        let entry = self.inner.envs.lock().ok()?.get(&python).cloned()?;
-        let zygote = self.zygote_for(&python, &entry).await?;
+        let zygote = match &self.inner.registry {
+            Registry::Discover(dir) => match advert::Advert::find(dir, &python, SCRIPT) {
+                Ok(a) => Arc::new(Zygote::discovered(a)?),
+                Err(why) => {
+                    debug(&format!("{}: starting cold: {why}", python.display()));
+                    return None;
+                }
+            },
+            _ => {
+                let entry = self.inner.envs.lock().ok()?.get(&python).cloned()?;
+                self.zygote_for(&python, &entry).await?
+            }
+        };
         let python_vars = |vars: &mut dyn Iterator<Item = (&String, &String)>| {
             let mut v: Vec<(String, String)> = vars
                 .filter(|(k, _)| k.starts_with("PYTHON"))
@@ -239,16 +288,17 @@ impl ForkServers {
             .join(format!("{}-{}.sock", entry.id, slot.started));
         slot.started += 1;
         match Zygote::start(python, &self.inner.script, &sock, &entry.preload).await {
-            Ok(z) => {
+            Ok(mut z) => {
+                if let Registry::Advertise(dir) = &self.inner.registry {
+                    z.advert = z.advertise(dir, python, entry);
+                }
                 let z = Arc::new(z);
                 slot.zygote = Some(z.clone());
                 Some(z)
             }
             Err(e) => {
                 // Cold starts from now on; they report the environment's problem themselves.
-                if std::env::var_os("NBPIPE_DEBUG_FORK").is_some() {
-                    eprintln!("nbpipe: fork server for {} failed: {e}", python.display());
-                }
+                debug(&format!("fork server for {} failed: {e}", python.display()));
                 slot.broken = true;
                 None
             }
@@ -256,17 +306,35 @@ impl ForkServers {
     }
 }
 
-/// A running zygote process.
+/// `NBPIPE_DEBUG_FORK=1`: say on stderr why a kernel was not forked.
+fn debug(what: &str) {
+    if std::env::var_os("NBPIPE_DEBUG_FORK").is_some() {
+        eprintln!("nbpipe: {what}");
+    }
+}
+
+/// A running zygote process: ours, or another process's (discovered through its advert).
 pub(crate) struct Zygote {
     pid: i32,
     socket: PathBuf,
     env: Vec<(String, String)>,
     exited: watch::Receiver<bool>,
-    _waiter: tokio::task::JoinHandle<()>,
+    waiter: tokio::task::JoinHandle<()>,
+    /// Started by this process (killed when dropped), or discovered (left alone).
+    owned: bool,
+    /// Our advert of it, retracted when it is dropped.
+    advert: Option<PathBuf>,
 }
 
 impl Drop for Zygote {
     fn drop(&mut self) {
+        if !self.owned {
+            self.waiter.abort();
+            return;
+        }
+        if let Some(path) = &self.advert {
+            advert::Advert::retract(path, &self.socket);
+        }
         // Only the zygote: its kernels are in their own sessions and outlive it.
         if !*self.exited.borrow() {
             let _ = kill(Pid::from_raw(self.pid), Signal::SIGKILL);
@@ -288,6 +356,51 @@ pub(crate) struct Forked {
 }
 
 impl Zygote {
+    /// Another process's zygote, from its advert; its exit is watched through a pidfd.
+    fn discovered(a: advert::Advert) -> Option<Zygote> {
+        let pidfd = pidfd_open(a.pid).ok()?;
+        // SAFETY: the AsyncFd owns the pidfd, so it stays open while it is registered.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+        }
+        .ok()?;
+        let (exit_tx, exited) = watch::channel(false);
+        let waiter = tokio::spawn(async move {
+            let _ = fd.readable().await;
+            let _ = exit_tx.send(true);
+        });
+        Some(Zygote {
+            pid: a.pid,
+            socket: a.socket,
+            env: a.python_env,
+            exited,
+            waiter,
+            owned: false,
+            advert: None,
+        })
+    }
+
+    /// Publish this (our) zygote in `dir`; the advert's path.
+    fn advertise(&self, dir: &Path, python: &Path, entry: &Entry) -> Option<PathBuf> {
+        advert::Advert {
+            version: advert::VERSION,
+            script: advert::script_digest(SCRIPT),
+            python: python.to_path_buf(),
+            socket: self.socket.clone(),
+            pid: self.pid,
+            owner: std::process::id(),
+            id: entry.id.clone(),
+            preload: entry.preload.clone(),
+            python_env: self
+                .env
+                .iter()
+                .filter(|(k, _)| k.starts_with("PYTHON"))
+                .cloned()
+                .collect(),
+        }
+        .publish(dir)
+    }
+
     async fn start(
         python: &Path,
         script: &Path,
@@ -342,7 +455,9 @@ impl Zygote {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             exited,
-            _waiter: waiter,
+            waiter,
+            owned: true,
+            advert: None,
         };
         let ready = async {
             let mut lines = BufReader::new(stdout?).lines();
