@@ -178,7 +178,8 @@ impl Advert {
                     .collect(),
             )
         };
-        if status(&mine).is_none() || status(&mine) != status(&them) {
+        let own = status(&mine);
+        if own.is_none() || own != status(&them) {
             return Err("the zygote's credentials, umask or CPU set differ".into());
         }
         // Field 19 of /proc/PID/stat, after the parenthesised command name: the nice value.
@@ -190,7 +191,8 @@ impl Advert {
                 .nth(16)
                 .map(String::from)
         };
-        if nice(&mine).is_none() || nice(&mine) != nice(&them) {
+        let own = nice(&mine);
+        if own.is_none() || own != nice(&them) {
             return Err("the zygote runs at another priority".into());
         }
         Ok(())
