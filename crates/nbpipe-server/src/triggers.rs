@@ -52,9 +52,11 @@ async fn next_switch(switched: &mut Option<watch::Receiver<()>>) {
 /// and slots missed while the server was down collapse into one run.
 ///
 /// The projects are read again on every tick, and `switched` (a revision was switched in)
-/// wakes the loop at once. A schedule's cursor is named by its project, position and
-/// expression: a schedule seen for the first time (at the first start, or added or changed
-/// by a revision) fires from now on, without backfill.
+/// wakes the loop at once. A schedule's cursor is named by its project and expression (not
+/// its position: a revision that reorders schedules or removes one before another keeps
+/// their cursors; two identical schedules fire the same runs anyway, as a fire time is
+/// queued once per project): a schedule seen for the first time (at the first start, or
+/// added or changed by a revision) fires from now on, without backfill.
 pub async fn run_schedules(
     sink: Arc<QueueSink>,
     cursors: Arc<dyn CursorStore>,
@@ -84,14 +86,24 @@ pub async fn run_schedules(
                 if let Some(n) = s.next_after(now) {
                     next_wake = next_wake.min(n);
                 }
-                let name = format!("schedule:{project}:{i}:{}", s.expression());
-                let last = cursors
-                    .get(&name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                    .map(|t| t.with_timezone(&Utc));
+                let name = format!("schedule:{project}:{}", s.expression());
+                let read = |name: String| {
+                    let cursors = cursors.clone();
+                    async move {
+                        cursors
+                            .get(&name)
+                            .await
+                            .ok()
+                            .flatten()
+                            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                            .map(|t| t.with_timezone(&Utc))
+                    }
+                };
+                let mut last = read(name.clone()).await;
+                if last.is_none() {
+                    // A cursor written by nbpipe before 2026-12, named by position too.
+                    last = read(format!("schedule:{project}:{i}:{}", s.expression())).await;
+                }
                 let Some(last) = last else {
                     // First seen: schedule from now on, no backfill.
                     let _ = cursors.set(&name, &now.to_rfc3339()).await;
@@ -356,6 +368,98 @@ mod tests {
         format!(
             "name: sales\nnotebooks: [a.ipynb]\ntrigger: {{s3: {{bucket: {bucket}, prefix: {prefix}}}}}\n"
         )
+    }
+
+    /// A schedule's missed slots are caught up whatever its position in the list: a
+    /// revision that reorders schedules keeps their cursors (also those named by position,
+    /// as earlier servers wrote them), and a schedule seen for the first time does not
+    /// backfill.
+    #[tokio::test]
+    async fn a_schedule_keeps_its_cursor_whatever_its_position() {
+        use crate::intake::CursorStore;
+        let dir = tempfile::tempdir().unwrap();
+        let queue = crate::queue::Queue::open(&dir.path().join("q.sqlite").display().to_string())
+            .await
+            .unwrap();
+        let folder = |name: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            d
+        };
+        let yaml = |name: &str, schedules: &[&str]| {
+            let list: String = schedules
+                .iter()
+                .map(|s| format!("  - schedule: '{s}'\n"))
+                .collect();
+            format!("name: {name}\nnotebooks: [a.ipynb]\ntrigger:\n{list}")
+        };
+        let every = "* * * * *";
+        let yearly = "0 0 1 1 *";
+        let projects = Projects::new([
+            // `every` was first when its cursor was written; a revision put `yearly` first.
+            project(&folder("sales"), &yaml("sales", &[yearly, every])),
+            // A cursor an earlier server named by position (0).
+            project(&folder("churn"), &yaml("churn", &[every])),
+            // No cursor: first seen, no backfill.
+            project(&folder("fresh"), &yaml("fresh", &[every])),
+        ]);
+        let cursors = Arc::new(MemoryCursorStore::new());
+        let ago = (Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
+        cursors
+            .set(&format!("schedule:sales:{every}"), &ago)
+            .await
+            .unwrap();
+        cursors
+            .set(&format!("schedule:churn:0:{every}"), &ago)
+            .await
+            .unwrap();
+        let sink = Arc::new(crate::serve::QueueSink::new(
+            queue.clone(),
+            Vec::new(),
+            projects.clone(),
+            Arc::new(tokio::sync::Notify::new()),
+        ));
+        let (stop_tx, stop) = watch::channel(false);
+        let started = Utc::now();
+        let task = tokio::spawn(run_schedules(sink, cursors.clone(), projects, None, stop));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let queued = queue
+                .list(&crate::queue::RunFilter::default())
+                .await
+                .unwrap();
+            if queued.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // `fresh` had no cursor: it got one, and fires from now on (at the next minute).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(cursors
+            .get(&format!("schedule:fresh:{every}"))
+            .await
+            .unwrap()
+            .is_some());
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        let fired: std::collections::BTreeSet<String> = queue
+            .list(&crate::queue::RunFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| format!("{} {}", r.project, r.reason))
+            .collect();
+        let mut want = vec![
+            format!("churn schedule {every}"),
+            format!("sales schedule {every}"),
+        ];
+        // Unless a minute began while this ran (then `fresh` fired its first slot).
+        if Utc::now().timestamp() / 60 != started.timestamp() / 60 {
+            want.push(format!("fresh schedule {every}"));
+            want.sort();
+            want.retain(|w| fired.contains(w) || !w.starts_with("fresh"));
+        }
+        assert_eq!(fired.into_iter().collect::<Vec<_>>(), want);
     }
 
     async fn wait_for_events(sink: &MemorySink, n: usize) -> Vec<crate::event::ObjectEvent> {
