@@ -56,9 +56,10 @@ pub struct ServeOptions {
     /// Serve the projects' settings of these environments, each as its own project
     /// (`name@environment`); empty: each folder's checked-out branch decides.
     pub envs: Vec<String>,
-    /// Follow a git repository: serve its project, one environment per branch, deploying
-    /// each new commit (see [`crate::gitops`]).
-    pub git: Option<crate::gitops::GitOptions>,
+    /// Follow these git repositories: serve each one's project, one environment per
+    /// branch, deploying each new commit (see [`crate::gitops`]). No two may serve the
+    /// same project key (nor a project folder's).
+    pub git: Vec<crate::gitops::GitOptions>,
     /// The secret `POST /hooks/git` requests are signed with (`None`: the hook is off and
     /// the repository is polled only).
     pub git_webhook_secret: Option<String>,
@@ -361,11 +362,11 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     crate::api::check_listen(&opts.listen, opts.token.as_deref())
         .map_err(|e| ServeError::Config(e.to_string()))?;
-    if opts.projects.is_empty() && opts.git.is_none() {
+    if opts.projects.is_empty() && opts.git.is_empty() {
         return Err(ServeError::NoProjects);
     }
     // A followed repository's environments come from it, not from folders.
-    let folder_envs = if opts.git.is_some() {
+    let folder_envs = if !opts.git.is_empty() {
         &[][..]
     } else {
         &opts.envs[..]
@@ -373,7 +374,7 @@ pub async fn serve(
     let projects = load_projects(&opts.projects, folder_envs)?;
     // The first project folder's `.nbpipe/`, else (a server following git only) the work
     // folder's.
-    let first_dir = match (opts.projects.first(), &opts.git) {
+    let first_dir = match (opts.projects.first(), opts.git.first()) {
         (Some(d), _) => d.clone(),
         (None, Some(g)) => g.workdir.clone(),
         (None, None) => PathBuf::from("."),
@@ -416,34 +417,46 @@ pub async fn serve(
     // Revision switches (git-ops), for the trigger tasks that follow the projects.
     let (switched_tx, mut switched) = watch::channel(());
     let switched_tx = Arc::new(switched_tx);
-    // A repository followed: its environments are served from its branches before anything
-    // else starts (a server that cannot serve them does not start).
-    let gitops = match &opts.git {
-        Some(g) => {
-            // At a switch, events are routed by the new revision at once; the trigger tasks
-            // follow on `switched` (see `crate::triggers`).
-            let (sink, switched) = (sink.clone(), switched_tx.clone());
-            let on_switch = Box::new(move |p: &Projects| {
-                sink.set_routes(routing::routes(p.values().iter()));
-                switched.send_replace(());
-            });
-            Some(
-                crate::gitops::GitOps::start(
-                    g.clone(),
-                    projects.clone(),
-                    list.clone(),
-                    queue.clone(),
-                    envs.clone(),
-                    executors.clone(),
-                    opts.per_project,
-                    on_switch,
-                )
-                .await
-                .map_err(|e| ServeError::Config(e.to_string()))?,
-            )
+    // Repositories followed: their environments are served from their branches before
+    // anything else starts (a server that cannot serve them all does not start).
+    for (i, g) in opts.git.iter().enumerate() {
+        if opts.git[..i].iter().any(|o| o.url == g.url) {
+            return Err(ServeError::Config(format!(
+                "`--git {}` is given twice",
+                crate::gitops::redact_url(&g.url)
+            )));
         }
-        None => None,
-    };
+        if opts.git[..i].iter().any(|o| o.workdir == g.workdir) {
+            return Err(ServeError::Config(format!(
+                "two followed repositories would share the work folder `{}`",
+                g.workdir.display()
+            )));
+        }
+    }
+    let mut gitops = Vec::new();
+    for g in &opts.git {
+        // At a switch, events are routed by the new revision at once; the trigger tasks
+        // follow on `switched` (see `crate::triggers`).
+        let (sink, switched) = (sink.clone(), switched_tx.clone());
+        let on_switch = Box::new(move |p: &Projects| {
+            sink.set_routes(routing::routes(p.values().iter()));
+            switched.send_replace(());
+        });
+        gitops.push(
+            crate::gitops::GitOps::start(
+                g.clone(),
+                projects.clone(),
+                list.clone(),
+                queue.clone(),
+                envs.clone(),
+                executors.clone(),
+                opts.per_project,
+                on_switch,
+            )
+            .await
+            .map_err(|e| ServeError::Config(e.to_string()))?,
+        );
+    }
     // The trigger tasks start from the projects as served now: the first revisions' switches
     // are not news to them.
     switched.borrow_and_update();
@@ -561,9 +574,9 @@ pub async fn serve(
     let state = crate::api::AppState {
         queue: queue.clone(),
         projects: list,
-        git: gitops.clone().map(|ops| crate::api::GitHook {
+        git: (!gitops.is_empty()).then(|| crate::api::GitHook {
             secret: opts.git_webhook_secret.clone(),
-            ops,
+            ops: gitops.clone(),
         }),
         token: opts.token.clone(),
         hooks,
@@ -629,7 +642,7 @@ pub async fn serve(
             }
         }));
     }
-    if let Some(ops) = gitops {
+    for ops in gitops {
         tasks.push(tokio::spawn(ops.run(intake_stop.clone())));
     }
     let pool =

@@ -488,11 +488,12 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub envs: Vec<String>,
-    /// Follow this git repository (URL or path): each environment's branch is served, and
-    /// every new commit is checked out, validated and its environment built before it
-    /// replaces the running revision (runs in flight finish on theirs).
+    /// Follow this git repository (URL or path; repeatable, one project per repository):
+    /// each environment's branch is served, and every new commit is checked out, validated
+    /// and its environment built before it replaces the running revision (runs in flight
+    /// finish on theirs).
     #[arg(long, value_name = "URL")]
-    pub git: Option<String>,
+    pub git: Vec<String>,
     /// How often the followed repository is fetched (a push webhook makes it sooner).
     #[arg(
         long = "git-poll",
@@ -512,7 +513,8 @@ pub struct ServeArgs {
     )]
     pub git_webhook_secret: Option<String>,
     /// Where the repository's mirror, revision folders and relative outputs live (default:
-    /// `.nbpipe/git/<hash of the URL>` in the current folder).
+    /// `.nbpipe/git/<hash of the URL>` in the current folder); with several `--git`, each
+    /// repository's folder is `DIR/<hash of its URL>`.
     #[arg(long = "git-workdir", value_name = "DIR", requires = "git")]
     pub git_workdir: Option<PathBuf>,
     /// Address of the HTTP API and UI (loopback unless told otherwise; a public address needs a token).

@@ -697,3 +697,175 @@ fn a_revision_switch_rearms_schedules_and_inbox_triggers() {
     });
     assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{runs:#?}");
 }
+
+/// A bare repository `repos/<name>.git` whose `main` holds a project `project` (no
+/// environments) greeting `greeting`, and the clone it is pushed from; returns the clone
+/// and the commit.
+fn repo_with_project(
+    sb: &Sandbox,
+    name: &str,
+    project: &str,
+    greeting: &str,
+) -> (std::path::PathBuf, String) {
+    let origin = sb.path("repos").join(format!("{name}.git"));
+    std::fs::create_dir_all(&origin).unwrap();
+    git(&origin, &["init", "-q", "--bare", "-b", "main"]);
+    let clone = sb.path(&format!("clone-{name}"));
+    git(
+        sb.dir.path(),
+        &[
+            "clone",
+            "-q",
+            &origin.to_string_lossy(),
+            &clone.to_string_lossy(),
+        ],
+    );
+    git(&clone, &["checkout", "-q", "-b", "main"]);
+    let commit = commit_project(&clone, project, greeting);
+    (clone, commit)
+}
+
+/// Commits `project`'s nbpipe.yaml (greeting `greeting`) and notebook in `clone` and pushes
+/// `main`; returns the commit.
+fn commit_project(clone: &Path, project: &str, greeting: &str) -> String {
+    std::fs::write(
+        clone.join("nbpipe.yaml"),
+        format!("name: {project}\nparameters: {{greeting: {greeting}}}\nnotebooks: [nb.ipynb]\n"),
+    )
+    .unwrap();
+    std::fs::write(clone.join("nb.ipynb"), notebook()).unwrap();
+    git(clone, &["add", "."]);
+    git(clone, &["commit", "-q", "-m", greeting]);
+    git(clone, &["push", "-q", "origin", "main"]);
+    git(clone, &["rev-parse", "HEAD"])
+}
+
+/// One server follows two repositories beside a project folder: each repository's project
+/// is served from its own branch, a push hook naming one repository fetches that one only,
+/// a hook naming none of them fetches every repository with the branch, and a repository
+/// whose project key is served already stops the server's start with a clear error.
+#[test]
+fn one_server_follows_several_repositories_beside_a_folder() {
+    use sha2::Digest;
+    let sb = Sandbox::new();
+    let (sales, sales1) = repo_with_project(&sb, "sales", "sales", "sales-v1");
+    let (stock, stock1) = repo_with_project(&sb, "stock", "stock", "stock-v1");
+    let (_dup, _) = repo_with_project(&sb, "dup", "stock", "dup-v1");
+    let folder = project(
+        &sb,
+        "name: ledger\nnotebooks: [nb.ipynb]\n",
+        &["print('ledger')"],
+    );
+    let (_daemon, git_port) = daemon(&sb.path("repos"));
+    let url = |name: &str| format!("git://127.0.0.1:{git_port}/{name}.git");
+    let (sales_url, stock_url) = (url("sales"), url("stock"));
+    let gitwork = sb.path("gitwork");
+    // Each repository's folder is `--git-workdir/<hash of its URL>`.
+    let work_of = |u: &str| gitwork.join(&hex::encode(Sha256::digest(u.as_bytes()))[..16]);
+    // Polled hourly: only the hooks make the server fetch.
+    let server = serve_git(
+        &sb,
+        &sales_url,
+        "3600",
+        &["--git", &stock_url, &folder.to_string_lossy()],
+    );
+    let projects = server.get("/api/projects").unwrap();
+    let mut names: Vec<&str> = projects["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ledger", "sales", "stock"]);
+    assert_eq!(serving(&server, "sales").as_deref(), Some(sales1.as_str()));
+    assert_eq!(serving(&server, "stock").as_deref(), Some(stock1.as_str()));
+
+    // Both repositories move on; the hook names the stock repository (by its web address,
+    // as GitHub sends it): stock is fetched and switches, sales stays where it was.
+    let sales2 = commit_project(&sales, "sales", "sales-v2");
+    let stock2 = commit_project(&stock, "stock", "stock-v2");
+    let body = json!({
+        "ref": "refs/heads/main",
+        "after": stock2,
+        "repository": {"html_url": format!("git://127.0.0.1:{git_port}/stock/")},
+    })
+    .to_string();
+    let (code, v) = github_push(&server, &body);
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["followed"], true, "{v}");
+    assert_eq!(v["repositories"], json!([stock_url]), "{v}");
+    wait_for("stock v2 to be served", 120, || {
+        serving(&server, "stock").as_deref() == Some(stock2.as_str())
+    });
+    assert_eq!(serving(&server, "sales").as_deref(), Some(sales1.as_str()));
+
+    // A hook whose addresses name no followed repository (a mirror): every repository with
+    // that branch is fetched.
+    let body = json!({
+        "ref": "refs/heads/main",
+        "repository": {"clone_url": "https://mirror.example.org/sales.git"},
+    })
+    .to_string();
+    let (code, v) = github_push(&server, &body);
+    assert_eq!(code, 202, "{v}");
+    let mut woken: Vec<&str> = v["repositories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    woken.sort();
+    assert_eq!(woken, [sales_url.as_str(), stock_url.as_str()], "{v}");
+    wait_for("sales v2 to be served", 120, || {
+        serving(&server, "sales").as_deref() == Some(sales2.as_str())
+    });
+    // A push to a branch no repository follows wakes none.
+    let body =
+        json!({"ref": "refs/heads/feature", "repository": {"clone_url": stock_url}}).to_string();
+    let (code, v) = github_push(&server, &body);
+    assert_eq!((code, &v["followed"]), (202, &json!(false)), "{v}");
+
+    // Runs of each repository's project use its new revision and write under its folder.
+    let (a, b, c) = (
+        submit(&server, "sales", json!({})),
+        submit(&server, "stock", json!({})),
+        submit(&server, "ledger", json!({})),
+    );
+    for id in [&a, &b, &c] {
+        let r = wait_status(&server, id, |s| s == "succeeded" || s == "failed", 120);
+        assert_eq!(r["status"], "succeeded", "{r:#}");
+    }
+    assert!(printed_in(&work_of(&sales_url), "sales", &a).contains("greeting sales-v2"));
+    assert!(printed_in(&work_of(&stock_url), "stock", &b).contains("greeting stock-v2"));
+    assert!(printed(&folder, &c).contains("ledger"));
+    drop(server);
+
+    // A second repository serving `stock` too: the server does not start, and says why.
+    let out = sb
+        .nbpipe()
+        .env("NBPIPE_HOME", shared_home())
+        .args(["serve", "--git", &stock_url, "--git", &url("dup")])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--git-workdir")
+        .arg(sb.path("gitwork-dup"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("`stock` is served already"), "{err}");
+    // The same repository twice is refused as such.
+    let out = sb
+        .nbpipe()
+        .env("NBPIPE_HOME", shared_home())
+        .args(["serve", "--git", &stock_url, "--git", &stock_url])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--git-workdir")
+        .arg(sb.path("gitwork-twice"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is given twice"), "{err}");
+    sb.assert_no_processes_left();
+}

@@ -95,10 +95,12 @@ fn check_batch(body: &[u8]) -> Result<(), ApiError> {
 
 /// `POST /hooks/git`: a push webhook from GitHub, GitLab or Gitea, verified with the
 /// server's webhook secret (see [`crate::gitops::webhook`]). A push to a followed branch
-/// wakes the follower, which fetches and deploys what the branch points to: `202
-/// {"branch": …, "followed": true}`; a push to another branch: `202` with `followed: false`;
-/// a `ping`: `200`. No repository followed: `404`; no secret configured: `403`; a missing or
-/// wrong signature: `401`; not a push: `400`.
+/// wakes the follower of that repository, which fetches and deploys what the branch points
+/// to: `202 {"branch": …, "followed": true, "repositories": [URL…]}`. The repository is the
+/// followed one the body's addresses name; when they name none (a mirror, a local path),
+/// every followed repository with that branch is fetched. A push to another branch: `202`
+/// with `followed: false`; a `ping`: `200`. No repository followed: `404`; no secret
+/// configured: `403`; a missing or wrong signature: `401`; not a push: `400`.
 pub(crate) async fn git(
     State(state): State<Shared>,
     headers: axum::http::HeaderMap,
@@ -121,17 +123,38 @@ pub(crate) async fn git(
     };
     match verify(&headers, &body, secret) {
         Ok(Hook::Ping) => Ok((StatusCode::OK, Json(json!({"ping": true})))),
-        Ok(Hook::Push { provider, branch }) => {
-            let followed = match branch.as_deref() {
-                Some(b) => hook.ops.follows(b).await,
-                None => false,
+        Ok(Hook::Push {
+            provider,
+            branch,
+            repositories,
+        }) => {
+            let named: Vec<_> = hook
+                .ops
+                .iter()
+                .filter(|o| o.is_repository(&repositories))
+                .collect();
+            let candidates = if named.is_empty() {
+                hook.ops.iter().collect()
+            } else {
+                named
             };
-            if followed {
-                hook.ops.notify();
+            let mut woken = Vec::new();
+            if let Some(b) = branch.as_deref() {
+                for ops in candidates {
+                    if ops.follows(b).await {
+                        ops.notify();
+                        woken.push(ops.url());
+                    }
+                }
             }
             Ok((
                 StatusCode::ACCEPTED,
-                Json(json!({"provider": provider, "branch": branch, "followed": followed})),
+                Json(json!({
+                    "provider": provider,
+                    "branch": branch,
+                    "followed": !woken.is_empty(),
+                    "repositories": woken,
+                })),
             ))
         }
         Err(e @ (HookError::Unsigned | HookError::BadSignature(_))) => Err(ApiError::new(

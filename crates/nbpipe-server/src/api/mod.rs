@@ -171,7 +171,7 @@ pub struct AppState {
     pub queue: Queue,
     /// The configured projects (replaced when a new revision is served).
     pub projects: ProjectList,
-    /// The git repository followed, for `POST /hooks/git` (`None`: none).
+    /// The git repositories followed, for `POST /hooks/git` (`None`: none).
     pub git: Option<GitHook>,
     /// Bearer token required for every state change and the hooks (`None`: none required;
     /// only allowed on a loopback listener, see [`check_listen`]).
@@ -192,13 +192,13 @@ impl AppState {
     }
 }
 
-/// What `POST /hooks/git` needs: the secret pushes are signed with and the follower to wake.
+/// What `POST /hooks/git` needs: the secret pushes are signed with and the followers to wake.
 #[derive(Clone)]
 pub struct GitHook {
-    /// The webhook secret (`None`: the hook is refused; the repository is polled only).
+    /// The webhook secret (`None`: the hook is refused; the repositories are polled only).
     pub secret: Option<String>,
-    /// The follower.
-    pub ops: Arc<crate::gitops::GitOps>,
+    /// The followers, one per repository.
+    pub ops: Vec<Arc<crate::gitops::GitOps>>,
 }
 
 /// The projects as the API shows them; shared with whatever replaces a project by a newer

@@ -1,5 +1,6 @@
-//! Git-ops: `nbpipe serve --git URL` follows a repository's branches, one per project
-//! environment, and deploys each new commit.
+//! Git-ops: `nbpipe serve --git URL…` follows repositories' branches, one per project
+//! environment, and deploys each new commit. One [`GitOps`] per repository; a server may
+//! follow several, beside project folders, as long as no two serve the same project key.
 //!
 //! Owns the mirror of the repository (`git fetch` into a bare clone under the server's work
 //! folder, using the usual git credentials: SSH keys, credential helpers, `GIT_ASKPASS`, or
@@ -70,10 +71,15 @@ impl std::fmt::Debug for GitToken {
 
 /// `.nbpipe/git/<hash of url>` under the current folder.
 pub fn default_workdir(url: &str) -> PathBuf {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    workdir_under(&cwd.join(".nbpipe").join("git"), url)
+}
+
+/// `base/<hash of url>`: a repository's own work folder under a folder shared by several.
+pub fn workdir_under(base: &Path, url: &str) -> PathBuf {
     use sha2::Digest;
     let hash = hex::encode(sha2::Sha256::digest(url.as_bytes()));
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    cwd.join(".nbpipe").join("git").join(&hash[..16])
+    base.join(&hash[..16])
 }
 
 /// Why the repository could not be followed.
@@ -100,10 +106,14 @@ pub enum GitError {
 struct Followed {
     env: Option<String>,
     branch: String,
+    /// The key of the project this branch serves (`None` before its first revision): a
+    /// later revision must keep it, and no other repository or folder may serve it.
+    key: Option<String>,
     /// The commit being served (`None` before the first one).
     serving: Option<String>,
-    /// The last commit refused, so it is not retried on every poll.
+    /// The last commit refused, so it is not retried on every poll, and why.
     refused: Option<String>,
+    why: Option<String>,
 }
 
 /// Follows one repository for a server.
@@ -170,8 +180,10 @@ impl GitOps {
             followed.push(Followed {
                 env: None,
                 branch: default_branch.clone(),
+                key: None,
                 serving: None,
                 refused: None,
+                why: None,
             });
         } else {
             let names: Vec<String> = if ops.opts.envs.is_empty() {
@@ -196,8 +208,10 @@ impl GitOps {
                 followed.push(Followed {
                     env: Some(name.clone()),
                     branch: e.branch.clone(),
+                    key: None,
                     serving: None,
                     refused: None,
+                    why: None,
                 });
             }
         }
@@ -206,15 +220,33 @@ impl GitOps {
         let followed = ops.followed.lock().await.clone();
         if let Some(f) = followed.iter().find(|f| f.serving.is_none()) {
             return Err(GitError::Refused(format!(
-                "cannot serve {} from `{}`: see the revision history (`GET /api/revisions`)",
+                "cannot serve {} from `{}`{}",
                 f.env
                     .as_deref()
                     .map(|e| format!("environment `{e}`"))
                     .unwrap_or_else(|| format!("branch `{}`", f.branch)),
-                ops.opts.url
+                ops.url(),
+                match (&f.refused, &f.why) {
+                    (Some(commit), Some(why)) => format!(": {commit} is refused: {why}"),
+                    _ => String::new(),
+                }
             )));
         }
         Ok(Arc::new(ops))
+    }
+
+    /// The repository followed, as shown to people: any user name or password in the URL
+    /// replaced by `***`.
+    pub fn url(&self) -> String {
+        redact_url(&self.opts.url)
+    }
+
+    /// Whether this is the repository at one of `urls` (a push payload's clone, SSH and web
+    /// addresses), compared without scheme, credentials, port, host case, a trailing `/`
+    /// or `.git`, and with `git@host:path` read as `host/path`.
+    pub fn is_repository(&self, urls: &[String]) -> bool {
+        let own = repository_id(&self.opts.url);
+        !own.is_empty() && urls.iter().any(|u| repository_id(u) == own)
     }
 
     /// Whether a followed environment's branch is `branch`.
@@ -402,24 +434,23 @@ impl GitOps {
                     (self.on_switch)(&self.projects);
                     self.record(&key, f, &commit, None).await;
                     eprintln!("Serving `{key}` at {commit} (`{}`)", f.branch);
+                    f.key = Some(key);
                     f.serving = Some(commit);
                     f.refused = None;
+                    f.why = None;
                 }
                 Err(e) => {
-                    // The project's key is its name at the serving revision, else the
-                    // repository folder's.
-                    let name = self
-                        .projects
-                        .values()
-                        .into_iter()
-                        .find(|p| p.environment == f.env)
-                        .map(|p| p.name)
-                        .unwrap_or_else(|| "project".into());
-                    let key = key_of(&name);
+                    // The key the branch serves, else the name in the refused commit's
+                    // `nbpipe.yaml`, else the repository's.
+                    let key = match &f.key {
+                        Some(k) => k.clone(),
+                        None => key_of(&self.refused_name(&commit).await),
+                    };
                     let message = e.to_string();
                     eprintln!("warning: git: refused {commit} of `{key}`: {message}");
                     self.record(&key, f, &commit, Some(&message)).await;
                     f.refused = Some(commit);
+                    f.why = Some(message);
                 }
             }
         }
@@ -441,6 +472,29 @@ impl GitOps {
         }
     }
 
+    /// The project name a refused `commit` declares, when its `nbpipe.yaml` says one, else
+    /// the repository's name (the last part of its URL).
+    async fn refused_name(&self, commit: &str) -> String {
+        let declared = match self.checkout(commit).await {
+            Ok(dir) => std::fs::read_to_string(dir.join("nbpipe.yaml"))
+                .ok()
+                .and_then(|text| {
+                    text.lines().find_map(|l| {
+                        let v = l.strip_prefix("name:")?.trim().trim_matches(['"', '\'']);
+                        (!v.is_empty() && !v.contains(' ')).then(|| v.to_owned())
+                    })
+                }),
+            Err(_) => None,
+        };
+        declared.unwrap_or_else(|| {
+            let id = repository_id(&self.opts.url);
+            id.rsplit('/')
+                .find(|s| !s.is_empty())
+                .unwrap_or("project")
+                .to_owned()
+        })
+    }
+
     /// Checks `commit` out, validates it and builds its environment.
     async fn prepare(&self, f: &Followed, commit: &str) -> Result<Project, GitError> {
         let dir = self.checkout(commit).await?;
@@ -450,19 +504,23 @@ impl GitOps {
         };
         let mut project = nbpipe_project::config::load_env(&dir, select)
             .map_err(|e| GitError::Refused(e.to_string()))?;
-        if let Some(served) = self
-            .projects
-            .values()
-            .into_iter()
-            .find(|p| p.environment == f.env)
-        {
-            if served.name != project.name {
+        let key = project.key();
+        match &f.key {
+            Some(served) if *served != key => {
                 return Err(GitError::Refused(format!(
-                    "the project is named `{}` now, `{}` before: a server keeps a project's \
-                     name (restart it to rename)",
-                    project.name, served.name
+                    "the project is `{key}` now, `{served}` before: a server keeps a \
+                     project's name (restart it to rename)"
                 )));
             }
+            Some(_) => {}
+            // Another repository, environment or project folder serves this key already.
+            None if self.projects.contains(&key) => {
+                return Err(GitError::Refused(format!(
+                    "`{key}` is served already (by a project folder or another repository \
+                     or branch this server follows): rename one of them"
+                )));
+            }
+            None => {}
         }
         // Relative outputs go to a folder that outlives the revision's.
         let stable = self.opts.workdir.join("outputs").join(project.key());
@@ -486,6 +544,51 @@ impl GitOps {
                 .map_err(|e| GitError::Refused(format!("{} image: {e}", executor.kind())))?;
         }
         Ok(project)
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://***@{host}{path}"),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// What identifies a repository in its URLs: `host/path`, lower-case host, without scheme,
+/// credentials, port, trailing `/` or `.git`; `git@host:path` (scp-like) as `host/path`; a
+/// local path as itself without the trailing `/` or `.git`.
+fn repository_id(url: &str) -> String {
+    let url = url.trim();
+    let (host, path) = if let Some((_, rest)) = url.split_once("://") {
+        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = host.split(':').next().unwrap_or(host);
+        (host.to_ascii_lowercase(), path.to_owned())
+    } else if let Some((left, path)) = url
+        .split_once(':')
+        .filter(|(l, _)| !l.contains('/') && !l.is_empty())
+    {
+        let host = left.rsplit_once('@').map_or(left, |(_, h)| h);
+        (host.to_ascii_lowercase(), format!("/{path}"))
+    } else {
+        (String::new(), url.to_owned())
+    };
+    let path = path.trim_end_matches('/');
+    let path = path
+        .strip_suffix(".git")
+        .unwrap_or(path)
+        .trim_end_matches('/');
+    if host.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{host}/{}", path.trim_start_matches('/'))
     }
 }
 
@@ -567,4 +670,43 @@ async fn git_out_auth(
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repository_is_known_by_any_of_its_urls() {
+        let ids: Vec<String> = [
+            "https://github.com/Acme/sales.git",
+            "https://user:tok@GitHub.com/Acme/sales",
+            "git@github.com:Acme/sales.git",
+            "ssh://git@github.com:22/Acme/sales.git/",
+            "git://github.com/Acme/sales",
+        ]
+        .iter()
+        .map(|u| repository_id(u))
+        .collect();
+        assert!(ids.iter().all(|i| i == "github.com/Acme/sales"), "{ids:?}");
+        // The path's case matters (it does on most servers); other repositories differ.
+        assert_ne!(repository_id("https://github.com/acme/sales"), ids[0]);
+        assert_ne!(repository_id("https://github.com/Acme/sales-2"), ids[0]);
+        assert_ne!(repository_id("https://gitlab.com/Acme/sales"), ids[0]);
+        assert_eq!(repository_id("/srv/git/sales.git/"), "/srv/git/sales");
+        assert_ne!(repository_id("/srv/git/sales"), ids[0]);
+    }
+
+    #[test]
+    fn credentials_in_a_url_are_never_shown() {
+        assert_eq!(
+            redact_url("https://me:s3cret@example.org/a/b.git"),
+            "https://***@example.org/a/b.git"
+        );
+        assert_eq!(
+            redact_url("https://example.org/a@b"),
+            "https://example.org/a@b"
+        );
+        assert_eq!(redact_url("git@host:a/b"), "git@host:a/b");
+    }
 }

@@ -8,8 +8,11 @@
 //! - GitLab: `X-Gitlab-Token: <the secret>` (compared in constant time), event in
 //!   `X-Gitlab-Event` (`Push Hook`).
 //!
-//! A verified push names a branch (`ref: refs/heads/<branch>`); the server then fetches and
-//! deploys what the branch points to in the repository — never a commit taken from the body.
+//! A verified push names a branch (`ref: refs/heads/<branch>`) and its repository's
+//! addresses (GitHub, Gitea: `repository.clone_url`, `ssh_url`, `git_url`, `html_url`;
+//! GitLab: `project.git_http_url`, `git_ssh_url`, `web_url`); the server then fetches and
+//! deploys what the branch points to in that repository — never a commit taken from the
+//! body.
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
@@ -42,6 +45,8 @@ pub enum Hook {
         provider: &'static str,
         /// The branch pushed to.
         branch: Option<String>,
+        /// The addresses the body gives for the repository pushed to (may be empty).
+        repositories: Vec<String>,
     },
     /// A provider's test delivery (`ping`).
     Ping,
@@ -111,9 +116,48 @@ pub fn verify(headers: &HeaderMap, body: &[u8], secret: &str) -> Result<Hook, Ho
         .get("ref")
         .and_then(Value::as_str)
         .ok_or_else(|| HookError::NotPush("no `ref` in the body".into()))?;
+    let mut repositories = Vec::new();
+    for (object, keys) in [
+        (
+            "repository",
+            &[
+                "clone_url",
+                "ssh_url",
+                "git_url",
+                "html_url",
+                "git_http_url",
+                "git_ssh_url",
+                "url",
+                "homepage",
+            ][..],
+        ),
+        (
+            "project",
+            &[
+                "git_http_url",
+                "git_ssh_url",
+                "web_url",
+                "http_url",
+                "ssh_url",
+            ][..],
+        ),
+    ] {
+        for key in keys {
+            if let Some(u) = v
+                .get(object)
+                .and_then(|o| o.get(key))
+                .and_then(Value::as_str)
+            {
+                if !u.is_empty() && !repositories.iter().any(|r| r == u) {
+                    repositories.push(u.to_owned());
+                }
+            }
+        }
+    }
     Ok(Hook::Push {
         provider,
         branch: r.strip_prefix("refs/heads/").map(str::to_owned),
+        repositories,
     })
 }
 
@@ -146,7 +190,8 @@ mod tests {
             verify(&h, BODY, "s3cret"),
             Ok(Hook::Push {
                 provider: "github",
-                branch: Some("staging".into())
+                branch: Some("staging".into()),
+                repositories: vec![],
             })
         );
         let gitea = sign("s3cret", BODY);
@@ -171,6 +216,26 @@ mod tests {
         ));
         let h = headers(&[("x-hub-signature-256", &gh), ("x-github-event", "ping")]);
         assert_eq!(verify(&h, BODY, "s3cret"), Ok(Hook::Ping));
+        // The repository's addresses, as each provider names them.
+        let github = br#"{"ref":"refs/heads/main","repository":{"clone_url":"https://h/a/b.git","ssh_url":"git@h:a/b.git","html_url":"https://h/a/b"}}"#;
+        let sig = format!("sha256={}", sign("s3cret", github));
+        let h = headers(&[("x-hub-signature-256", &sig)]);
+        let Ok(Hook::Push { repositories, .. }) = verify(&h, github, "s3cret") else {
+            panic!("not a push");
+        };
+        assert_eq!(
+            repositories,
+            ["https://h/a/b.git", "git@h:a/b.git", "https://h/a/b"]
+        );
+        let gitlab = br#"{"ref":"refs/heads/main","project":{"git_http_url":"https://h/a/b.git","git_ssh_url":"git@h:a/b.git","web_url":"https://h/a/b"}}"#;
+        let h = headers(&[("x-gitlab-token", "s3cret")]);
+        let Ok(Hook::Push { repositories, .. }) = verify(&h, gitlab, "s3cret") else {
+            panic!("not a push");
+        };
+        assert_eq!(
+            repositories,
+            ["https://h/a/b.git", "git@h:a/b.git", "https://h/a/b"]
+        );
         // A tag push names no branch.
         let tag = br#"{"ref":"refs/tags/v1"}"#;
         let h = headers(&[("x-gitlab-token", "s3cret")]);

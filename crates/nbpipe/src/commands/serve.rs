@@ -10,13 +10,18 @@ use crate::exit;
 
 /// Run the command; returns the exit code.
 pub fn run(args: ServeArgs) -> u8 {
-    let git_workdir = args.git.as_ref().map(|url| {
-        args.git_workdir
-            .clone()
-            .unwrap_or_else(|| nbpipe_server::gitops::default_workdir(url))
-    });
-    // The inbox lives with the first project folder, else with the followed repository.
-    let home = match (args.projects.first(), &git_workdir) {
+    let several = args.git.len() > 1;
+    let git_workdirs: Vec<_> = args
+        .git
+        .iter()
+        .map(|url| match &args.git_workdir {
+            Some(dir) if several => nbpipe_server::gitops::workdir_under(dir, url),
+            Some(dir) => dir.clone(),
+            None => nbpipe_server::gitops::default_workdir(url),
+        })
+        .collect();
+    // The inbox lives with the first project folder, else with the first followed repository.
+    let home = match (args.projects.first(), git_workdirs.first()) {
         (Some(first), _) => std::fs::canonicalize(first)
             .unwrap_or(first.clone())
             .join(".nbpipe"),
@@ -48,12 +53,13 @@ pub fn run(args: ServeArgs) -> u8 {
         image_binary: args.image_binary,
         git: args
             .git
-            .as_ref()
-            .map(|url| nbpipe_server::gitops::GitOptions {
+            .iter()
+            .zip(git_workdirs)
+            .map(|(url, workdir)| nbpipe_server::gitops::GitOptions {
                 url: url.clone(),
                 envs: args.envs.clone(),
                 poll: Duration::from_secs(args.git_poll.max(1)),
-                workdir: git_workdir.clone().unwrap_or_default(),
+                workdir,
                 token: std::env::var("NBPIPE_GIT_TOKEN")
                     .ok()
                     .filter(|t| !t.is_empty())
@@ -64,7 +70,8 @@ pub fn run(args: ServeArgs) -> u8 {
                             .unwrap_or_else(|| "x-access-token".into());
                         nbpipe_server::gitops::GitToken { user, token: t }
                     }),
-            }),
+            })
+            .collect(),
         git_webhook_secret: args.git_webhook_secret.filter(|s| !s.is_empty()),
         envs: args.envs,
         public_url: args.public_url,
