@@ -141,7 +141,7 @@ pub(crate) async fn git(
             let mut woken = Vec::new();
             if let Some(b) = branch.as_deref() {
                 for ops in candidates {
-                    if ops.follows(b).await {
+                    if ops.follows(b) {
                         ops.notify();
                         woken.push(ops.url());
                     }

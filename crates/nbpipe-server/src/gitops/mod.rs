@@ -121,6 +121,9 @@ pub struct GitOps {
     opts: GitOptions,
     mirror: PathBuf,
     followed: tokio::sync::Mutex<Vec<Followed>>,
+    /// The followed branches (fixed at start; read without waiting for a deploy that holds
+    /// `followed`).
+    branches: Vec<String>,
     projects: Projects,
     list: ProjectList,
     queue: Queue,
@@ -156,10 +159,11 @@ impl GitOps {
         if !mirror.join("HEAD").is_file() {
             git(None, &["init", "--bare", "--quiet"], Some(&mirror), "init").await?;
         }
-        let ops = GitOps {
+        let mut ops = GitOps {
             opts,
             mirror,
             followed: tokio::sync::Mutex::new(Vec::new()),
+            branches: Vec::new(),
             projects,
             list,
             queue,
@@ -215,6 +219,7 @@ impl GitOps {
                 });
             }
         }
+        ops.branches = followed.iter().map(|f| f.branch.clone()).collect();
         *ops.followed.lock().await = followed;
         ops.update().await;
         let followed = ops.followed.lock().await.clone();
@@ -250,12 +255,9 @@ impl GitOps {
     }
 
     /// Whether a followed environment's branch is `branch`.
-    pub async fn follows(&self, branch: &str) -> bool {
-        self.followed
-            .lock()
-            .await
-            .iter()
-            .any(|f| f.branch == branch)
+    /// Answers at once, even while a new revision is being built.
+    pub fn follows(&self, branch: &str) -> bool {
+        self.branches.iter().any(|b| b == branch)
     }
 
     /// Wakes the follower now (a verified push webhook).
