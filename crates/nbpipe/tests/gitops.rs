@@ -867,5 +867,23 @@ fn one_server_follows_several_repositories_beside_a_folder() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("is given twice"), "{err}");
+    // Credentials written into a URL are never printed (a token belongs in NBPIPE_GIT_TOKEN).
+    let out = sb
+        .nbpipe()
+        .env("NBPIPE_HOME", shared_home())
+        .args(["serve", "--git", &stock_url, "--git"])
+        .arg(format!(
+            "http://deploy:pw-5150@127.0.0.1:{}/x.git",
+            free_port()
+        ))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .arg("--git-workdir")
+        .arg(sb.path("gitwork-creds"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("git fetch `http://***@127.0.0.1:"), "{err}");
+    assert!(!err.contains("pw-5150"), "{err}");
     sb.assert_no_processes_left();
 }

@@ -294,7 +294,7 @@ impl GitOps {
                 "+refs/heads/*:refs/heads/*",
             ],
             None,
-            &format!("fetch `{}`", self.opts.url),
+            &format!("fetch `{}`", self.url()),
         )
         .await?;
         // HEAD names the remote's default branch (for choosing environments at start).
@@ -347,7 +347,7 @@ impl GitOps {
         .await
         .map_err(|_| GitError::Git {
             what: format!("branch `{branch}`"),
-            message: format!("`{}` has no branch `{branch}`", self.opts.url),
+            message: format!("`{}` has no branch `{branch}`", self.url()),
         })?;
         Ok(out.trim().to_owned())
     }
