@@ -119,6 +119,20 @@ pub fn ensure(dir: &Path, opts: &EnvOptions) -> Result<ManagedEnv, EnvError> {
     ensure_in(&nbpipe_home()?, dir, opts)
 }
 
+/// The environment [`ensure`] gave folder `dir` last time (its `.nbpipe/env.json`), as
+/// `(interpreter, hash)`, when that interpreter still exists: a guess, never an answer.
+///
+/// `ensure` may have to run the base interpreter to learn its version — a launcher script
+/// such as a pyenv shim is asked every time (~0.1 s) — before it knows the environment. A
+/// caller can start slow work on the guess meanwhile (`nbpipe run` starts the zygote) and
+/// must drop it when `ensure` answers otherwise. Never starts a process.
+pub fn predicted(dir: &Path) -> Option<(PathBuf, String)> {
+    let folder = std::fs::canonicalize(dir).ok()?;
+    let marker = Marker::read(&folder).ok()??;
+    let python = build::env_python(&marker.env_path);
+    (marker.format == ENV_FORMAT_VERSION && python.is_file()).then_some((python, marker.hash))
+}
+
 /// [`ensure`] with an explicit cache home (environments go to `home/envs/`).
 pub fn ensure_in(home: &Path, dir: &Path, opts: &EnvOptions) -> Result<ManagedEnv, EnvError> {
     let installer = build::default_installer();

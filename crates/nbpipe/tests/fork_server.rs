@@ -270,3 +270,69 @@ fn exec_forks_from_the_zygote_a_running_project_advertises_else_starts_cold() {
     assert!(left.is_empty(), "adverts left after the run: {left:?}");
     sb.assert_no_processes_left();
 }
+
+/// `nbpipe run` starts the zygote on the environment the folder's marker names while it
+/// checks the environment; when the check answers otherwise (here the marker names a decoy
+/// environment), that zygote is replaced before any kernel is forked: every step runs in
+/// the checked environment, forked, and the decoy's zygote does not outlive the run.
+#[test]
+fn a_wrong_environment_guess_is_replaced_before_any_kernel_forks() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let yaml = "output: runs/{run_id}/\nnotebooks: [s0.ipynb, s1.ipynb]\n";
+    let cells = ["import os, sys\nprint(os.getsid(0) == os.getpid(), sys.prefix)"];
+    let dir = project(&sb, "guess", yaml, 2, &cells);
+    let out = nbpipe_run(&sb, &dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir(&dir).join("run.json")).unwrap())
+            .unwrap();
+    let env_python = PathBuf::from(manifest["environment"]["python"].as_str().unwrap());
+    let env_root = env_python.parent().unwrap().parent().unwrap().to_path_buf();
+
+    // A decoy environment whose interpreter (the test venv's, which has ipykernel) says
+    // when it is started.
+    let decoy = sb.path("decoy-env");
+    std::fs::create_dir_all(decoy.join("bin")).unwrap();
+    let started = sb.path("decoy-started");
+    let script = format!(
+        "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+        started.display(),
+        sb.python().display()
+    );
+    let python = decoy.join("bin/python");
+    std::fs::write(&python, script).unwrap();
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker_path = dir.join(".nbpipe/env.json");
+    let mut marker: Value =
+        serde_json::from_str(&std::fs::read_to_string(&marker_path).unwrap()).unwrap();
+    marker["env_path"] = json!(decoy);
+    marker["python"] = json!(python);
+    marker["hash"] = json!("decoy00000000000");
+    std::fs::write(&marker_path, marker.to_string()).unwrap();
+
+    let out = nbpipe_run(&sb, &dir).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = std::fs::read_to_string(&started).unwrap_or_default();
+    assert!(
+        log.contains("zygote.py"),
+        "the guess started no zygote: {log:?}"
+    );
+    let run = run_dir(&dir);
+    let want = std::fs::canonicalize(&env_root).unwrap();
+    for i in 0..2 {
+        let printed = last_stdout(&run.join(format!("s{i}.ipynb")));
+        let mut words = printed.split_whitespace();
+        assert_eq!(words.next(), Some("True"), "step {i} not forked: {printed}");
+        let prefix = std::fs::canonicalize(words.next().unwrap()).unwrap();
+        assert_eq!(
+            prefix, want,
+            "step {i} ran in another environment: {printed}"
+        );
+    }
+    // The check rewrote the marker to the environment it found.
+    let marker: Value =
+        serde_json::from_str(&std::fs::read_to_string(&marker_path).unwrap()).unwrap();
+    assert_eq!(marker["python"], json!(env_python));
+    sb.assert_no_processes_left();
+}

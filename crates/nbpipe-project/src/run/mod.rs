@@ -222,6 +222,16 @@ async fn run_with(
         // An image's environment, installed when the image was built: never rebuilt here.
         nbpipe_env::open_prebuilt(std::path::Path::new(&root))?
     } else {
+        // The zygote imports ipykernel (~0.3 s) while `ensure` checks the environment (a
+        // pyenv shim alone costs ~0.1 s); `enable` below keeps it if the guess was right and
+        // replaces it otherwise, before any kernel is asked of it.
+        let guess = opts
+            .fork
+            .as_ref()
+            .and_then(|forks| Some((forks, nbpipe_env::predicted(&project.dir)?)));
+        if let Some((forks, (python, hash))) = guess {
+            forks.enable(&project.key(), &python, &hash, &project.env.preload);
+        }
         let dir = project.dir.clone();
         let env_opts = nbpipe_env::EnvOptions {
             python: project.env.python.clone(),
