@@ -139,6 +139,19 @@ fn serving(server: &Server, key: &str) -> Option<String> {
         .and_then(|r| r["commit"].as_str().map(str::to_owned))
 }
 
+/// The served projects' names, sorted.
+fn project_names(server: &Server) -> Vec<String> {
+    let projects = server.get("/api/projects").unwrap();
+    let mut names: Vec<String> = projects["projects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !f() {
@@ -218,14 +231,7 @@ fn environments_follow_their_branches_and_a_broken_commit_is_refused() {
     let server = serve_git(&sb, &url, "30", &[]);
 
     // Both environments of the default branch's nbpipe.yaml are served, each at its branch.
-    let projects = server.get("/api/projects").unwrap();
-    let mut names: Vec<&str> = projects["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    names.sort();
+    let names = project_names(&server);
     assert_eq!(names, ["sales@production", "sales@staging"]);
     assert_eq!(
         serving(&server, "sales@staging").as_deref(),
@@ -769,14 +775,7 @@ fn one_server_follows_several_repositories_beside_a_folder() {
         "3600",
         &["--git", &stock_url, &folder.to_string_lossy()],
     );
-    let projects = server.get("/api/projects").unwrap();
-    let mut names: Vec<&str> = projects["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
-    names.sort();
+    let names = project_names(&server);
     assert_eq!(names, ["ledger", "sales", "stock"]);
     assert_eq!(serving(&server, "sales").as_deref(), Some(sales1.as_str()));
     assert_eq!(serving(&server, "stock").as_deref(), Some(stock1.as_str()));
@@ -841,48 +840,32 @@ fn one_server_follows_several_repositories_beside_a_folder() {
     assert!(printed(&folder, &c).contains("ledger"));
     drop(server);
 
+    // A server that must not start: exit 2, and what it printed on stderr.
+    let refused = |gits: &[&str], workdir: &str| {
+        let mut cmd = sb.nbpipe();
+        cmd.env("NBPIPE_HOME", shared_home()).arg("serve");
+        for g in gits {
+            cmd.args(["--git", g]);
+        }
+        let out = cmd
+            .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+            .arg("--git-workdir")
+            .arg(sb.path(workdir))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        err
+    };
     // A second repository serving `stock` too: the server does not start, and says why.
-    let out = sb
-        .nbpipe()
-        .env("NBPIPE_HOME", shared_home())
-        .args(["serve", "--git", &stock_url, "--git", &url("dup")])
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--git-workdir")
-        .arg(sb.path("gitwork-dup"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&[&stock_url, &url("dup")], "gitwork-dup");
     assert!(err.contains("`stock` is served already"), "{err}");
     // The same repository twice is refused as such.
-    let out = sb
-        .nbpipe()
-        .env("NBPIPE_HOME", shared_home())
-        .args(["serve", "--git", &stock_url, "--git", &stock_url])
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--git-workdir")
-        .arg(sb.path("gitwork-twice"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&[&stock_url, &stock_url], "gitwork-twice");
     assert!(err.contains("is given twice"), "{err}");
     // Credentials written into a URL are never printed (a token belongs in NBPIPE_GIT_TOKEN).
-    let out = sb
-        .nbpipe()
-        .env("NBPIPE_HOME", shared_home())
-        .args(["serve", "--git", &stock_url, "--git"])
-        .arg(format!(
-            "http://deploy:pw-5150@127.0.0.1:{}/x.git",
-            free_port()
-        ))
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
-        .arg("--git-workdir")
-        .arg(sb.path("gitwork-creds"))
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let with_password = format!("http://deploy:pw-5150@127.0.0.1:{}/x.git", free_port());
+    let err = refused(&[&stock_url, &with_password], "gitwork-creds");
     assert!(err.contains("git fetch `http://***@127.0.0.1:"), "{err}");
     assert!(!err.contains("pw-5150"), "{err}");
     sb.assert_no_processes_left();
