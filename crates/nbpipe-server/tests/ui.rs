@@ -312,6 +312,7 @@ async fn server() -> Server {
             max_attempts: 1,
             policy: policy_of("notebooks: [a.ipynb]\n"),
             steps: vec![],
+            source: None,
         },
         ProjectInfo {
             name: "models".into(),
@@ -323,6 +324,7 @@ async fn server() -> Server {
                 "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 1, retry_backoff: 90s, timeout: 2h}\n",
             ),
             steps: vec![],
+            source: None,
         },
     ];
     let state = AppState {

@@ -798,6 +798,33 @@ fn one_server_follows_several_repositories_beside_a_folder() {
         serving(&server, "stock").as_deref() == Some(stock2.as_str())
     });
     assert_eq!(serving(&server, "sales").as_deref(), Some(sales1.as_str()));
+    // The API says where each project comes from (a folder has no source).
+    let projects = server.get("/api/projects").unwrap();
+    let source = |name: &str| {
+        projects["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["source"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        source("stock"),
+        json!({"repository": stock_url, "branch": "main", "commit": stock2}),
+    );
+    assert_eq!(source("sales")["commit"], json!(sales1));
+    assert_eq!(source("ledger"), Value::Null);
+    let page = Command::new("curl")
+        .args(["-sf", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{}/projects", server.port))
+        .output()
+        .unwrap();
+    let page = String::from_utf8_lossy(&page.stdout);
+    assert!(
+        page.contains(&format!("<code class=\"repository\">{stock_url}</code>")),
+        "{page}"
+    );
 
     // A hook whose addresses name no followed repository (a mirror): every repository with
     // that branch is fetched.

@@ -111,6 +111,19 @@ pub struct ProjectInfo {
     /// Its steps' notebooks, which submitted parameters are checked against.
     #[serde(skip)]
     pub steps: Vec<StepNotebook>,
+    /// Where its files come from, when the server follows a git repository for it.
+    pub source: Option<ProjectSource>,
+}
+
+/// The repository, branch and commit a project is served from (`nbpipe serve --git`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProjectSource {
+    /// The repository as given, credentials in its URL shown as `***`.
+    pub repository: String,
+    /// The branch followed.
+    pub branch: String,
+    /// The commit served.
+    pub commit: String,
 }
 
 /// One step's notebook, as far as checking parameters for it goes.
@@ -161,6 +174,7 @@ impl ProjectInfo {
                     kernel: s.kernel.clone(),
                 })
                 .collect(),
+            source: None,
         }
     }
 }

@@ -424,8 +424,13 @@ impl GitOps {
                         project: project.clone(),
                         git: Some(git),
                     });
-                    self.list
-                        .replace(ProjectInfo::from_project(&project, self.per_project));
+                    let mut info = ProjectInfo::from_project(&project, self.per_project);
+                    info.source = Some(crate::api::ProjectSource {
+                        repository: self.url(),
+                        branch: f.branch.clone(),
+                        commit: commit.clone(),
+                    });
+                    self.list.replace(info);
                     if let Err(e) = self
                         .queue
                         .set_project_policy(&key, &crate::policy::stored_policy(&project))

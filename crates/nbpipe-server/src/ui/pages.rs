@@ -493,7 +493,7 @@ pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
     if projects.is_empty() {
         b += "<p class=\"empty\">No projects configured.</p>";
     } else {
-        b += "<table class=\"projects\" id=\"projects\"><thead><tr><th>Project</th><th>Directory</th>\
+        b += "<table class=\"projects\" id=\"projects\"><thead><tr><th>Project</th><th>Source</th>\
               <th>Triggers</th><th>Run policy</th><th></th></tr></thead><tbody>";
         for p in &projects {
             let triggers = if p.triggers.is_empty() {
@@ -507,14 +507,24 @@ pub(crate) async fn projects_page(State(state): State<Shared>) -> Response {
                 format!("<ul>{items}</ul>")
             };
             let body = serde_json::json!({"project": p.name}).to_string();
+            // A folder, or the repository, branch and commit it is served from.
+            let source = match &p.source {
+                Some(s) => format!(
+                    "<code class=\"repository\">{}</code> <code>{}</code> @ <code title=\"{}\">{}</code>",
+                    esc(&s.repository),
+                    esc(&s.branch),
+                    esc(&s.commit),
+                    esc(&s.commit.chars().take(12).collect::<String>()),
+                ),
+                None => format!("<code>{}</code>", esc(&p.dir.display().to_string())),
+            };
             let _ = write!(
                 b,
-                "<tr data-project=\"{n}\"><td><a href=\"/?project={nu}\">{n}</a></td><td><code>{dir}</code></td>\
+                "<tr data-project=\"{n}\"><td><a href=\"/?project={nu}\">{n}</a></td><td>{source}</td>\
                  <td>{triggers}</td><td>{policy}</td><td><button type=\"button\" class=\"run-now\" \
                  data-action=\"/api/runs\" data-body=\"{body}\" data-then=\"open-run\">Run now</button></td></tr>",
                 n = esc(&p.name),
                 nu = url_part(&p.name),
-                dir = esc(&p.dir.display().to_string()),
                 body = esc(&body),
                 policy = policy_list(&p.policy),
             );

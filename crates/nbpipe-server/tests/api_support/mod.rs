@@ -86,6 +86,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
                 "notebooks: [a.ipynb]\nserve: {concurrency: 2, retries: 1, retry_backoff: 30s, timeout: 1h}\n",
             ),
             steps: vec![],
+            source: None,
         },
         ProjectInfo {
             name: "churn".into(),
@@ -95,6 +96,7 @@ pub async fn fixture(token: Option<&str>) -> Fixture {
             max_attempts: 1,
             policy: policy_of("notebooks: [a.ipynb]\n"),
             steps: vec![],
+            source: None,
         },
     ];
     let app = api::router(AppState {
