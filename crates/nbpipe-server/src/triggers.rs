@@ -87,22 +87,11 @@ pub async fn run_schedules(
                     next_wake = next_wake.min(n);
                 }
                 let name = format!("schedule:{project}:{}", s.expression());
-                let read = |name: String| {
-                    let cursors = cursors.clone();
-                    async move {
-                        cursors
-                            .get(&name)
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                            .map(|t| t.with_timezone(&Utc))
-                    }
-                };
-                let mut last = read(name.clone()).await;
+                let mut last = cursor_time(cursors.as_ref(), &name).await;
                 if last.is_none() {
                     // A cursor written by nbpipe before 2026-12, named by position too.
-                    last = read(format!("schedule:{project}:{i}:{}", s.expression())).await;
+                    let old = format!("schedule:{project}:{i}:{}", s.expression());
+                    last = cursor_time(cursors.as_ref(), &old).await;
                 }
                 let Some(last) = last else {
                     // First seen: schedule from now on, no backfill.
@@ -129,6 +118,13 @@ pub async fn run_schedules(
             _ = shutdown.changed() => return,
         }
     }
+}
+
+/// The time stored under cursor `name`, if it holds one.
+async fn cursor_time(cursors: &dyn CursorStore, name: &str) -> Option<DateTime<Utc>> {
+    let text = cursors.get(name).await.ok().flatten()?;
+    let t = DateTime::parse_from_rfc3339(&text).ok()?;
+    Some(t.with_timezone(&Utc))
 }
 
 /// What one watcher watches.

@@ -359,6 +359,23 @@ pub fn load_env(dir: &Path, select: Select<'_>) -> Result<Project, ConfigError> 
     })
 }
 
+/// The `name` the project file in `dir` sets, read with the project file's own YAML parser
+/// but not validated: the name of a project that may not load (e.g. to say which project a
+/// refused revision was). `None` when there is no file, it is not YAML or sets no name.
+pub fn declared_name(dir: &Path) -> Option<String> {
+    let text = FILE_NAMES
+        .iter()
+        .find_map(|name| std::fs::read_to_string(dir.join(name)).ok())?;
+    match yaml::parse(&text).ok()??.kind {
+        yaml::Kind::Map(map) => map
+            .get("name")?
+            .scalar()
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
 /// Parse and validate the project file `file_name` of the project in `dir`,
 /// whose content is `text`. Notebook and requirements paths are checked
 /// against the file system.

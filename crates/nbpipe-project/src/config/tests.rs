@@ -737,3 +737,23 @@ fn env_fork_server_and_preload() {
         e.message
     );
 }
+
+#[test]
+fn declared_name_reads_a_name_even_from_a_file_that_does_not_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let name_in = |text: &str| {
+        std::fs::write(dir.path().join("nbpipe.yaml"), text).unwrap();
+        declared_name(dir.path())
+    };
+    // The notebook is missing: the project does not load, its name is still read.
+    let text = "name: 'sales'  # comment\nnotebooks: [missing.ipynb]\n";
+    assert!(load(dir.path()).is_err());
+    assert_eq!(name_in(text).as_deref(), Some("sales"));
+    // Only the top-level key counts.
+    assert_eq!(name_in("notify:\n  name: x\nnotebooks: [a.ipynb]\n"), None);
+    assert_eq!(name_in("name: ''\n"), None);
+    assert_eq!(name_in("name: [unclosed\n"), None);
+    assert_eq!(name_in("- a list\n"), None);
+    std::fs::remove_file(dir.path().join("nbpipe.yaml")).unwrap();
+    assert_eq!(declared_name(dir.path()), None);
+}

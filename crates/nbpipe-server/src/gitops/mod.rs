@@ -112,8 +112,7 @@ struct Followed {
     /// The commit being served (`None` before the first one).
     serving: Option<String>,
     /// The last commit refused, so it is not retried on every poll, and why.
-    refused: Option<String>,
-    why: Option<String>,
+    refused: Option<(String, String)>,
 }
 
 /// Follows one repository for a server.
@@ -187,7 +186,6 @@ impl GitOps {
                 key: None,
                 serving: None,
                 refused: None,
-                why: None,
             });
         } else {
             let names: Vec<String> = if ops.opts.envs.is_empty() {
@@ -215,7 +213,6 @@ impl GitOps {
                     key: None,
                     serving: None,
                     refused: None,
-                    why: None,
                 });
             }
         }
@@ -231,9 +228,9 @@ impl GitOps {
                     .map(|e| format!("environment `{e}`"))
                     .unwrap_or_else(|| format!("branch `{}`", f.branch)),
                 ops.url(),
-                match (&f.refused, &f.why) {
-                    (Some(commit), Some(why)) => format!(": {commit} is refused: {why}"),
-                    _ => String::new(),
+                match &f.refused {
+                    Some((commit, why)) => format!(": {commit} is refused: {why}"),
+                    None => String::new(),
                 }
             )));
         }
@@ -405,7 +402,9 @@ impl GitOps {
                     continue;
                 }
             };
-            if f.serving.as_deref() == Some(&commit) || f.refused.as_deref() == Some(&commit) {
+            if f.serving.as_deref() == Some(&commit)
+                || f.refused.as_ref().is_some_and(|(c, _)| *c == commit)
+            {
                 continue;
             }
             let key_of = |p: &str| match &f.env {
@@ -444,7 +443,6 @@ impl GitOps {
                     f.key = Some(key);
                     f.serving = Some(commit);
                     f.refused = None;
-                    f.why = None;
                 }
                 Err(e) => {
                     // The key the branch serves, else the name in the refused commit's
@@ -456,8 +454,7 @@ impl GitOps {
                     let message = e.to_string();
                     eprintln!("warning: git: refused {commit} of `{key}`: {message}");
                     self.record(&key, f, &commit, Some(&message)).await;
-                    f.refused = Some(commit);
-                    f.why = Some(message);
+                    f.refused = Some((commit, message));
                 }
             }
         }
@@ -483,14 +480,7 @@ impl GitOps {
     /// the repository's name (the last part of its URL).
     async fn refused_name(&self, commit: &str) -> String {
         let declared = match self.checkout(commit).await {
-            Ok(dir) => std::fs::read_to_string(dir.join("nbpipe.yaml"))
-                .ok()
-                .and_then(|text| {
-                    text.lines().find_map(|l| {
-                        let v = l.strip_prefix("name:")?.trim().trim_matches(['"', '\'']);
-                        (!v.is_empty() && !v.contains(' ')).then(|| v.to_owned())
-                    })
-                }),
+            Ok(dir) => nbpipe_project::config::declared_name(&dir),
             Err(_) => None,
         };
         declared.unwrap_or_else(|| {
