@@ -70,9 +70,8 @@ def make_project() -> None:
 
 
 def tool_env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    env["JUPYTER_PATH"] = str(VENV / "share" / "jupyter")
+    """bench.py's (the venv first on PATH and JUPYTER_PATH), plus nbpipe's own folders."""
+    env = core.tool_env()
     env["NBPIPE_HOME"] = str(NBPIPE_HOME)
     env["NBPIPE_ZYGOTES"] = str(ZYGOTES)
     env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
