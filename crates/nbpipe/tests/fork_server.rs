@@ -39,13 +39,18 @@ fn project(sb: &Sandbox, name: &str, yaml: &str, steps: usize, cells: &[&str]) -
     dir
 }
 
+/// The latest run's folder: the one whose `run.json` was written last (run ids name the
+/// second only, so two runs within a second do not sort by id).
 fn run_dir(project: &Path) -> PathBuf {
-    let mut runs: Vec<PathBuf> = std::fs::read_dir(project.join("runs"))
+    std::fs::read_dir(project.join("runs"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .collect();
-    runs.sort();
-    runs.pop().expect("a run directory")
+        .max_by_key(|run| {
+            std::fs::metadata(run.join("run.json"))
+                .and_then(|m| m.modified())
+                .unwrap()
+        })
+        .expect("a run directory")
 }
 
 fn last_stdout(nb_path: &Path) -> String {
